@@ -1,0 +1,175 @@
+/**
+ * Typed readings that drivers return. Units are base units throughout:
+ * bytes, seconds, hertz. Drivers convert from their backend's units
+ * (KiB, pages, ns, MiB, float seconds) before anything leaves them.
+ */
+
+export const DOMAIN_STATES = [
+  'nostate',
+  'running',
+  'blocked',
+  'paused',
+  'shutdown',
+  'shutoff',
+  'crashed',
+  'pmsuspended',
+] as const;
+export type DomainState = (typeof DOMAIN_STATES)[number];
+
+/** States in which a domain has a live process/vCPUs (it accrues CPU time). */
+export const ACTIVE_STATES: ReadonlySet<DomainState> = new Set(['running', 'blocked', 'paused', 'shutdown', 'pmsuspended']);
+
+export interface DomainRef {
+  name: string;
+  /** Lower-case canonical 8-4-4-4-12 UUID. */
+  uuid: string;
+  /** Hypervisor id while active; null when shut off. */
+  id: number | null;
+}
+
+export interface DomainInfo extends DomainRef {
+  state: DomainState;
+  /** Free-form reason from the backend, e.g. "user", "crashed", "migrated". */
+  stateReason?: string;
+  maxMemoryBytes: number;
+  memoryBytes: number;
+  vcpus: number;
+  cpuTimeSeconds: number;
+  /** Descriptive attributes for virt_domain_info (os_type, arch, machine, ...). */
+  osType?: string;
+  arch?: string;
+  machine?: string;
+  autostart?: boolean;
+  persistent?: boolean;
+}
+
+export const VCPU_STATES = ['offline', 'running', 'blocked'] as const;
+export type VcpuState = (typeof VCPU_STATES)[number];
+
+export interface VcpuReading {
+  id: number;
+  state: VcpuState;
+  timeSeconds?: number;
+  /** Physical CPU it last ran on; undefined when unknown/offline. */
+  cpu?: number;
+}
+
+export interface MemoryReading {
+  maximumBytes: number;
+  currentBytes: number;
+  /** Balloon size as the hypervisor sees it (QMP query-balloon actual). */
+  balloonBytes?: number;
+  /** Guest-reported figures; absent (not zero) when no balloon driver reports them. */
+  guest?: {
+    totalBytes?: number;
+    freeBytes?: number;
+    availableBytes?: number;
+    diskCachesBytes?: number;
+    swapInBytes?: number;
+    swapOutBytes?: number;
+    majorFaults?: number;
+    minorFaults?: number;
+    /** Seconds since the epoch of the guest's last report. */
+    lastUpdateSeconds?: number;
+  };
+  /** Resident set of the backing process (QEMU) on the host. */
+  rssBytes?: number;
+}
+
+export interface BlockReading {
+  /** Stable device name (target dev, qdev id or xen vbd name). */
+  device: string;
+  path?: string;
+  readBytes: number;
+  writeBytes: number;
+  readRequests: number;
+  writeRequests: number;
+  flushRequests?: number;
+  readTimeSeconds?: number;
+  writeTimeSeconds?: number;
+  flushTimeSeconds?: number;
+  errors?: number;
+  capacityBytes?: number;
+  allocationBytes?: number;
+}
+
+export interface NetCounters {
+  rxBytes: number;
+  rxPackets: number;
+  rxErrors: number;
+  rxDrops: number;
+  txBytes: number;
+  txPackets: number;
+  txErrors: number;
+  txDrops: number;
+}
+
+export interface NetReading {
+  /** Interface name on the host side (vnet0, vif3.0) or the guest device id. */
+  interface: string;
+  mac?: string;
+  /** Guest's point of view (host tap counters already swapped). null: no counters exist (user-mode NIC). */
+  counters: NetCounters | null;
+}
+
+export const STATS_GROUPS = ['state', 'cpu', 'vcpu', 'memory', 'block', 'net'] as const;
+export type StatsGroup = (typeof STATS_GROUPS)[number];
+
+export interface DomainStats {
+  info: DomainInfo;
+  vcpus?: VcpuReading[];
+  memory?: MemoryReading;
+  block?: BlockReading[];
+  net?: NetReading[];
+  /** CPU time split, when the backend knows it. */
+  cpu?: { userSeconds?: number; systemSeconds?: number };
+}
+
+/** A failure to read one domain or one group; the rest of the bulk read stands. */
+export interface ReadError {
+  group?: StatsGroup;
+  domain?: string;
+  code: string;
+  message: string;
+}
+
+export interface BulkStats {
+  domains: DomainStats[];
+  errors: ReadError[];
+}
+
+export interface HostInfo {
+  hostname: string;
+  model: string;
+  cpus: number;
+  mhz: number;
+  nodes: number;
+  sockets: number;
+  cores: number;
+  threads: number;
+  memoryBytes: number;
+  freeMemoryBytes?: number;
+  hypervisor: string;
+  hypervisorVersion: string;
+}
+
+export interface ReadOptions {
+  /** Aborted when the collection's deadline passes. */
+  signal?: AbortSignal;
+}
+
+export interface BulkReadOptions extends ReadOptions {
+  groups: readonly StatsGroup[];
+  /** Include shut-off (defined, inactive) domains. */
+  inactive?: boolean;
+}
+
+export interface ListOptions extends ReadOptions {
+  active?: boolean;
+  inactive?: boolean;
+}
+
+export interface ShutdownOptions {
+  /** Destroy if the guest does not stop within the grace period. */
+  force?: boolean;
+}

@@ -1,0 +1,49 @@
+/**
+ * Readings from the hypervisor path (virt-proxy, over --stdio or its socket).
+ * Raw Xen units are converted by the proxy client: pages -> bytes, ns -> s.
+ * Shared contract between the proxy client (proxy-client.ts) and the xen
+ * driver's sub-drivers.
+ */
+
+/** Xen domain info flags (XEN_DOMINF_*), as getdomaininfolist reports them. */
+export const XEN_DOMINF = {
+  dying: 1 << 0,
+  hvm_guest: 1 << 1,
+  shutdown: 1 << 2,
+  paused: 1 << 3,
+  blocked: 1 << 4,
+  running: 1 << 5,
+  debugged: 1 << 6,
+  xs_domain: 1 << 7,
+  hap: 1 << 8,
+} as const;
+/** Shutdown reason sits in bits 16-23 when the shutdown flag is set. */
+export const XEN_DOMINF_SHUTDOWN_SHIFT = 16;
+export const XEN_SHUTDOWN_REASONS = ['poweroff', 'reboot', 'suspend', 'crash', 'watchdog', 'soft_reset'] as const;
+
+export interface XenDomainReading {
+  domid: number;
+  /** Lower-case canonical UUID from the domain handle. */
+  uuid: string;
+  flags: number;
+  currentBytes: number;
+  maximumBytes: number;
+  cpuTimeSeconds: number;
+  onlineVcpus: number;
+  maxVcpuId: number;
+  /** Optional per-device counters the proxy read from sysfs / /proc/net/dev. */
+  vbds?: Array<{ device: string; readRequests: number; writeRequests: number; readSectors: number; writeSectors: number; errors?: number }>;
+  vifs?: Array<{ interface: string; rxBytes: number; rxPackets: number; rxErrors: number; rxDrops: number; txBytes: number; txPackets: number; txErrors: number; txDrops: number }>;
+}
+
+export interface XenHostReading {
+  cpus: number;
+  mhz: number;
+  nodes: number;
+  sockets: number;
+  cores: number;
+  threads: number;
+  totalBytes: number;
+  freeBytes: number;
+  xenVersion: string;
+}

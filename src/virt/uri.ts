@@ -1,0 +1,61 @@
+import { isAbsolute } from 'node:path';
+import { VirtError } from './errors.ts';
+
+export type DriverScheme = 'test' | 'xen' | 'qemu';
+
+export interface VirtUri {
+  /** The URI as given (trimmed). */
+  readonly text: string;
+  readonly scheme: DriverScheme;
+  /** "/default", "/system", "/session", "/" or an absolute host-file path. */
+  readonly path: string;
+}
+
+export const ACCEPTED_URIS = [
+  'test:///default',
+  'test:///ABSOLUTE/PATH/host.json',
+  'xen:///',
+  'qemu:///system',
+  'qemu:///session',
+] as const;
+
+function invalid(text: string, reason: string): VirtError {
+  return new VirtError(
+    'VIRT_ERR_INVALID_URI',
+    `invalid connection URI ${JSON.stringify(text)}: ${reason}; accepted forms: ${ACCEPTED_URIS.join(', ')}`,
+  );
+}
+
+/** Parses and checks a connection URI; every refusal names the accepted forms. */
+export function parseUri(input: string): VirtUri {
+  const text = input.trim();
+  if (text === '') throw invalid(input, 'empty');
+  if (text.length > 4096) throw invalid(text.slice(0, 64) + '...', 'longer than 4096 characters');
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(text)) throw invalid(text, 'contains control characters');
+  const m = /^([a-z][a-z0-9+.-]*):\/\/([^/?#]*)(\/[^?#]*)?(\?[^#]*)?(#.*)?$/i.exec(text);
+  if (m === null) throw invalid(text, 'not of the form SCHEME:///PATH');
+  const [, rawScheme = '', host = '', path = '/', query, fragment] = m;
+  const scheme = rawScheme.toLowerCase();
+  if (host !== '') throw invalid(text, `remote host ${JSON.stringify(host)} is not supported; run one exporter per host`);
+  if (query !== undefined || fragment !== undefined) throw invalid(text, 'query strings and fragments are not supported');
+  switch (scheme) {
+    case 'test': {
+      if (path === '/default') return { text, scheme, path };
+      const file = decodeURIComponent(path);
+      if (!isAbsolute(file) || !file.endsWith('.json')) {
+        throw invalid(text, 'the test driver takes /default or an absolute path to a .json host file');
+      }
+      if (file.split('/').includes('..')) throw invalid(text, 'host file path must not contain ".."');
+      return { text, scheme, path: file };
+    }
+    case 'xen':
+      if (path === '/' || path === '/system') return { text, scheme, path: '/' };
+      throw invalid(text, 'the xen driver takes only xen:///');
+    case 'qemu':
+      if (path === '/system' || path === '/session') return { text, scheme, path };
+      throw invalid(text, 'the qemu driver takes /system or /session');
+    default:
+      throw invalid(text, `unknown driver ${JSON.stringify(scheme)}`);
+  }
+}
