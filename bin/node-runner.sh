@@ -1,0 +1,18 @@
+# Sourced by the executables in bin/: runs a TypeScript entry point on the
+# project's own Node 22 (the `node` npm dependency), whatever node is on PATH.
+# Node 22.18+ strips types natively, so there is no build step.
+run_entry() {
+  entry=$1; shift
+  self=$(readlink -f "$0")
+  root=$(cd "$(dirname "$self")/.." && pwd)
+  node="$root/node_modules/.bin/node"
+  if [ ! -x "$node" ]; then
+    if command -v node >/dev/null 2>&1 && node -e 'const [a,b]=process.versions.node.split(".").map(Number);process.exit(a>22||(a===22&&b>=18)?0:1)'; then
+      node=node
+    else
+      echo "$(basename "$self"): Node 22.18+ not found; run 'npm ci' in $root first (it installs Node 22 into node_modules)" >&2
+      exit 127
+    fi
+  fi
+  exec "$node" --disable-warning=ExperimentalWarning "$root/$entry" "$@"
+}
