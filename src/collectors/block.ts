@@ -1,0 +1,29 @@
+import { METRICS, type MetricSpec } from './catalogue.ts';
+import type { CollectorFn } from './snapshot.ts';
+
+export const collectBlock: CollectorFn = (snap, emit) => {
+  for (const d of snap.domains) {
+    const seen = new Set<string>();
+    for (const b of d.block ?? []) {
+      // Duplicate device names (hostile or buggy backends) would make the scrape invalid.
+      if (seen.has(b.device)) continue;
+      seen.add(b.device);
+      const labels = [d.info.name, d.info.uuid, b.device];
+      const put = (metric: MetricSpec, value: number | undefined): void => {
+        if (value !== undefined) emit({ metric, labels, value });
+      };
+      emit({ metric: METRICS.blockInfo, labels: [d.info.name, d.info.uuid, b.device, b.path ?? ''], value: 1 });
+      put(METRICS.blockReadBytes, b.readBytes);
+      put(METRICS.blockWriteBytes, b.writeBytes);
+      put(METRICS.blockReadRequests, b.readRequests);
+      put(METRICS.blockWriteRequests, b.writeRequests);
+      put(METRICS.blockFlushRequests, b.flushRequests);
+      put(METRICS.blockReadTime, b.readTimeSeconds);
+      put(METRICS.blockWriteTime, b.writeTimeSeconds);
+      put(METRICS.blockFlushTime, b.flushTimeSeconds);
+      put(METRICS.blockErrors, b.errors);
+      put(METRICS.blockCapacity, b.capacityBytes);
+      put(METRICS.blockAllocation, b.allocationBytes);
+    }
+  }
+};

@@ -1,0 +1,147 @@
+import type { BulkStats, DomainStats, HostInfo, ReadError, StatsGroup } from '../drivers/types.ts';
+import { withDeadline } from '../util/deadline.ts';
+import { silentLogger, type Logger } from '../util/logger.ts';
+import type { Connection } from '../virt/connection.ts';
+import { toVirtError } from '../virt/errors.ts';
+import { COLLECTOR_GROUPS, COLLECTORS, type CollectorName } from './catalogue.ts';
+import type { PartResult, Snapshot } from './snapshot.ts';
+
+export interface CollectionOptions {
+  collectors: ReadonlySet<CollectorName>;
+  /** Deadline of one collection in milliseconds. */
+  timeoutMs: number;
+  /** Report shut-off domains too (default true). */
+  inactive?: boolean;
+  include?: RegExp;
+  exclude?: RegExp;
+  logger?: Logger;
+}
+
+type DomainCollector = Exclude<CollectorName, 'host'>;
+const DOMAIN_COLLECTORS = COLLECTORS.filter((c): c is DomainCollector => c !== 'host');
+
+/**
+ * Runs collections over one read-only connection: one bulk read per cycle,
+ * a deadline per cycle, and concurrent callers sharing the collection in
+ * flight. Never throws: failures become parts with success=false.
+ */
+export class Collection {
+  readonly #conn: Connection;
+  readonly #opts: CollectionOptions;
+  readonly #log: Logger;
+  #inFlight: Promise<Snapshot> | undefined;
+  readonly #errorCounts = new Map<string, number>();
+  #collections = 0;
+
+  constructor(conn: Connection, opts: CollectionOptions) {
+    this.#conn = conn;
+    this.#opts = opts;
+    this.#log = opts.logger ?? silentLogger;
+  }
+
+  get errorCounts(): ReadonlyMap<string, number> {
+    return this.#errorCounts;
+  }
+
+  /** Number of collections actually run (not shared). */
+  get collections(): number {
+    return this.#collections;
+  }
+
+  collect(): Promise<Snapshot> {
+    if (this.#inFlight === undefined) {
+      this.#inFlight = this.#run().finally(() => {
+        this.#inFlight = undefined;
+      });
+    }
+    return this.#inFlight;
+  }
+
+  #count(collector: CollectorName, code: string): void {
+    const key = `${collector}\0${code}`;
+    this.#errorCounts.set(key, (this.#errorCounts.get(key) ?? 0) + 1);
+  }
+
+  async #run(): Promise<Snapshot> {
+    this.#collections++;
+    const startedAt = Date.now();
+    const t0 = performance.now();
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), this.#opts.timeoutMs);
+    const { signal } = controller;
+    const enabled = this.#opts.collectors;
+    const domainParts = DOMAIN_COLLECTORS.filter((c) => enabled.has(c));
+    const groups = [...new Set<StatsGroup>(domainParts.map((c) => COLLECTOR_GROUPS[c]))];
+
+    const timed = async <T>(fn: () => Promise<T>, what: string): Promise<{ value?: T; error?: ReadError; seconds: number }> => {
+      const s = performance.now();
+      try {
+        const value = await withDeadline(fn(), signal, what);
+        return { value, seconds: (performance.now() - s) / 1000 };
+      } catch (err) {
+        const e = toVirtError(err);
+        return { error: { code: e.code, message: e.message }, seconds: (performance.now() - s) / 1000 };
+      }
+    };
+
+    const hostRead = enabled.has('host') ? timed<HostInfo>(() => this.#conn.hostInfo({ signal }), 'host info read') : undefined;
+    const bulkRead =
+      domainParts.length > 0
+        ? timed<BulkStats>(() => this.#conn.allDomainStats({ groups, inactive: this.#opts.inactive ?? true, signal }), 'bulk domain stats read')
+        : undefined;
+    const [host, bulk] = await Promise.all([hostRead, bulkRead]);
+    clearTimeout(timer);
+
+    const parts: Snapshot['parts'] = {};
+    if (host !== undefined) {
+      parts.host = { success: host.error === undefined, durationSeconds: host.seconds, errors: host.error ? [host.error] : [] };
+    }
+    let domains: DomainStats[] = [];
+    if (bulk !== undefined) {
+      const readErrors = bulk.error ? [bulk.error] : (bulk.value?.errors ?? []);
+      for (const c of domainParts) {
+        const group = COLLECTOR_GROUPS[c];
+        // Whole-domain failures (no group) are the domain collector's; group failures their collector's.
+        const errors = readErrors.filter((e) => (e.group === undefined ? c === 'domain' || bulk.error !== undefined : e.group === group));
+        parts[c] = { success: bulk.error === undefined && errors.length === 0, durationSeconds: bulk.seconds, errors } satisfies PartResult;
+      }
+      if (bulk.value !== undefined) domains = this.#filter(bulk.value.domains);
+    }
+
+    let up = false;
+    for (const [name, part] of Object.entries(parts) as [CollectorName, PartResult][]) {
+      if (part.success) up = true;
+      for (const e of part.errors) {
+        this.#count(name, e.code);
+        this.#log.warn('collector read failed', { collector: name, code: e.code, domain: e.domain, err: e.message });
+      }
+    }
+    if (bulk?.value !== undefined || host?.value !== undefined) up = true;
+
+    return {
+      driver: this.#conn.driverName,
+      startedAt,
+      durationSeconds: (performance.now() - t0) / 1000,
+      up,
+      host: host?.value,
+      domains,
+      parts,
+    };
+  }
+
+  #filter(domains: DomainStats[]): DomainStats[] {
+    const { include, exclude, inactive } = this.#opts;
+    const seen = new Set<string>();
+    const out: DomainStats[] = [];
+    for (const d of domains) {
+      // Two readings for one UUID would yield duplicate series; keep the first.
+      if (seen.has(d.info.uuid)) continue;
+      seen.add(d.info.uuid);
+      if (inactive === false && d.info.state === 'shutoff') continue;
+      if (include !== undefined && !include.test(d.info.name)) continue;
+      if (exclude?.test(d.info.name) === true) continue;
+      out.push(d);
+    }
+    return out;
+  }
+}

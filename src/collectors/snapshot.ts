@@ -1,0 +1,31 @@
+import type { DomainStats, HostInfo, ReadError } from '../drivers/types.ts';
+import type { CollectorName, MetricSpec } from './catalogue.ts';
+
+/** Outcome of one part (collector) of a collection. */
+export interface PartResult {
+  success: boolean;
+  durationSeconds: number;
+  errors: ReadError[];
+}
+
+/** Everything one collection read; every renderer (Prometheus, OTLP) reads only this. */
+export interface Snapshot {
+  driver: string;
+  /** Milliseconds since the epoch when the collection started. */
+  startedAt: number;
+  durationSeconds: number;
+  up: boolean;
+  host: HostInfo | undefined;
+  domains: DomainStats[];
+  parts: Partial<Record<CollectorName, PartResult>>;
+}
+
+export interface Sample {
+  metric: MetricSpec;
+  /** Values in the order of metric.labels. */
+  labels: readonly string[];
+  value: number;
+}
+
+/** A collector: a pure function from a snapshot to samples. */
+export type CollectorFn = (snapshot: Snapshot, emit: (sample: Sample) => void) => void;
