@@ -24,5 +24,41 @@ export const xenSchema: SchemaFragment = {
       format: 'nat',
       default: 5000,
     },
+    // XenStore, Xend and privilege settings, used by the xend/xenstore sub-drivers and the unified driver.
+    'xenstore-socket': {
+      doc: 'XenStore daemon socket. Empty: $XENSTORED_PATH, else $XENSTORED_RUNDIR/socket, else /var/run/xenstored/socket (as libxenstore).',
+      format: String,
+      default: '',
+    },
+    'xend-address': {
+      doc: 'Xend server: an absolute unix socket path or http://HOST:PORT/. Empty: /var/lib/xend/xend-socket, then http://localhost:8000/ (as libvirt).',
+      format: String,
+      default: '',
+    },
+    timeout: {
+      doc: 'Deadline in milliseconds for one Xend or XenStore request (and for connecting).',
+      format: 'nat',
+      default: 5000,
+    },
+    'xend-max-response-bytes': {
+      doc: 'Largest Xend reply accepted, in bytes; bigger or truncated replies are errors.',
+      format: 'nat',
+      default: 4194304,
+    },
+    privileged: {
+      doc: 'Which Xen sub-drivers to open: root (hypervisor via virt-proxy --stdio, Xend, XenStore), user (virt-proxy socket, read-only XenStore, Xend read-only if reachable), or auto (root when running as uid 0).',
+      format: ['auto', 'root', 'user'],
+      default: 'auto',
+    },
+    'sysfs-root': {
+      doc: 'Root of sysfs where virt-proxy reads vbd statistics (xen-backend devices), passed as --sysfs-root.',
+      format: String,
+      default: '/sys',
+    },
+    'proc-net-dev': {
+      doc: 'File virt-proxy reads vif counters from, passed as --proc-net-dev.',
+      format: String,
+      default: '/proc/net/dev',
+    },
   },
 };
