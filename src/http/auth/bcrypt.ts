@@ -191,8 +191,8 @@ function bcryptRaw(cost: number, salt: Uint8Array, key: Uint8Array): Uint8Array 
       lr[0] = cdata[j] as number;
       lr[1] = cdata[j + 1] as number;
       encipher(st, lr);
-      cdata[j] = lr[0] as number;
-      cdata[j + 1] = lr[1] as number;
+      cdata[j] = lr[0];
+      cdata[j + 1] = lr[1];
     }
   }
   const out = new Uint8Array(24);

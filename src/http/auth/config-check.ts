@@ -1,0 +1,135 @@
+import { readFile } from 'node:fs/promises';
+import { parse as parseYaml } from 'yaml';
+import { VirtError } from '../../virt/errors.ts';
+
+/**
+ * Strict readers for the YAML files that guard the listeners (web config,
+ * admin config). Every refusal names the file and the dotted key, and an
+ * unknown key is an error: a misspelt security setting must never be
+ * silently ignored.
+ */
+export type Mapping = Record<string, unknown>;
+
+export class ConfigFile {
+  readonly file: string;
+
+  constructor(file: string) {
+    this.file = file;
+  }
+
+  error(path: string, message: string, cause?: unknown): VirtError {
+    const where = path === '' ? '' : ` key ${JSON.stringify(path)}`;
+    return new VirtError('VIRT_ERR_CONFIG', `${this.file}:${where} ${message}`, cause === undefined ? {} : { cause });
+  }
+
+  /** A mapping whose keys are all in `allowed` (null/undefined reads as empty). */
+  mapping(value: unknown, path: string, allowed: readonly string[] | null): Mapping {
+    if (value === undefined || value === null) return {};
+    if (typeof value !== 'object' || Array.isArray(value)) throw this.error(path, 'must be a mapping');
+    const obj = value as Mapping;
+    if (allowed !== null) {
+      for (const key of Object.keys(obj)) {
+        if (!allowed.includes(key)) {
+          throw this.error(join(path, key), `is not a known key${path === '' ? '' : ` of ${path}`}; known keys: ${allowed.join(', ')}`);
+        }
+      }
+    }
+    return obj;
+  }
+
+  string(obj: Mapping, key: string, path: string): string | undefined {
+    const v = obj[key];
+    if (v === undefined || v === null) return undefined;
+    if (typeof v !== 'string') throw this.error(join(path, key), `must be a string, got ${typeof v}`);
+    return v;
+  }
+
+  requiredString(obj: Mapping, key: string, path: string): string {
+    const v = this.string(obj, key, path);
+    if (v === undefined || v === '') throw this.error(join(path, key), 'is required');
+    return v;
+  }
+
+  bool(obj: Mapping, key: string, path: string): boolean | undefined {
+    const v = obj[key];
+    if (v === undefined || v === null) return undefined;
+    if (typeof v !== 'boolean') throw this.error(join(path, key), `must be true or false, got ${JSON.stringify(v)}`);
+    return v;
+  }
+
+  int(obj: Mapping, key: string, path: string, min: number, max: number): number | undefined {
+    const v = obj[key];
+    if (v === undefined || v === null) return undefined;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+      throw this.error(join(path, key), `must be an integer from ${min} to ${max}, got ${JSON.stringify(v)}`);
+    }
+    return v;
+  }
+
+  number(obj: Mapping, key: string, path: string, min: number, max: number): number | undefined {
+    const v = obj[key];
+    if (v === undefined || v === null) return undefined;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) {
+      throw this.error(join(path, key), `must be a number from ${min} to ${max}, got ${JSON.stringify(v)}`);
+    }
+    return v;
+  }
+
+  stringList(obj: Mapping, key: string, path: string): string[] | undefined {
+    const v = obj[key];
+    if (v === undefined || v === null) return undefined;
+    if (!Array.isArray(v)) throw this.error(join(path, key), 'must be a list of strings');
+    return v.map((item, i) => {
+      if (typeof item !== 'string') throw this.error(`${join(path, key)}[${i}]`, 'must be a string');
+      return item;
+    });
+  }
+
+  list(obj: Mapping, key: string, path: string): unknown[] {
+    const v = obj[key];
+    if (v === undefined || v === null) return [];
+    if (!Array.isArray(v)) throw this.error(join(path, key), 'must be a list');
+    return v as unknown[];
+  }
+
+  duration(obj: Mapping, key: string, path: string): number | undefined {
+    const v = obj[key];
+    if (v === undefined || v === null) return undefined;
+    if (typeof v !== 'string') throw this.error(join(path, key), `must be a duration such as "1s" or "500ms", got ${JSON.stringify(v)}`);
+    const ms = parseDuration(v);
+    if (ms === null) throw this.error(join(path, key), `is not a duration: ${JSON.stringify(v)} (use e.g. "1s", "500ms", "1m30s")`);
+    return ms;
+  }
+}
+
+export function join(path: string, key: string): string {
+  return path === '' ? key : `${path}.${key}`;
+}
+
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000, y: 31_536_000_000 };
+
+/** Prometheus duration ("1h30m", "500ms", "0"); null when malformed. */
+export function parseDuration(text: string): number | null {
+  if (text === '0') return 0;
+  if (!/^(\d+(ms|s|m|h|d|w|y))+$/.test(text)) return null;
+  let total = 0;
+  for (const m of text.matchAll(/(\d+)(ms|s|m|h|d|w|y)/g)) {
+    total += Number(m[1]) * (UNIT_MS[m[2] as string] as number);
+  }
+  return Number.isSafeInteger(total) ? total : null;
+}
+
+/** Reads and parses a YAML file into `unknown`; errors name the file. */
+export async function loadYamlFile(file: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new VirtError('VIRT_ERR_CONFIG', `cannot read ${file}: ${(err as Error).message}`, { cause: err });
+  }
+  try {
+    return parseYaml(text, { uniqueKeys: true }) as unknown;
+  } catch (err) {
+    throw new VirtError('VIRT_ERR_CONFIG', `${file}: not valid YAML: ${(err as Error).message}`, { cause: err });
+  }
+}
