@@ -1,0 +1,119 @@
+import { Registry, collectDefaultMetrics } from 'prom-client';
+import { COLLECTORS, type CollectorName } from '../collectors/catalogue.ts';
+import { Collection } from '../collectors/collection.ts';
+import { helpText, loadConfig, settingsFor, type LoadedConfig } from '../config/load.ts';
+import { startMetricsServer, type RunningServer } from '../http/server.ts';
+import { openGuard, type WebGuard } from '../http/web-guard.ts';
+import { parseDuration } from '../util/deadline.ts';
+import { createLogger, type LogFormat, type LogLevel, type Logger } from '../util/logger.ts';
+import { VERSION } from '../version.ts';
+import { open, type Connection } from '../virt/connection.ts';
+import { detectHost } from '../virt/detect.ts';
+import { isVirtError } from '../virt/errors.ts';
+import { startAdmin, startTelemetry, loadGuard } from './exporter-parts.ts';
+
+interface Running {
+  close(): Promise<void>;
+}
+
+async function main(argv: string[]): Promise<number> {
+  let config: LoadedConfig;
+  try {
+    config = loadConfig(argv);
+  } catch (err) {
+    process.stderr.write(`virt-exporter: ${(err as Error).message}\n`);
+    return 2;
+  }
+  if (config.help) {
+    process.stdout.write(helpText('virt-exporter', 'Exports the domains of one Xen or QEMU/KVM host to Prometheus (/metrics) and OpenTelemetry (OTLP).'));
+    return 0;
+  }
+  if (config.version) {
+    process.stdout.write(`virt-exporter ${VERSION} (node ${process.versions.node})\n`);
+    return 0;
+  }
+  const log = createLogger({ level: config.get('log.level') as LogLevel, format: config.get('log.format') as LogFormat });
+  const parts: Running[] = [];
+  try {
+    return await run(config, log, parts);
+  } catch (err) {
+    log.error('startup failed', { err, code: isVirtError(err) ? err.code : undefined });
+    for (const p of parts.reverse()) await p.close().catch(() => undefined);
+    return isVirtError(err) ? Math.max(2, err.exitCode) : 1;
+  }
+}
+
+async function run(config: LoadedConfig, log: Logger, parts: Running[]): Promise<number> {
+  let uri = String(config.get('connect'));
+  if (uri === '') {
+    const found = detectHost();
+    uri = found.uri;
+    log.info('detected host', { uri, reason: found.reason });
+  }
+  const collectors = new Set<CollectorName>(COLLECTORS.filter((c) => config.get(`collector.${c}`) === true));
+  const regex = (key: string): RegExp | undefined => {
+    const v = String(config.get(key));
+    return v === '' ? undefined : new RegExp(v);
+  };
+  const driverSettings = settingsFor(config.settings, 'xen', 'qemu');
+
+  // Validate everything that can fail on bad input before opening or binding anything.
+  const guard: WebGuard = String(config.get('web.config.file')) === '' ? openGuard : await loadGuard(String(config.get('web.config.file')), log);
+  parts.push({ close: () => Promise.resolve(guard.close()) });
+
+  const conn: Connection = await open(uri, { readOnly: true, logger: log, settings: driverSettings });
+  parts.push({ close: () => conn.close() });
+  log.info('connected', { uri, driver: conn.driverName, readOnly: true });
+
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const collection = new Collection(conn, {
+    collectors,
+    timeoutMs: parseDuration(String(config.get('collect.timeout'))),
+    inactive: config.get('collect.inactive-domains') === true,
+    include: regex('collect.domain-include'),
+    exclude: regex('collect.domain-exclude'),
+    logger: log.child({ component: 'collector' }),
+  });
+
+  const server: RunningServer = await startMetricsServer({
+    listenAddress: String(config.get('web.listen-address')),
+    telemetryPath: String(config.get('web.telemetry-path')),
+    collection,
+    collectors,
+    registry,
+    version: VERSION,
+    guard,
+    logger: log,
+    maxRequests: Number(config.get('web.max-requests')),
+    isReady: () => true,
+    connectionUri: uri,
+  });
+  parts.push({ close: () => server.close() });
+
+  const admin = await startAdmin(config, uri, registry, log, driverSettings);
+  if (admin !== undefined) parts.push(admin);
+  const telemetry = await startTelemetry(config, collection, collectors, log);
+  if (telemetry !== undefined) parts.push(telemetry);
+
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string): void => {
+      log.info('shutting down', { signal });
+      resolve();
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+  // Reverse order: stop taking scrapes first, let in-flight ones finish, then close the driver.
+  for (const p of parts.reverse()) await p.close().catch((err: unknown) => log.warn('error while closing', { err }));
+  log.info('stopped');
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`virt-exporter: ${String(err)}\n`);
+    process.exit(1);
+  },
+);

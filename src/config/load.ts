@@ -1,0 +1,153 @@
+import { readFileSync } from 'node:fs';
+import convict from 'convict';
+import YAML from 'yaml';
+import { VirtError } from '../virt/errors.ts';
+import { addFormats, envName, fullSchema, settingsOf } from './schema.ts';
+import type { SettingSpec } from './schema/types.ts';
+
+export type SettingValue = string | number | boolean;
+export type FlatSettings = Readonly<Record<string, SettingValue>>;
+
+export interface ParsedArgs {
+  flags: Map<string, string | boolean>;
+  configFile: string | undefined;
+  help: boolean;
+  version: boolean;
+}
+
+function configError(message: string): VirtError {
+  return new VirtError('VIRT_ERR_CONFIG', message);
+}
+
+/** Prometheus-style flags: --key value, --key=value, --bool, --no-bool. */
+export function parseArgs(argv: readonly string[], specs: ReadonlyMap<string, SettingSpec>): ParsedArgs {
+  const flags = new Map<string, string | boolean>();
+  let configFile: string | undefined;
+  let help = false;
+  let version = false;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] ?? '';
+    if (arg === '--help' || arg === '-h') { help = true; continue; }
+    if (arg === '--version') { version = true; continue; }
+    if (!arg.startsWith('--')) throw configError(`unexpected argument ${JSON.stringify(arg)}; flags look like --web.listen-address=:9477 (see --help)`);
+    const eq = arg.indexOf('=');
+    let name = eq === -1 ? arg.slice(2) : arg.slice(2, eq);
+    let value: string | boolean | undefined = eq === -1 ? undefined : arg.slice(eq + 1);
+    if (name === 'config' || name === 'config.file') {
+      if (value === undefined) value = argv[++i];
+      if (value === undefined || value === '') throw configError('--config needs a file name');
+      configFile = value;
+      continue;
+    }
+    let negated = false;
+    if (!specs.has(name) && name.startsWith('no-') && specs.get(name.slice(3))?.format === Boolean) {
+      name = name.slice(3);
+      negated = true;
+    }
+    const spec = specs.get(name);
+    if (spec === undefined) throw configError(`unknown flag --${name} (see --help for the list)`);
+    if (spec.format === Boolean) {
+      if (value === undefined) value = !negated;
+      else if (negated) throw configError(`--no-${name} takes no value`);
+      else if (value === 'true' || value === 'false') value = value === 'true';
+      else throw configError(`--${name}=${value}: must be true or false`);
+    } else if (value === undefined) {
+      value = argv[++i];
+      if (value === undefined) throw configError(`--${name} needs a value`);
+    }
+    flags.set(name, value);
+  }
+  return { flags, configFile, help, version };
+}
+
+let parsersAdded = false;
+
+export interface LoadedConfig {
+  get(key: string): SettingValue;
+  /** Every setting, by dotted key. */
+  readonly settings: FlatSettings;
+  readonly configFile: string | undefined;
+  readonly help: boolean;
+  readonly version: boolean;
+}
+
+/** defaults < config file < environment < flags; throws VIRT_ERR_CONFIG naming key, value and reason. */
+export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): LoadedConfig {
+  addFormats();
+  if (!parsersAdded) {
+    convict.addParser([
+      { extension: ['yml', 'yaml'], parse: (text: string) => YAML.parse(text) as unknown },
+      { extension: 'json', parse: (text: string) => JSON.parse(text) as unknown },
+    ]);
+    parsersAdded = true;
+  }
+  const schema = fullSchema();
+  const specs = new Map(settingsOf(schema));
+  const args = parseArgs(argv, specs);
+  const configFile = args.configFile ?? (env[envName('config')] || undefined);
+  let conf: convict.Config<Record<string, unknown>>;
+  try {
+    conf = convict<Record<string, unknown>>(schema as convict.Schema<Record<string, unknown>>, { env, args: [] });
+  } catch (err) {
+    throw configError(`invalid environment: ${(err as Error).message}`);
+  }
+  if (configFile !== undefined) {
+    if (!/\.(ya?ml|json)$/i.test(configFile)) throw configError(`config file ${configFile}: must end in .yaml, .yml or .json`);
+    try {
+      readFileSync(configFile);
+    } catch (err) {
+      throw configError(`cannot read config file ${configFile}: ${(err as Error).message}`);
+    }
+    try {
+      conf.loadFile(configFile);
+    } catch (err) {
+      throw configError(`config file ${configFile} is not valid: ${(err as Error).message}`);
+    }
+  }
+  for (const [key, value] of args.flags) {
+    try {
+      conf.set(key, value);
+    } catch (err) {
+      throw configError(`--${key}=${String(value)}: ${(err as Error).message}`);
+    }
+  }
+  try {
+    conf.validate({ allowed: 'strict' });
+  } catch (err) {
+    const detail = (err as Error).message.replace(/configuration param '([^']+)' not declared in the schema/g, "unknown key '$1'");
+    throw configError(`invalid configuration${configFile === undefined ? '' : ` (file ${configFile})`}: ${detail}`);
+  }
+  const settings: Record<string, SettingValue> = {};
+  for (const [key] of specs) settings[key] = conf.get(key) as SettingValue;
+  return {
+    get: (key) => {
+      if (!(key in settings)) throw configError(`no setting named ${key}`);
+      return settings[key] as SettingValue;
+    },
+    settings,
+    configFile,
+    help: args.help,
+    version: args.version,
+  };
+}
+
+/** The --help text: every setting with its flag, default and environment variable. */
+export function helpText(program: string, summary: string): string {
+  const lines = [`usage: ${program} [flags]`, '', summary, '', 'Flags (each also settable as VIRT_EXPORTER_... or in --config FILE.yaml/.json):', ''];
+  lines.push('  --config FILE', '      Configuration file (YAML or JSON); unknown keys are an error.  env: VIRT_EXPORTER_CONFIG', '');
+  for (const [key, spec] of settingsOf(fullSchema())) {
+    if (spec.hidden === true) continue;
+    const flag = spec.format === Boolean ? `--[no-]${key}` : `--${key}=VALUE`;
+    const def = spec.sensitive === true ? '(hidden)' : JSON.stringify(spec.default);
+    lines.push(`  ${flag}`, `      ${spec.doc}`, `      default: ${def}  env: ${spec.env ?? envName(key)}`, '');
+  }
+  lines.push('  --help     Show this help.', '  --version  Print the version.');
+  return lines.join('\n') + '\n';
+}
+
+/** The settings of one area, for a driver or server (e.g. 'xen' -> { 'xen.KEY': value }). */
+export function settingsFor(settings: FlatSettings, ...areas: string[]): FlatSettings {
+  const out: Record<string, SettingValue> = {};
+  for (const [k, v] of Object.entries(settings)) if (areas.some((a) => k.startsWith(`${a}.`))) out[k] = v;
+  return out;
+}

@@ -1,0 +1,40 @@
+import { COLLECTORS } from '../../collectors/catalogue.ts';
+import { LOG_FORMATS, LOG_LEVELS } from '../../util/logger.ts';
+import type { SchemaFragment, SettingSpec } from './types.ts';
+
+const collectorToggles: Record<string, SettingSpec> = {};
+for (const name of COLLECTORS) {
+  collectorToggles[name] = { doc: `Enable the ${name} collector (--no-collector.${name} disables it).`, format: Boolean, default: true };
+}
+
+/** Settings of the exporter itself: connection, web listener, collection, logging. */
+export const coreSchema: SchemaFragment = {
+  connect: {
+    doc: 'Connection URI (test:///default, test:///PATH.json, xen:///, qemu:///system, qemu:///session); empty detects the host.',
+    format: 'virt-uri',
+    default: '',
+  },
+  web: {
+    'listen-address': { doc: 'Address to listen on for /metrics, as [HOST]:PORT.', format: 'listen-address', default: ':9477' },
+    'telemetry-path': { doc: 'Path under which metrics are served.', format: 'url-path', default: '/metrics' },
+    config: {
+      file: {
+        doc: 'Path to a web configuration file (exporter-toolkit format) for TLS and basic auth on the metrics listener.',
+        format: String,
+        default: '',
+      },
+    },
+    'max-requests': { doc: 'Maximum concurrent scrape requests; more get 503 (0 = unlimited).', format: 'nat', default: 40 },
+  },
+  collector: collectorToggles,
+  collect: {
+    timeout: { doc: 'Deadline of one collection (e.g. 500ms, 5s); parts that miss it report collector_success 0.', format: 'duration', default: '5s' },
+    'inactive-domains': { doc: 'Report shut-off (defined but inactive) domains too.', format: Boolean, default: true },
+    'domain-include': { doc: 'Regular expression; only domains whose name matches are reported (empty = all).', format: 'regex', default: '' },
+    'domain-exclude': { doc: 'Regular expression; domains whose name matches are not reported (empty = none).', format: 'regex', default: '' },
+  },
+  log: {
+    level: { doc: `Log level: ${LOG_LEVELS.join(', ')}.`, format: [...LOG_LEVELS], default: 'info' },
+    format: { doc: `Log format: ${LOG_FORMATS.join(', ')}.`, format: [...LOG_FORMATS], default: 'logfmt' },
+  },
+};

@@ -1,0 +1,125 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { gzipSync } from 'node:zlib';
+import type { Registry } from 'prom-client';
+import type { CollectorName } from '../collectors/catalogue.ts';
+import type { Collection } from '../collectors/collection.ts';
+import type { Logger } from '../util/logger.ts';
+import { CONTENT_TYPES, negotiateFormat, renderExposition } from './exposition.ts';
+import { listen, parseListenAddress } from './listen.ts';
+import { landingPage } from './landing.ts';
+import type { WebGuard } from './web-guard.ts';
+
+export interface MetricsServerOptions {
+  listenAddress: string;
+  telemetryPath: string;
+  collection: Collection;
+  collectors: ReadonlySet<CollectorName>;
+  registry: Registry;
+  version: string;
+  guard: WebGuard;
+  logger: Logger;
+  /** Concurrent scrapes allowed before 503 (0 = unlimited). */
+  maxRequests: number;
+  /** Ready once the driver connection is open. */
+  isReady: () => boolean;
+  connectionUri: string;
+}
+
+export interface RunningServer {
+  address: string;
+  port: number;
+  /** Stops accepting, lets in-flight requests finish (up to graceMs), then closes. */
+  close(graceMs?: number): Promise<void>;
+}
+
+export async function startMetricsServer(opts: MetricsServerOptions): Promise<RunningServer> {
+  const log = opts.logger.child({ component: 'http' });
+  let inFlight = 0;
+
+  const send = (res: ServerResponse, status: number, type: string, body: string, req: IncomingMessage): void => {
+    for (const [k, v] of Object.entries(opts.guard.headers)) res.setHeader(k, v);
+    res.setHeader('Content-Type', type);
+    let payload: Buffer = Buffer.from(body);
+    if (payload.length > 1024 && /\bgzip\b/.test(String(req.headers['accept-encoding'] ?? ''))) {
+      payload = gzipSync(payload, { level: 1 });
+      res.setHeader('Content-Encoding', 'gzip');
+    }
+    res.setHeader('Content-Length', payload.length);
+    res.writeHead(status);
+    res.end(req.method === 'HEAD' ? undefined : payload);
+  };
+
+  const scrape = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    if (opts.maxRequests > 0 && inFlight >= opts.maxRequests) {
+      send(res, 503, 'text/plain; charset=utf-8', 'too many concurrent scrapes\n', req);
+      return;
+    }
+    inFlight++;
+    try {
+      const format = negotiateFormat(req.headers.accept);
+      const snapshot = await opts.collection.collect();
+      const body = await renderExposition(
+        snapshot,
+        opts.collectors,
+        { version: opts.version, errorCounts: opts.collection.errorCounts },
+        opts.registry,
+        format,
+      );
+      send(res, 200, CONTENT_TYPES[format], body, req);
+    } finally {
+      inFlight--;
+    }
+  };
+
+  const handler = (req: IncomingMessage, res: ServerResponse): void => {
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.setHeader('Allow', 'GET, HEAD');
+      send(res, 405, 'text/plain; charset=utf-8', 'method not allowed\n', req);
+      return;
+    }
+    if (!opts.guard.check(req, res)) return;
+    if (path === opts.telemetryPath) {
+      scrape(req, res).catch((err: unknown) => {
+        log.error('scrape failed', { err });
+        if (!res.headersSent) send(res, 500, 'text/plain; charset=utf-8', 'internal error while rendering metrics\n', req);
+        else res.destroy();
+      });
+      return;
+    }
+    switch (path) {
+      case '/':
+        send(res, 200, 'text/html; charset=utf-8', landingPage(opts.telemetryPath, opts.version, opts.connectionUri), req);
+        return;
+      case '/-/healthy':
+        send(res, 200, 'text/plain; charset=utf-8', 'OK\n', req);
+        return;
+      case '/-/ready':
+        if (opts.isReady()) send(res, 200, 'text/plain; charset=utf-8', 'OK\n', req);
+        else send(res, 503, 'text/plain; charset=utf-8', 'not ready: driver connection not open\n', req);
+        return;
+      default:
+        send(res, 404, 'text/plain; charset=utf-8', 'not found\n', req);
+    }
+  };
+
+  const server = opts.guard.createServer(handler);
+  server.requestTimeout = 60_000;
+  server.headersTimeout = 10_000;
+  server.maxHeadersCount = 100;
+  const bound = await listen(server, parseListenAddress(opts.listenAddress));
+  log.info('listening', { address: bound.address, path: opts.telemetryPath });
+
+  return {
+    ...bound,
+    close: (graceMs = 10_000) =>
+      new Promise<void>((resolve) => {
+        const force = setTimeout(() => server.closeAllConnections(), graceMs);
+        server.close(() => {
+          clearTimeout(force);
+          resolve();
+        });
+        server.closeIdleConnections();
+      }),
+  };
+}
