@@ -29,10 +29,12 @@ export class TestHost {
     this.hostSpec = file.host;
     this.now = now;
     const t = now();
+    let i = 0;
     for (const spec of file.domains) {
       const d = new SimDomain(spec);
       if (spec.state !== 'shutoff') {
-        d.boot(this.#nextId++, t, 'booted');
+        // Domains of a loaded host have been up for a while (1 to 24 h), so counters look lived-in.
+        d.boot(this.#nextId++, t - 3_600_000 * (1 + (i++ % 24)), 'booted');
         if (spec.state === 'paused') d.transition('paused', 'user', t);
       }
       this.domains.set(spec.uuid, d);
