@@ -30,9 +30,18 @@ export interface XenDomainReading {
   maximumBytes: number;
   cpuTimeSeconds: number;
   onlineVcpus: number;
+  /** Highest vCPU id in use; -1 when the domain has no vCPUs (Xen's ~0). */
   maxVcpuId: number;
-  /** Optional per-device counters the proxy read from sysfs / /proc/net/dev. */
-  vbds?: Array<{ device: string; readRequests: number; writeRequests: number; readSectors: number; writeSectors: number; errors?: number }>;
+  /** max_pages was "unlimited" (>= 2^32-1 pages, dom0); maximumBytes then equals currentBytes. */
+  maxMemoryUnlimited?: boolean;
+  /**
+   * Optional per-device counters the proxy read from sysfs / /proc/net/dev.
+   * vbds: device is the Linux-style name decoded from the Xen vbd number
+   * (xvda, hdb, sdc1; the number itself when it does not decode), devid the
+   * raw number; errors is oo_req (requests refused for lack of ring slots).
+   */
+  vbds?: Array<{ device: string; devid?: number; readRequests: number; writeRequests: number; readSectors: number; writeSectors: number; errors?: number }>;
+  /** vifs: already the guest's point of view (the proxy client swapped the host's RX/TX); interface is vif<domid>.<n>. */
   vifs?: Array<{ interface: string; rxBytes: number; rxPackets: number; rxErrors: number; rxDrops: number; txBytes: number; txPackets: number; txErrors: number; txDrops: number }>;
 }
 
