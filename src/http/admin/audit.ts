@@ -1,0 +1,69 @@
+import { open, type FileHandle } from 'node:fs/promises';
+import type { Logger } from '../../util/logger.ts';
+import { VirtError } from '../../virt/errors.ts';
+
+/** One audit line. Only names from the config and validated request parts: never a token or body. */
+export interface AuditEntry {
+  time: string;
+  request_id: string;
+  peer: string;
+  principal: string | null;
+  role: string | null;
+  auth: string;
+  method: string;
+  route: string;
+  action: string;
+  domain: string | null;
+  outcome: string;
+  status: number;
+  code: string | null;
+  duration_ms: number;
+}
+
+/**
+ * The append-only audit log: one JSON line per request. Lines are written in
+ * order through one chain; state-changing requests wait for fdatasync before
+ * their response goes out, so an acknowledged change is on disk.
+ */
+export class AuditLog {
+  readonly file: string;
+  readonly #fh: FileHandle;
+  readonly #logger: Logger;
+  #chain: Promise<void> = Promise.resolve();
+  #closed = false;
+
+  private constructor(file: string, fh: FileHandle, logger: Logger) {
+    this.file = file;
+    this.#fh = fh;
+    this.#logger = logger;
+  }
+
+  static async open(file: string, logger: Logger): Promise<AuditLog> {
+    try {
+      return new AuditLog(file, await open(file, 'a', 0o600), logger);
+    } catch (err) {
+      throw new VirtError('VIRT_ERR_CONFIG', `cannot open the admin audit log ${file}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  write(entry: AuditEntry, sync: boolean): Promise<void> {
+    const line = JSON.stringify(entry) + '\n';
+    const next = this.#chain.then(async () => {
+      if (this.#closed) throw new Error('audit log is closed');
+      await this.#fh.appendFile(line, 'utf8');
+      if (sync) await this.#fh.datasync();
+    });
+    // The chain itself never rejects, so one failed write does not block the next.
+    this.#chain = next.catch((err: unknown) => {
+      this.#logger.error('cannot write the admin audit log', { file: this.file, err });
+    });
+    return next;
+  }
+
+  async close(): Promise<void> {
+    await this.#chain;
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#fh.close();
+  }
+}

@@ -1,0 +1,187 @@
+import { createServer as createHttpServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { isIP } from 'node:net';
+import type { Registry } from 'prom-client';
+import type { Logger } from '../../util/logger.ts';
+import type { Connection } from '../../virt/connection.ts';
+import { VirtError } from '../../virt/errors.ts';
+import { ReloadingTls } from '../auth/tls-reload.ts';
+import { ADMIN_DEFAULTS } from '../../config/schema/admin.ts';
+import { createAdminHandler } from './api.ts';
+import { AuditLog } from './audit.ts';
+import { Authenticator } from './auth.ts';
+import { loadAdminConfig } from './config.ts';
+import { DomainGate, PrincipalRateLimiter } from './limits.ts';
+import { adminRequestsCounter } from './metrics.ts';
+
+export type AdminSettings = Readonly<Record<string, string | number | boolean | undefined>>;
+
+export interface AdminServer {
+  address: string;
+  port: number;
+  /** Whether the listener speaks TLS. */
+  tls: boolean;
+  close(): Promise<void>;
+}
+
+export interface StartAdminOptions {
+  /** Read-write connection; the collectors keep their own read-only one. */
+  connection: Connection;
+  /** Flattened 'admin.*' settings. */
+  settings: AdminSettings;
+  logger: Logger;
+  registry: Registry;
+  /** Bound for state-changing driver calls before the client gets 504 (default 120 s). */
+  operationTimeoutMs?: number;
+}
+
+function setting<K extends keyof typeof ADMIN_DEFAULTS>(settings: AdminSettings, key: K): (typeof ADMIN_DEFAULTS)[K] {
+  const v = settings[key];
+  const dflt = ADMIN_DEFAULTS[key];
+  if (v === undefined) return dflt;
+  if (typeof v !== typeof dflt) {
+    throw new VirtError('VIRT_ERR_CONFIG', `setting ${key} must be a ${typeof dflt}, got ${JSON.stringify(v)}`);
+  }
+  if (typeof v === 'number' && (!Number.isSafeInteger(v) || v < 0)) {
+    throw new VirtError('VIRT_ERR_CONFIG', `setting ${key} must be a non-negative integer, got ${v}`);
+  }
+  return v as (typeof ADMIN_DEFAULTS)[K];
+}
+
+/** Splits "host:port", "[v6]:port" or ":port" (all interfaces). */
+export function parseListenAddress(text: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^\s:[\]]*)):(\d{1,5})$/.exec(text);
+  const port = m === null ? NaN : Number(m[3]);
+  if (m === null || port > 65535) {
+    throw new VirtError('VIRT_ERR_CONFIG', `admin.listen-address ${JSON.stringify(text)} is not HOST:PORT, [IPV6]:PORT or :PORT`);
+  }
+  return { host: m[1] ?? m[2] ?? '', port };
+}
+
+/** Loopback: 127.0.0.0/8, ::1 (also v4-mapped) and the name localhost. An empty host (all interfaces) is not. */
+export function isLoopback(host: string): boolean {
+  if (host === 'localhost') return true;
+  const v = isIP(host);
+  if (v === 4) return host.startsWith('127.');
+  if (v === 6) {
+    const h = host.toLowerCase();
+    return h === '::1' || h === '0:0:0:0:0:0:0:1' || h.startsWith('::ffff:127.');
+  }
+  return false;
+}
+
+/**
+ * Starts the admin API listener. Refuses (VIRT_ERR_CONFIG) without a config
+ * file, on a read-only connection, and without TLS unless the address is a
+ * loopback one and admin.insecure-loopback is set.
+ */
+export async function startAdminServer(opts: StartAdminOptions): Promise<AdminServer> {
+  const { connection, settings } = opts;
+  const logger = opts.logger.child({ component: 'admin' });
+  const listen = setting(settings, 'admin.listen-address');
+  if (listen === '') throw new VirtError('VIRT_ERR_CONFIG', 'admin.listen-address is empty: the admin endpoint is off');
+  const { host, port } = parseListenAddress(listen);
+  if (connection.readOnly) throw new VirtError('VIRT_ERR_CONFIG', 'the admin endpoint needs a read-write connection');
+  const configFile = setting(settings, 'admin.config.file');
+  if (configFile === '') throw new VirtError('VIRT_ERR_CONFIG', 'admin.config.file is required when admin.listen-address is set (tokens, roles, audit log)');
+  const config = await loadAdminConfig(configFile);
+
+  const insecure = setting(settings, 'admin.insecure-loopback');
+  if (config.tls === undefined) {
+    if (!isLoopback(host)) {
+      throw new VirtError('VIRT_ERR_CONFIG', `admin.listen-address ${listen} is not a loopback address, so TLS is required: set tls.cert_file and tls.key_file in ${configFile}`);
+    }
+    if (!insecure) {
+      throw new VirtError('VIRT_ERR_CONFIG', `the admin endpoint needs TLS (tls in ${configFile}); on loopback ${listen} plain HTTP is allowed only with --admin.insecure-loopback`);
+    }
+  }
+
+  const audit = await AuditLog.open(config.auditLog, logger);
+  const handler = createAdminHandler({
+    connection,
+    authenticator: new Authenticator(config.tokens, config.certificates),
+    limiter: new PrincipalRateLimiter(config.rateLimit.intervalMs, config.rateLimit.burst),
+    gate: new DomainGate(config.maxInFlightPerDomain),
+    audit,
+    counter: adminRequestsCounter(opts.registry),
+    logger,
+    maxBodyBytes: setting(settings, 'admin.max-body-bytes'),
+    operationTimeoutMs: opts.operationTimeoutMs ?? 120_000,
+    saveDirectory: config.saveDirectory,
+  });
+
+  const serverOptions = {
+    maxHeaderSize: setting(settings, 'admin.max-header-bytes'),
+    requestTimeout: setting(settings, 'admin.request-timeout-ms'),
+    headersTimeout: setting(settings, 'admin.headers-timeout-ms'),
+    keepAliveTimeout: 5000,
+  };
+  let server: Server;
+  try {
+    if (config.tls !== undefined) {
+      const tls = config.tls;
+      const reloader = new ReloadingTls(tls.material, { minVersion: tls.minVersion }, logger);
+      const https = createHttpsServer(
+        { ...serverOptions, ...reloader.options(), requestCert: tls.clientAuth !== 'none', rejectUnauthorized: tls.clientAuth === 'required' },
+        handler,
+      );
+      reloader.attach(https);
+      server = https;
+    } else {
+      server = createHttpServer(serverOptions, handler);
+    }
+  } catch (err) {
+    await audit.close();
+    throw err;
+  }
+  server.maxConnections = setting(settings, 'admin.max-connections');
+  server.on('clientError', (err, socket) => {
+    // Malformed HTTP (bad request line, oversized headers): Node's own 400/431, then close.
+    const code = (err as NodeJS.ErrnoException).code;
+    const status = code === 'HPE_HEADER_OVERFLOW' ? 431 : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    if (socket.writable) socket.end(`HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request'}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    else socket.destroy();
+  });
+
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ host: host === '' ? undefined : host, port }, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  } catch (err) {
+    await audit.close();
+    throw new VirtError('VIRT_ERR_CONFIG', `cannot listen on admin.listen-address ${listen}: ${(err as Error).message}`, { cause: err });
+  }
+  const addr = server.address() as AddressInfo;
+  logger.info('admin endpoint listening', {
+    address: addr.address,
+    port: addr.port,
+    tls: config.tls !== undefined,
+    client_auth: config.tls?.clientAuth ?? 'none',
+    tokens: config.tokens.length,
+    certificates: config.certificates.length,
+    audit_log: config.auditLog,
+  });
+  let closing: Promise<void> | undefined;
+  return {
+    address: addr.address,
+    port: addr.port,
+    tls: config.tls !== undefined,
+    close() {
+      closing ??= (async () => {
+        await new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeIdleConnections();
+          // Bounded: in-flight requests get a moment, then their sockets go.
+          setTimeout(() => server.closeAllConnections(), 2000).unref();
+        });
+        await audit.close();
+      })();
+      return closing;
+    },
+  };
+}
