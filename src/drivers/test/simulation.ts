@@ -86,7 +86,7 @@ export class SimDomain {
       maxMemoryBytes: this.spec.maxMemoryMiB * MIB,
       memoryBytes: active ? this.spec.memoryMiB * MIB : 0,
       vcpus: this.spec.vcpus,
-      cpuTimeSeconds: this.cpuSeconds(nowMs),
+      cpuTimeSeconds: active ? this.cpuSeconds(nowMs) : 0,
       osType: this.spec.osType,
       arch: this.spec.arch,
       machine: this.spec.machine,
@@ -104,8 +104,9 @@ export class SimDomain {
     }
     if (groups.has('vcpu')) out.vcpus = this.#vcpus(out.info.cpuTimeSeconds);
     if (groups.has('memory')) out.memory = this.#memory(nowMs);
-    if (groups.has('block')) out.block = this.#block(nowMs);
-    if (groups.has('net')) out.net = this.#net(nowMs);
+    // A shut-off domain has no process: no device counters, as a real hypervisor reports.
+    if (groups.has('block')) out.block = active ? this.#block(nowMs) : [];
+    if (groups.has('net')) out.net = active ? this.#net(nowMs) : [];
     return out;
   }
 
