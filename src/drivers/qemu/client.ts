@@ -1,0 +1,185 @@
+/**
+ * The driver's side of the virt-qemud protocol: one multiplexed connection,
+ * replies matched by id, every request bounded by a deadline and an optional
+ * AbortSignal. Reconnects (and, when allowed, starts virt-qemud) on demand.
+ */
+import { createConnection, type Socket } from 'node:net';
+import { silentLogger, type Logger } from '../../util/logger.ts';
+import { VirtError } from '../../virt/errors.ts';
+import { encodeFrame, FrameDecoder, PROTOCOL_VERSION, replyError } from '../../qemud/protocol.ts';
+
+export interface ClientOptions {
+  socketPath: string;
+  maxFrameBytes: number;
+  connectTimeoutMs: number;
+  logger?: Logger;
+  /** Starts a supervisor when none answers; omitted: no auto-start. */
+  autostart?: () => Promise<void>;
+}
+
+export interface CallOptions {
+  timeoutMs: number;
+  signal?: AbortSignal | undefined;
+}
+
+interface Pending {
+  op: string;
+  resolve: (v: unknown) => void;
+  reject: (e: Error) => void;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+function connectOnce(path: string): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = createConnection(path);
+    s.once('connect', () => {
+      s.off('error', reject);
+      resolve(s);
+    });
+    s.once('error', reject);
+  });
+}
+
+export class QemudClient {
+  readonly #o: ClientOptions;
+  readonly #log: Logger;
+  #socket: Socket | null = null;
+  #connecting: Promise<Socket> | null = null;
+  readonly #pending = new Map<number, Pending>();
+  #nextId = 1;
+  #closed = false;
+
+  constructor(o: ClientOptions) {
+    this.#o = o;
+    this.#log = o.logger ?? silentLogger;
+  }
+
+  async #connect(): Promise<Socket> {
+    if (this.#socket !== null && !this.#socket.destroyed) return this.#socket;
+    this.#connecting ??= this.#doConnect().finally(() => {
+      this.#connecting = null;
+    });
+    return this.#connecting;
+  }
+
+  async #doConnect(): Promise<Socket> {
+    let sock: Socket;
+    try {
+      sock = await connectOnce(this.#o.socketPath);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (this.#o.autostart === undefined || (code !== 'ENOENT' && code !== 'ECONNREFUSED')) {
+        throw new VirtError('VIRT_ERR_NO_CONNECT', `cannot connect to virt-qemud at ${this.#o.socketPath}: ${(err as Error).message}`, { cause: err });
+      }
+      this.#log.info('no virt-qemud answers; starting one', { socket: this.#o.socketPath });
+      await this.#o.autostart();
+      const until = Date.now() + this.#o.connectTimeoutMs;
+      let last: unknown = err;
+      for (;;) {
+        try {
+          sock = await connectOnce(this.#o.socketPath);
+          break;
+        } catch (e) {
+          last = e;
+        }
+        if (Date.now() > until) {
+          throw new VirtError('VIRT_ERR_NO_CONNECT', `virt-qemud did not open ${this.#o.socketPath} within ${this.#o.connectTimeoutMs} ms: ${(last as Error).message}`);
+        }
+        await sleep(50);
+      }
+    }
+    if (this.#closed) {
+      sock.destroy();
+      throw new VirtError('VIRT_ERR_INVALID_ARG', 'connection closed');
+    }
+    const decoder = new FrameDecoder(this.#o.maxFrameBytes);
+    sock.on('data', (chunk: Buffer) => {
+      for (const m of decoder.push(chunk)) {
+        if (m.kind !== 'message') {
+          this.#failAll(sock, new VirtError('VIRT_ERR_RPC', m.kind === 'oversized' ? `virt-qemud sent a frame of ${m.length} bytes, over the limit` : `virt-qemud sent a malformed frame: ${m.message}`));
+          sock.destroy();
+          return;
+        }
+        this.#onReply(m.value);
+      }
+    });
+    sock.on('error', () => undefined);
+    sock.on('close', () => this.#failAll(sock, new VirtError('VIRT_ERR_NO_CONNECT', 'connection to virt-qemud closed')));
+    this.#socket = sock;
+    return sock;
+  }
+
+  #onReply(v: unknown): void {
+    if (typeof v !== 'object' || v === null) return;
+    const r = v as Record<string, unknown>;
+    const id = r['id'];
+    if (typeof id !== 'number') {
+      // A reply to no request: the server could not read one of ours.
+      if (r['error'] !== undefined) this.#log.warn('virt-qemud refused a frame', { error: replyError(r['error']).message });
+      return;
+    }
+    const p = this.#pending.get(id);
+    if (p === undefined) return;
+    this.#pending.delete(id);
+    if (r['v'] !== PROTOCOL_VERSION) p.reject(new VirtError('VIRT_ERR_RPC', `virt-qemud speaks protocol version ${JSON.stringify(r['v'])}, expected ${PROTOCOL_VERSION}`));
+    else if (r['error'] !== undefined) p.reject(replyError(r['error']));
+    else p.resolve(r['result']);
+  }
+
+  #failAll(sock: Socket, err: Error): void {
+    if (this.#socket === sock) this.#socket = null;
+    for (const [id, p] of this.#pending) {
+      this.#pending.delete(id);
+      p.reject(err);
+    }
+  }
+
+  async call(op: string, args: unknown[], opts: CallOptions): Promise<unknown> {
+    if (this.#closed) throw new VirtError('VIRT_ERR_INVALID_ARG', 'connection to virt-qemud is closed');
+    if (opts.signal?.aborted === true) throw new VirtError('VIRT_ERR_OPERATION_TIMEOUT', `${op} aborted`);
+    const sock = await this.#connect();
+    const id = this.#nextId++;
+    return new Promise<unknown>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(id);
+        cleanup();
+        reject(new VirtError('VIRT_ERR_OPERATION_TIMEOUT', `virt-qemud did not answer ${op} within ${opts.timeoutMs} ms`));
+      }, opts.timeoutMs);
+      const onAbort = (): void => {
+        this.#pending.delete(id);
+        cleanup();
+        reject(new VirtError('VIRT_ERR_OPERATION_TIMEOUT', `${op} aborted`));
+      };
+      const cleanup = (): void => {
+        clearTimeout(timer);
+        opts.signal?.removeEventListener('abort', onAbort);
+      };
+      opts.signal?.addEventListener('abort', onAbort, { once: true });
+      this.#pending.set(id, {
+        op,
+        resolve: (v) => {
+          cleanup();
+          resolve(v);
+        },
+        reject: (e) => {
+          cleanup();
+          reject(e);
+        },
+      });
+      sock.write(encodeFrame({ v: PROTOCOL_VERSION, id, op, args }));
+    });
+  }
+
+  close(): void {
+    this.#closed = true;
+    const s = this.#socket;
+    this.#socket = null;
+    if (s !== null) {
+      this.#failAll(s, new VirtError('VIRT_ERR_INVALID_ARG', 'connection closed'));
+      s.destroy();
+    }
+  }
+}

@@ -1,0 +1,109 @@
+/** virt-qemud process lifecycle: single-instance lock, supervisor, listeners, signals. */
+import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import type { Logger } from '../util/logger.ts';
+import { VirtError } from '../virt/errors.ts';
+import { resolvePaths, type QemudMode, type QemudPaths } from './paths.ts';
+import { processAlive } from './proc.ts';
+import { QemudServer } from './server.ts';
+import { Store } from './store.ts';
+import { Supervisor } from './supervisor.ts';
+
+export interface DaemonOptions {
+  mode: QemudMode;
+  runtimeDir?: string;
+  stateDir?: string;
+  emulator?: string;
+  qmpTimeoutMs: number;
+  commandTimeoutMs: number;
+  startTimeoutMs: number;
+  saveTimeoutMs: number;
+  shutdownGraceSeconds: number;
+  balloonStatsIntervalSeconds: number;
+  vcpuRefreshSeconds: number;
+  maxFrameBytes: number;
+  roSocketGroup?: string;
+  logger: Logger;
+}
+
+export interface RunningDaemon {
+  paths: QemudPaths;
+  supervisor: Supervisor;
+  server: QemudServer;
+  stop(): Promise<void>;
+}
+
+/** Takes the pid file exclusively; false when another live virt-qemud holds it. */
+function acquirePidFile(path: string): boolean {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    try {
+      const fd = openSync(path, 'wx', 0o644);
+      writeSync(fd, `${process.pid}\n`);
+      closeSync(fd);
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    let other: number | undefined;
+    try {
+      other = Number(readFileSync(path, 'utf8').trim());
+    } catch {
+      continue;
+    }
+    if (other !== undefined && Number.isInteger(other) && other > 0 && other !== process.pid && processAlive(other)) {
+      let cmd = '';
+      try {
+        cmd = readFileSync(`/proc/${other}/cmdline`, 'latin1');
+      } catch {
+        cmd = '';
+      }
+      if (cmd.includes('qemud')) return false;
+    }
+    try {
+      unlinkSync(path);
+    } catch {
+      // raced with another starter; retry
+    }
+  }
+  return false;
+}
+
+export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
+  const paths = resolvePaths(o.mode, { runtimeDir: o.runtimeDir, stateDir: o.stateDir });
+  new Store(paths, o.logger).init();
+  if (!acquirePidFile(paths.pidFile)) {
+    throw new VirtError('VIRT_ERR_OPERATION_INVALID', `another virt-qemud is already running for ${paths.runtimeDir}`);
+  }
+  const supervisor = new Supervisor({
+    paths,
+    logger: o.logger,
+    qmpTimeoutMs: o.qmpTimeoutMs,
+    commandTimeoutMs: o.commandTimeoutMs,
+    shutdownGraceSeconds: o.shutdownGraceSeconds,
+    balloonStatsIntervalSeconds: o.balloonStatsIntervalSeconds,
+    vcpuRefreshSeconds: o.vcpuRefreshSeconds,
+    startTimeoutMs: o.startTimeoutMs,
+    saveTimeoutMs: o.saveTimeoutMs,
+    ...(o.emulator !== undefined && o.emulator !== '' ? { emulator: o.emulator } : {}),
+  });
+  supervisor.init();
+  const server = new QemudServer({ supervisor, logger: o.logger, maxFrameBytes: o.maxFrameBytes, ...(o.roSocketGroup ? { roSocketGroup: o.roSocketGroup } : {}) });
+  await server.listen(paths.rwSocket, paths.roSocket);
+  o.logger.info('virt-qemud listening', { rw: paths.rwSocket, ro: paths.roSocket, pid: process.pid });
+  let stopped = false;
+  return {
+    paths,
+    supervisor,
+    server,
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      await server.close();
+      await supervisor.close();
+      try {
+        if (readFileSync(paths.pidFile, 'utf8').trim() === String(process.pid)) unlinkSync(paths.pidFile);
+      } catch {
+        // already gone
+      }
+    },
+  };
+}

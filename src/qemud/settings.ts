@@ -1,0 +1,57 @@
+/**
+ * Settings of the qemu area with their defaults. The convict fragment
+ * (src/config/schema/qemu.ts), the driver (settings['qemu.KEY']) and the
+ * virt-qemud command line (--KEY, or VIRT_EXPORTER_QEMU_KEY) all read these.
+ */
+export const QEMU_SETTINGS = {
+  'runtime-dir': { default: '', doc: 'Directory of virt-qemud sockets, pid and runtime files; empty: /run/virt-exporter/qemu for qemu:///system, $VIRT_EXPORTER_RUNTIME_DIR (else $XDG_RUNTIME_DIR/virt-exporter, else /tmp/virt-exporter-$UID) + /qemu for qemu:///session.' },
+  'state-dir': { default: '', doc: 'Directory of domain definitions and managed-save records; empty: /var/lib/virt-exporter/qemu (system) or RUNTIME-DIR/state (session).' },
+  emulator: { default: '', doc: 'QEMU binary; empty: qemu-system-<arch> from PATH.' },
+  'qemud-binary': { default: '', doc: 'virt-qemud executable the driver starts when no supervisor answers; empty: bin/virt-qemud of this installation.' },
+  autostart: { default: true, doc: 'Start virt-qemud in the background when no supervisor answers on the socket.' },
+  'connect-timeout-ms': { default: 15000, doc: 'How long the driver waits for an auto-started virt-qemud socket.' },
+  'request-timeout-ms': { default: 600000, doc: 'Deadline of one lifecycle request from the driver to virt-qemud (save/restore can be long).' },
+  'read-timeout-ms': { default: 10000, doc: 'Deadline of one read request (bulk stats, info) from the driver to virt-qemud.' },
+  'qmp-timeout-ms': { default: 2000, doc: 'virt-qemud: deadline of one QMP command on the read path; a domain whose monitor misses it fails alone.' },
+  'command-timeout-ms': { default: 15000, doc: 'virt-qemud: deadline of one QMP command in a lifecycle operation.' },
+  'start-timeout-ms': { default: 60000, doc: 'virt-qemud: how long QEMU may take to start (until it daemonizes).' },
+  'save-timeout-ms': { default: 600000, doc: 'virt-qemud: how long a save or restore migration may take.' },
+  'shutdown-grace-seconds': { default: 30, doc: 'How long shutdown waits for the guest to power off after the ACPI button press before failing (or destroying it, with force).' },
+  'balloon-stats-interval-seconds': { default: 5, doc: 'Default guest memory statistics polling interval for domains with a balloon (0 disables); a definition can override it.' },
+  'vcpu-refresh-seconds': { default: 300, doc: 'virt-qemud: how often vCPU thread ids are re-read with query-cpus-fast (also whenever a thread disappears).' },
+  'max-frame-bytes': { default: 16 * 1024 * 1024, doc: 'Largest driver<->virt-qemud protocol frame; a larger one closes that connection.' },
+  'ro-socket-group': { default: '', doc: 'virt-qemud: group owning the read-only socket (mode 0660); empty: mode 0666 for everyone.' },
+} as const;
+
+export type QemuSettingKey = keyof typeof QEMU_SETTINGS;
+
+type SettingValue = string | number | boolean | undefined;
+
+/** A setting from the flattened driver settings, with the same default as the schema. */
+export function setting<K extends QemuSettingKey>(settings: Readonly<Record<string, SettingValue>>, key: K): (typeof QEMU_SETTINGS)[K]['default'] {
+  const def = QEMU_SETTINGS[key].default;
+  const v = settings[`qemu.${key}`];
+  if (v === undefined || v === null) return def;
+  if (typeof def === 'number') {
+    const n = typeof v === 'number' ? v : Number(v);
+    return (Number.isFinite(n) ? n : def);
+  }
+  if (typeof def === 'boolean') return (typeof v === 'boolean' ? v : v === 'true' || v === '1') as (typeof QEMU_SETTINGS)[K]['default'];
+  return String(v) as (typeof QEMU_SETTINGS)[K]['default'];
+}
+
+/** Settings passed on to an auto-started virt-qemud as --KEY VALUE. */
+export const DAEMON_KEYS: readonly QemuSettingKey[] = [
+  'runtime-dir',
+  'state-dir',
+  'emulator',
+  'qmp-timeout-ms',
+  'command-timeout-ms',
+  'start-timeout-ms',
+  'save-timeout-ms',
+  'shutdown-grace-seconds',
+  'balloon-stats-interval-seconds',
+  'vcpu-refresh-seconds',
+  'max-frame-bytes',
+  'ro-socket-group',
+];

@@ -1,0 +1,1011 @@
+/**
+ * The heart of virt-qemud: domain definitions, the QEMU processes started
+ * from them, one QMP monitor per process, and the reads and lifecycle
+ * operations the driver asks for. Run state, vCPU threads and balloon size
+ * are kept current from QMP events (and refreshed rarely) so that a bulk read
+ * costs at most one QMP command per domain; CPU, RSS and tap counters come
+ * from /proc.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { cpus, freemem, hostname, totalmem } from 'node:os';
+import { dirname, isAbsolute, join } from 'node:path';
+import type { BlockReading, BulkStats, DomainInfo, DomainRef, DomainState, DomainStats, HostInfo, MemoryReading, NetReading, ReadError, StatsGroup, VcpuReading } from '../drivers/types.ts';
+import type { Logger } from '../util/logger.ts';
+import { VirtError, toVirtError } from '../virt/errors.ts';
+import { validateDefinition, type DomainDefinition } from './definition.ts';
+import { u64 } from './json.ts';
+import type { QemudPaths } from './paths.ts';
+import { CLOCK_TICKS, cpuSeconds, isLive, PAGE_SIZE, processAlive, readNetDev, readProcStat, type ProcStat } from './proc.ts';
+import { BALLOON_QOM_PATH, buildCommand, diskNodeName, kvmUsable } from './qemu-args.ts';
+import { QmpClient, type QmpEvent } from './qmp.ts';
+import { parseBalloon, parseBlockstats, parseCpusFast, parseGuestStats, parseQueryMigrate, parseQueryStatus, runStateToDomain } from './qmp-parse.ts';
+import { readSaveHeader, shQuote, writeSaveHeader } from './save-image.ts';
+import { Store, unlinkQuiet, type RuntimeRecord, type SaveRecord } from './store.ts';
+
+export interface SupervisorOptions {
+  paths: QemudPaths;
+  logger: Logger;
+  /** Deadline of one QMP command on the read path. */
+  qmpTimeoutMs: number;
+  /** Deadline of one QMP command in a lifecycle operation. */
+  commandTimeoutMs: number;
+  shutdownGraceSeconds: number;
+  balloonStatsIntervalSeconds: number;
+  vcpuRefreshSeconds: number;
+  startTimeoutMs: number;
+  saveTimeoutMs: number;
+  emulator?: string;
+}
+
+const MiB = 1024 * 1024;
+
+class Domain {
+  def: DomainDefinition;
+  /** Configuration the running QEMU was started with. */
+  live: DomainDefinition | null = null;
+  rec: RuntimeRecord | null = null;
+  state: DomainState = 'shutoff';
+  reason = 'unknown';
+  qmp: QmpClient | null = null;
+  attaching: Promise<QmpClient> | null = null;
+  monitorError: VirtError | null = null;
+  vcpuTids: number[] = [];
+  vcpuRefreshedAt = 0;
+  vcpuRefreshing = false;
+  balloonActual: number | undefined;
+  guest: MemoryReading['guest'] | undefined;
+  guestTimer: NodeJS.Timeout | undefined;
+  /** Reason to report when the process exits (set by destroy/shutdown/save). */
+  expectingExit: string | null = null;
+  sawShutdown = false;
+  save: SaveRecord | null = null;
+  lock: Promise<unknown> = Promise.resolve();
+  stopWaiters: Array<() => void> = [];
+
+  constructor(def: DomainDefinition) {
+    this.def = def;
+  }
+
+  get active(): boolean {
+    return this.rec !== null;
+  }
+
+  get config(): DomainDefinition {
+    return this.live ?? this.def;
+  }
+
+  ref(): DomainRef {
+    return { name: this.def.name, uuid: this.def.uuid, id: this.rec?.id ?? null };
+  }
+}
+
+function invalidState(d: Domain, op: string, why: string): VirtError {
+  return new VirtError('VIRT_ERR_OPERATION_INVALID', `cannot ${op} domain ${d.def.name}: ${why} (state ${d.state})`, { domain: d.def.name });
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Races a promise against a deadline and an optional signal. */
+function withDeadline<T>(p: Promise<T>, ms: number, what: string, signal?: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new VirtError('VIRT_ERR_OPERATION_TIMEOUT', `${what} did not complete within ${ms} ms`)), ms);
+    const onAbort = (): void => reject(new VirtError('VIRT_ERR_OPERATION_TIMEOUT', `${what} aborted`));
+    signal?.addEventListener('abort', onAbort, { once: true });
+    p.then(resolve, reject).finally(() => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+    });
+  });
+}
+
+export class Supervisor {
+  readonly #o: SupervisorOptions;
+  readonly #log: Logger;
+  readonly #store: Store;
+  readonly #domains = new Map<string, Domain>();
+  #nextId = 1;
+  #qemuVersion: string | undefined;
+  #closed = false;
+
+  constructor(opts: SupervisorOptions) {
+    this.#o = opts;
+    this.#log = opts.logger;
+    this.#store = new Store(opts.paths, opts.logger);
+  }
+
+  get paths(): QemudPaths {
+    return this.#o.paths;
+  }
+
+  /** Loads definitions and re-attaches to every QEMU that is still running. */
+  init(): void {
+    this.#store.init();
+    for (const def of this.#store.loadDefinitions()) {
+      const d = new Domain(def);
+      d.save = this.#store.loadSave(def.name);
+      this.#domains.set(def.name, d);
+    }
+    for (const d of this.#domains.values()) {
+      const rec = this.#store.loadRuntime(d.def.name);
+      if (rec === null) continue;
+      if (rec.id >= this.#nextId) this.#nextId = rec.id + 1;
+      this.#recover(d, rec);
+    }
+  }
+
+  #recover(d: Domain, rec: RuntimeRecord & { definition?: DomainDefinition }): void {
+    let pid = rec.pid;
+    let startTime = rec.pidStartTime;
+    if (rec.phase === 'starting') {
+      // Killed between spawning QEMU and recording it: adopt it if its pid file names a live QEMU.
+      pid = readPid(rec.pidFile);
+      startTime = pid === undefined ? undefined : readProcStat(pid)?.startTime;
+      if (pid !== undefined && !looksLikeQemu(pid, d.def.uuid)) pid = undefined;
+    }
+    if (pid === undefined || !processAlive(pid, startTime)) {
+      this.#log.warn('QEMU of domain is gone; reporting it shut off', { domain: d.def.name, pid });
+      this.#cleanupRuntime(rec);
+      d.state = 'shutoff';
+      d.reason = rec.phase === 'starting' ? 'failed' : 'crashed';
+      return;
+    }
+    const full: RuntimeRecord & { definition?: DomainDefinition } = { ...rec, phase: 'running', pid, pidStartTime: startTime ?? '' };
+    if (rec.phase === 'starting') this.#store.saveRuntime(full);
+    d.rec = full;
+    d.live = rec.definition !== undefined ? safeDefinition(rec.definition) ?? d.def : d.def;
+    d.state = 'running';
+    d.reason = 'unknown';
+    this.#log.info('re-attaching to running QEMU', { domain: d.def.name, pid });
+    this.#attach(d, this.#o.qmpTimeoutMs).catch((err: unknown) => {
+      this.#log.warn('re-attach to QMP monitor failed; will retry on the next read', { domain: d.def.name, err });
+    });
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    for (const d of this.#domains.values()) {
+      if (d.guestTimer !== undefined) clearInterval(d.guestTimer);
+      d.qmp?.close();
+    }
+    await Promise.resolve();
+  }
+
+  // ---------------------------------------------------------------- lookups
+
+  #find(key: string): Domain {
+    if (typeof key !== 'string' || key === '') throw new VirtError('VIRT_ERR_INVALID_ARG', 'a domain name, UUID or id is required');
+    const byName = this.#domains.get(key);
+    if (byName !== undefined) return byName;
+    const lower = key.toLowerCase();
+    for (const d of this.#domains.values()) if (d.def.uuid === lower) return d;
+    if (/^\d+$/.test(key)) {
+      const id = Number(key);
+      for (const d of this.#domains.values()) if (d.rec?.id === id) return d;
+    }
+    throw new VirtError('VIRT_ERR_NO_DOMAIN', `no domain with name, UUID or id ${JSON.stringify(key)}`, { domain: key });
+  }
+
+  lookupDomain(key: string): DomainRef {
+    const d = this.#find(key);
+    this.#checkAlive(d);
+    return d.ref();
+  }
+
+  listDomains(opts: { active?: boolean; inactive?: boolean } = {}): DomainRef[] {
+    const active = opts.active ?? true;
+    const inactive = opts.inactive ?? true;
+    const out: DomainRef[] = [];
+    for (const d of this.#sorted()) {
+      this.#checkAlive(d);
+      if (d.active ? active : inactive) out.push(d.ref());
+    }
+    return out;
+  }
+
+  domainDefinition(key: string): DomainDefinition {
+    return this.#find(key).def;
+  }
+
+  #sorted(): Domain[] {
+    return [...this.#domains.values()].sort((a, b) => a.def.name.localeCompare(b.def.name));
+  }
+
+  async domainInfo(key: string, signal?: AbortSignal): Promise<DomainInfo> {
+    const d = this.#find(key);
+    const stat = this.#checkAlive(d);
+    if (d.active && (d.qmp === null || d.qmp.closed)) {
+      await withDeadline(this.#attach(d, this.#o.qmpTimeoutMs), this.#o.qmpTimeoutMs, `QMP monitor of ${d.def.name}`, signal);
+    }
+    return this.#info(d, stat);
+  }
+
+  #info(d: Domain, stat: ProcStat | null): DomainInfo {
+    const cfg = d.config;
+    const max = cfg.memoryMiB * MiB;
+    const info: DomainInfo = {
+      ...d.ref(),
+      state: d.state,
+      stateReason: d.reason,
+      maxMemoryBytes: max,
+      memoryBytes: d.active ? (d.balloonActual ?? max) : max,
+      vcpus: cfg.vcpus,
+      cpuTimeSeconds: d.active && stat !== null ? cpuSeconds(stat) : 0,
+      osType: 'hvm',
+      arch: cfg.arch,
+      machine: cfg.machine,
+      autostart: false,
+      persistent: true,
+    };
+    return info;
+  }
+
+  /**
+   * Liveness check from /proc; a QEMU that is gone (or a zombie) turns its
+   * domain shut off at once. Returns the process stat when alive.
+   */
+  #checkAlive(d: Domain): ProcStat | null {
+    if (d.rec === null || d.rec.pid === undefined) return null;
+    const stat = readProcStat(d.rec.pid);
+    if (isLive(stat, d.rec.pidStartTime === '' ? undefined : d.rec.pidStartTime)) return stat;
+    this.#markStopped(d, d.expectingExit ?? (d.sawShutdown ? 'shutdown' : 'crashed'));
+    return null;
+  }
+
+  #markStopped(d: Domain, reason: string): void {
+    if (d.rec !== null) {
+      this.#log.info('domain stopped', { domain: d.def.name, pid: d.rec.pid, reason });
+      this.#cleanupRuntime(d.rec);
+    }
+    if (d.guestTimer !== undefined) clearInterval(d.guestTimer);
+    d.guestTimer = undefined;
+    const q = d.qmp;
+    d.qmp = null;
+    q?.close();
+    d.rec = null;
+    d.live = null;
+    d.state = 'shutoff';
+    d.reason = reason;
+    d.expectingExit = null;
+    d.sawShutdown = false;
+    d.balloonActual = undefined;
+    d.guest = undefined;
+    d.vcpuTids = [];
+    d.monitorError = null;
+    const waiters = d.stopWaiters;
+    d.stopWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  #cleanupRuntime(rec: RuntimeRecord): void {
+    this.#store.removeRuntime(rec.name);
+    unlinkQuiet(rec.qmpSocket);
+    unlinkQuiet(rec.pidFile);
+  }
+
+  // ---------------------------------------------------------------- QMP
+
+  #attach(d: Domain, timeoutMs: number): Promise<QmpClient> {
+    if (d.qmp !== null && !d.qmp.closed) return Promise.resolve(d.qmp);
+    if (d.attaching !== null) return d.attaching;
+    const rec = d.rec;
+    if (rec === null) return Promise.reject(invalidState(d, 'reach', 'it is not running'));
+    const p = (async () => {
+      const qmp = await QmpClient.connect(rec.qmpSocket, {
+        timeoutMs,
+        logger: this.#log,
+        onEvent: (ev) => this.#onEvent(d, ev),
+      });
+      qmp.onClose = () => this.#onMonitorClosed(d, qmp);
+      try {
+        const call = { timeoutMs };
+        const rs = runStateToDomain(parseQueryStatus(await qmp.execute('query-status', undefined, call)));
+        if (!(d.state === 'paused' && rs.state === 'paused')) {
+          d.state = rs.state;
+          d.reason = rs.reason;
+        }
+        d.vcpuTids = parseCpusFast(await qmp.execute('query-cpus-fast', undefined, call));
+        d.vcpuRefreshedAt = Date.now();
+        if (d.config.balloon.enabled) d.balloonActual = parseBalloon(await qmp.execute('query-balloon', undefined, call));
+      } catch (err) {
+        qmp.close();
+        throw err;
+      }
+      if (d.rec !== rec) {
+        qmp.close();
+        throw invalidState(d, 'reach', 'it stopped while attaching');
+      }
+      d.qmp = qmp;
+      d.monitorError = null;
+      this.#startGuestPolling(d);
+      if (d.state === 'shutdown') this.#quitAfterGuestShutdown(d);
+      return qmp;
+    })();
+    d.attaching = p;
+    p.catch((err: unknown) => {
+      d.monitorError = toVirtError(err, 'VIRT_ERR_RPC');
+    }).finally(() => {
+      if (d.attaching === p) d.attaching = null;
+    });
+    return p;
+  }
+
+  #onMonitorClosed(d: Domain, qmp: QmpClient): void {
+    if (d.qmp !== qmp) return;
+    d.qmp = null;
+    if (d.guestTimer !== undefined) clearInterval(d.guestTimer);
+    d.guestTimer = undefined;
+    // The socket closes when QEMU exits; give the kernel a moment to finish the process off.
+    const rec = d.rec;
+    const check = async (): Promise<void> => {
+      for (let i = 0; i < 50 && d.rec === rec; i++) {
+        if (this.#checkAlive(d) === null) return;
+        await sleep(100);
+      }
+      if (d.rec === rec) this.#log.warn('QMP monitor closed but QEMU still runs; will reconnect on the next read', { domain: d.def.name });
+    };
+    void check();
+  }
+
+  #onEvent(d: Domain, ev: QmpEvent): void {
+    this.#log.info('QMP event', { domain: d.def.name, event: ev.event, reason: typeof ev.data['reason'] === 'string' ? ev.data['reason'] : undefined });
+    switch (ev.event) {
+      case 'STOP':
+        if (d.state === 'running') {
+          d.state = 'paused';
+          d.reason = d.sawShutdown ? 'shutting-down' : 'user';
+        }
+        break;
+      case 'RESUME':
+        d.state = 'running';
+        d.reason = 'unpaused';
+        break;
+      case 'SHUTDOWN':
+        d.sawShutdown = true;
+        if (ev.data['guest'] === true) {
+          d.state = 'shutdown';
+          d.reason = 'guest';
+          this.#quitAfterGuestShutdown(d);
+        }
+        break;
+      case 'GUEST_PANICKED':
+        d.state = 'crashed';
+        d.reason = 'panicked';
+        break;
+      case 'SUSPEND':
+        d.state = 'pmsuspended';
+        d.reason = 'guest';
+        break;
+      case 'WAKEUP':
+        d.state = 'running';
+        d.reason = 'wakeup';
+        break;
+      case 'BALLOON_CHANGE': {
+        const actual = u64(ev.data['actual']);
+        if (actual !== undefined) d.balloonActual = actual;
+        break;
+      }
+      default:
+        break;
+    }
+  }
+
+  /** -no-shutdown keeps QEMU alive after a guest poweroff; we end it so the domain is shut off. */
+  #quitAfterGuestShutdown(d: Domain): void {
+    d.expectingExit ??= 'shutdown';
+    const qmp = d.qmp;
+    if (qmp === null) return;
+    qmp.execute('quit', undefined, { timeoutMs: this.#o.commandTimeoutMs }).catch(() => {
+      // The monitor closes as QEMU exits; the close handler does the rest.
+    });
+  }
+
+  #startGuestPolling(d: Domain): void {
+    const cfg = d.config;
+    if (!cfg.balloon.enabled || d.guestTimer !== undefined) return;
+    const iv = cfg.balloon.statsIntervalSeconds ?? this.#o.balloonStatsIntervalSeconds;
+    if (iv <= 0) return;
+    const poll = (): void => {
+      const qmp = d.qmp;
+      if (qmp === null || d.state !== 'running') return;
+      qmp
+        .execute('qom-get', { path: BALLOON_QOM_PATH, property: 'guest-stats' }, { timeoutMs: this.#o.qmpTimeoutMs })
+        .then((v) => {
+          d.guest = parseGuestStats(v);
+        })
+        .catch((err: unknown) => this.#log.debug('guest-stats poll failed', { domain: d.def.name, err }));
+    };
+    d.guestTimer = setInterval(poll, iv * 1000);
+    d.guestTimer.unref();
+    poll();
+  }
+
+  #refreshVcpus(d: Domain): void {
+    const qmp = d.qmp;
+    if (qmp === null || d.vcpuRefreshing) return;
+    d.vcpuRefreshing = true;
+    qmp
+      .execute('query-cpus-fast', undefined, { timeoutMs: this.#o.qmpTimeoutMs })
+      .then((v) => {
+        d.vcpuTids = parseCpusFast(v);
+      })
+      .catch((err: unknown) => this.#log.debug('vCPU refresh failed', { domain: d.def.name, err }))
+      .finally(() => {
+        d.vcpuRefreshing = false;
+        d.vcpuRefreshedAt = Date.now();
+      });
+  }
+
+  #cmd(d: Domain, command: string, args?: Record<string, unknown>): Promise<unknown> {
+    const qmp = d.qmp;
+    if (qmp === null || qmp.closed) throw new VirtError('VIRT_ERR_OPERATION_FAILED', `QMP monitor of ${d.def.name} is not connected`, { domain: d.def.name });
+    return qmp.execute(command, args, { timeoutMs: this.#o.commandTimeoutMs });
+  }
+
+  // ---------------------------------------------------------------- bulk reads
+
+  async allDomainStats(opts: { groups: readonly StatsGroup[]; inactive?: boolean; timeoutMs?: number }, signal?: AbortSignal): Promise<BulkStats> {
+    const groups = new Set(opts.groups);
+    const deadline = Date.now() + (opts.timeoutMs ?? 10_000);
+    const errors: ReadError[] = [];
+    const results = await Promise.all(
+      this.#sorted().map(async (d): Promise<DomainStats | null> => {
+        try {
+          return await this.#domainStats(d, groups, opts.inactive ?? false, deadline, errors, signal);
+        } catch (err) {
+          const e = toVirtError(err, 'VIRT_ERR_OPERATION_FAILED');
+          errors.push({ domain: d.def.name, code: e.code, message: e.message });
+          return null;
+        }
+      }),
+    );
+    return { domains: results.filter((r) => r !== null), errors };
+  }
+
+  async #domainStats(d: Domain, groups: Set<StatsGroup>, inactive: boolean, deadline: number, errors: ReadError[], signal?: AbortSignal): Promise<DomainStats | null> {
+    let stat = this.#checkAlive(d);
+    if (!d.active) return inactive ? { info: this.#info(d, null) } : null;
+    const budget = (): number => Math.max(1, Math.min(this.#o.qmpTimeoutMs, deadline - Date.now()));
+    if (d.qmp === null || d.qmp.closed) {
+      await withDeadline(this.#attach(d, this.#o.qmpTimeoutMs), budget(), `QMP monitor of ${d.def.name}`, signal);
+      stat = this.#checkAlive(d);
+      if (!d.active) return inactive ? { info: this.#info(d, null) } : null;
+    }
+    const cfg = d.config;
+    const pid = d.rec?.pid as number;
+    const out: DomainStats = { info: this.#info(d, stat) };
+    if (stat !== null && groups.has('cpu')) {
+      out.cpu = { userSeconds: stat.utimeTicks / CLOCK_TICKS, systemSeconds: stat.stimeTicks / CLOCK_TICKS };
+    }
+    if (groups.has('vcpu')) {
+      const vcpus: VcpuReading[] = [];
+      let stale = Date.now() - d.vcpuRefreshedAt > this.#o.vcpuRefreshSeconds * 1000;
+      for (let i = 0; i < cfg.vcpus; i++) {
+        const tid = d.vcpuTids[i];
+        const t = tid === undefined ? null : readProcStat(pid, tid);
+        if (t === null) {
+          stale = true;
+          vcpus.push({ id: i, state: 'offline' });
+          continue;
+        }
+        vcpus.push({ id: i, state: d.state === 'running' ? 'running' : 'blocked', timeSeconds: cpuSeconds(t), cpu: t.processor });
+      }
+      if (stale) this.#refreshVcpus(d);
+      out.vcpus = vcpus;
+    }
+    if (groups.has('memory')) {
+      const max = cfg.memoryMiB * MiB;
+      const mem: MemoryReading = { maximumBytes: max, currentBytes: d.balloonActual ?? max };
+      if (d.balloonActual !== undefined) mem.balloonBytes = d.balloonActual;
+      if (d.guest !== undefined) mem.guest = { ...d.guest };
+      if (stat !== null) mem.rssBytes = stat.rssPages * PAGE_SIZE;
+      out.memory = mem;
+    }
+    if (groups.has('net')) {
+      const dev = cfg.nics.some((n) => n.type === 'tap') ? readNetDev(pid) : null;
+      out.net = cfg.nics.map((n, i): NetReading => {
+        if (n.type === 'user') return { interface: `nic${i}`, mac: n.mac, counters: null };
+        const c = dev?.get(n.ifname ?? '');
+        // Host tap counters are the guest's reversed: what the host receives, the guest sent.
+        return {
+          interface: n.ifname ?? `nic${i}`,
+          mac: n.mac,
+          counters:
+            c === undefined
+              ? null
+              : { rxBytes: c.txBytes, rxPackets: c.txPackets, rxErrors: c.txErrors, rxDrops: c.txDrops, txBytes: c.rxBytes, txPackets: c.rxPackets, txErrors: c.rxErrors, txDrops: c.rxDrops },
+        };
+      });
+    }
+    if (groups.has('block') && cfg.disks.length > 0) {
+      // The one QMP command of this collection for this domain.
+      try {
+        const qmp = d.qmp;
+        if (qmp === null) throw new VirtError('VIRT_ERR_RPC', `QMP monitor of ${d.def.name} is not connected`);
+        const byNode = new Map(cfg.disks.map((x) => [diskNodeName(x.target), x]));
+        const v = await qmp.execute('query-blockstats', undefined, { timeoutMs: budget(), signal });
+        const block: BlockReading[] = parseBlockstats(v, (node) => byNode.get(node)?.target);
+        for (const b of block) {
+          const disk = cfg.disks.find((x) => x.target === b.device);
+          if (disk !== undefined) b.path = disk.path;
+        }
+        out.block = block;
+      } catch (err) {
+        const e = toVirtError(err, 'VIRT_ERR_RPC');
+        // A monitor that does not answer makes this domain's read fail, not the others'.
+        errors.push({ domain: d.def.name, group: 'block', code: e.code, message: e.message });
+        if (e.code === 'VIRT_ERR_RPC' || e.code === 'VIRT_ERR_OPERATION_TIMEOUT') return null;
+      }
+    } else if (groups.has('block')) {
+      out.block = [];
+    }
+    return out;
+  }
+
+  // ---------------------------------------------------------------- host
+
+  async version(): Promise<string> {
+    if (this.#qemuVersion === undefined) {
+      const emulator = this.#o.emulator !== undefined && this.#o.emulator !== '' ? this.#o.emulator : 'qemu-system-x86_64';
+      const r = await runCommand(emulator, ['--version'], 10_000);
+      const m = /version (\d+\.\d+\.\d+)/.exec(r.stdout);
+      if (m?.[1] === undefined) throw new VirtError('VIRT_ERR_OPERATION_FAILED', `cannot read the version of ${emulator}: ${r.stderr.trim() || r.stdout.trim()}`);
+      this.#qemuVersion = m[1];
+    }
+    return this.#qemuVersion;
+  }
+
+  async hostInfo(): Promise<HostInfo> {
+    const c = cpus();
+    let sockets = 1;
+    let cores = c.length;
+    let threads = 1;
+    try {
+      const text = readFileSync('/proc/cpuinfo', 'latin1');
+      const phys = new Set([...text.matchAll(/^physical id\s*:\s*(\d+)/gm)].map((m) => m[1]));
+      const coreIds = new Set([...text.matchAll(/^core id\s*:\s*(\d+)/gm)].map((m) => m[1]));
+      if (phys.size > 0) sockets = phys.size;
+      if (coreIds.size > 0) cores = coreIds.size;
+      threads = Math.max(1, Math.round(c.length / (sockets * cores)));
+    } catch {
+      // keep the flat defaults
+    }
+    return {
+      hostname: hostname(),
+      model: process.arch === 'x64' ? 'x86_64' : process.arch,
+      cpus: c.length,
+      mhz: c[0]?.speed ?? 0,
+      nodes: 1,
+      sockets,
+      cores,
+      threads,
+      memoryBytes: totalmem(),
+      freeMemoryBytes: freemem(),
+      hypervisor: kvmUsable() ? 'QEMU/KVM' : 'QEMU/TCG',
+      hypervisorVersion: await this.version(),
+    };
+  }
+
+  // ---------------------------------------------------------------- lifecycle
+
+  #locked<T>(d: Domain, fn: () => Promise<T>): Promise<T> {
+    const run = d.lock.then(fn, fn);
+    d.lock = run.catch(() => undefined);
+    return run;
+  }
+
+  define(input: unknown): DomainRef {
+    const raw = input as Record<string, unknown> | null;
+    const def = validateDefinition(input);
+    const existing = this.#domains.get(def.name);
+    const hadUuid = raw !== null && typeof raw === 'object' && raw['uuid'] !== undefined;
+    if (existing !== undefined) {
+      if (!hadUuid) def.uuid = existing.def.uuid;
+      if (def.uuid !== existing.def.uuid) {
+        throw new VirtError('VIRT_ERR_DOM_EXIST', `domain ${def.name} already exists with UUID ${existing.def.uuid}`, { domain: def.name });
+      }
+      // Redefinition: MACs derived from the UUID stay as they were.
+      if (!hadUuid) def.nics = validateDefinition({ ...(input as object), uuid: def.uuid }).nics;
+    }
+    for (const d of this.#domains.values()) {
+      if (d.def.uuid === def.uuid && d.def.name !== def.name) {
+        throw new VirtError('VIRT_ERR_DOM_EXIST', `UUID ${def.uuid} is already used by domain ${d.def.name}`, { domain: def.name });
+      }
+    }
+    this.#store.saveDefinition(def);
+    if (existing !== undefined) existing.def = def;
+    else this.#domains.set(def.name, new Domain(def));
+    this.#log.info('domain defined', { domain: def.name, uuid: def.uuid });
+    return (existing ?? (this.#domains.get(def.name))).ref();
+  }
+
+  undefine(key: string): Promise<void> {
+    const d = this.#find(key);
+    return this.#locked(d, () => {
+      this.#checkAlive(d);
+      if (d.active) return Promise.reject(invalidState(d, 'undefine', 'it is running; destroy or shut it down first'));
+      this.#store.removeDefinition(d.def.name);
+      this.#store.removeSave(d.def.name);
+      this.#domains.delete(d.def.name);
+      this.#log.info('domain undefined', { domain: d.def.name });
+      return Promise.resolve();
+    });
+  }
+
+  start(key: string): Promise<void> {
+    const d = this.#find(key);
+    return this.#locked(d, async () => {
+      this.#checkAlive(d);
+      if (d.active) throw invalidState(d, 'start', 'it is already running');
+      if (d.save !== null && existsSync(d.save.file)) {
+        // A managed save image exists: starting resumes from it, as libvirt does.
+        await this.#restoreInto(d, d.save.file);
+        return;
+      }
+      await this.#launch(d, d.def, false);
+    });
+  }
+
+  async #launch(d: Domain, def: DomainDefinition, incoming: boolean): Promise<void> {
+    let accel: 'kvm' | 'tcg';
+    if (def.accel === 'auto') accel = kvmUsable() ? 'kvm' : 'tcg';
+    else if (def.accel === 'kvm' && !kvmUsable()) throw new VirtError('VIRT_ERR_OPERATION_FAILED', `domain ${def.name} requires KVM but /dev/kvm is not usable`, { domain: def.name });
+    else accel = def.accel;
+    const p = this.#o.paths;
+    const rec: RuntimeRecord & { definition: DomainDefinition } = {
+      name: def.name,
+      uuid: def.uuid,
+      id: this.#nextId++,
+      phase: 'starting',
+      pidFile: join(p.runDir, `${def.name}.pid`),
+      qmpSocket: join(p.qmpDir, `${def.uuid}.sock`),
+      consoleLog: def.console?.logFile ?? join(p.logDir, `${def.name}.console.log`),
+      accel,
+      startedAt: new Date().toISOString(),
+      definition: def,
+    };
+    unlinkQuiet(rec.qmpSocket);
+    unlinkQuiet(rec.pidFile);
+    this.#store.saveRuntime(rec);
+    const cmd = buildCommand(def, {
+      qmpSocket: rec.qmpSocket,
+      pidFile: rec.pidFile,
+      consoleLog: rec.consoleLog,
+      accel,
+      incoming,
+      balloonStatsIntervalSeconds: this.#o.balloonStatsIntervalSeconds,
+      ...(this.#o.emulator !== undefined ? { emulator: this.#o.emulator } : {}),
+    });
+    this.#log.info('starting QEMU', { domain: def.name, accel, command: [cmd.file, ...cmd.args].join(' ') });
+    let r: CommandResult;
+    try {
+      r = await runCommand(cmd.file, cmd.args, this.#o.startTimeoutMs);
+    } catch (err) {
+      this.#cleanupRuntime(rec);
+      throw new VirtError('VIRT_ERR_OPERATION_FAILED', `cannot run ${cmd.file}: ${(err as Error).message}`, { domain: def.name, cause: err });
+    }
+    const pid = readPid(rec.pidFile);
+    if (r.code !== 0 || pid === undefined) {
+      if (pid !== undefined) killQuiet(pid);
+      this.#cleanupRuntime(rec);
+      const msg = r.stderr.split('\n').filter((l) => l.trim() !== '' && !l.includes('warning:')).join('; ') || `exit code ${String(r.code)}`;
+      throw new VirtError('VIRT_ERR_OPERATION_FAILED', `QEMU for domain ${def.name} failed to start: ${msg}`, { domain: def.name });
+    }
+    rec.phase = 'running';
+    rec.pid = pid;
+    rec.pidStartTime = readProcStat(pid)?.startTime ?? '';
+    this.#store.saveRuntime(rec);
+    d.rec = rec;
+    d.live = def;
+    d.state = incoming ? 'paused' : 'running';
+    d.reason = incoming ? 'starting-up' : 'booted';
+    d.expectingExit = null;
+    d.sawShutdown = false;
+    try {
+      await this.#attach(d, this.#o.commandTimeoutMs);
+    } catch (err) {
+      killQuiet(pid);
+      this.#markStopped(d, 'failed');
+      throw new VirtError('VIRT_ERR_OPERATION_FAILED', `QEMU for domain ${def.name} started but its QMP monitor failed: ${(err as Error).message}`, { domain: def.name, cause: err });
+    }
+    this.#log.info('domain started', { domain: def.name, pid, accel });
+  }
+
+  #requireMonitor(d: Domain, op: string): Promise<QmpClient> {
+    this.#checkAlive(d);
+    if (!d.active) return Promise.reject(invalidState(d, op, 'it is not running'));
+    return this.#attach(d, this.#o.commandTimeoutMs);
+  }
+
+  suspend(key: string): Promise<void> {
+    const d = this.#find(key);
+    return this.#locked(d, async () => {
+      await this.#requireMonitor(d, 'suspend');
+      if (d.state !== 'running') throw invalidState(d, 'suspend', 'it is not running');
+      await this.#cmd(d, 'stop');
+      d.state = 'paused';
+      d.reason = 'user';
+    });
+  }
+
+  resume(key: string): Promise<void> {
+    const d = this.#find(key);
+    return this.#locked(d, async () => {
+      await this.#requireMonitor(d, 'resume');
+      if (d.state !== 'paused') throw invalidState(d, 'resume', 'it is not paused');
+      await this.#cmd(d, 'cont');
+      d.state = 'running';
+      d.reason = 'unpaused';
+    });
+  }
+
+  reboot(key: string): Promise<void> {
+    const d = this.#find(key);
+    return this.#locked(d, async () => {
+      await this.#requireMonitor(d, 'reboot');
+      if (d.state !== 'running' && d.state !== 'paused') throw invalidState(d, 'reboot', 'it is neither running nor paused');
+      await this.#cmd(d, 'system_reset');
+    });
+  }
+
+  /** Resolves true once the domain is shut off, false after ms. */
+  #waitStopped(d: Domain, ms: number): Promise<boolean> {
+    if (!d.active) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      let done = false;
+      const finish = (v: boolean): void => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        clearInterval(poll);
+        resolve(v);
+      };
+      const timer = setTimeout(() => finish(false), ms);
+      // Events close the monitor, but a kernel that is slow to reap is caught by polling /proc.
+      const poll = setInterval(() => {
+        if (this.#checkAlive(d) === null) finish(true);
+      }, 50);
+      d.stopWaiters.push(() => finish(true));
+    });
+  }
+
+  shutdown(key: string, opts: { force?: boolean; graceSeconds?: number } = {}): Promise<void> {
+    const d = this.#find(key);
+    return this.#locked(d, async () => {
+      await this.#requireMonitor(d, 'shut down');
+      const grace = opts.graceSeconds ?? this.#o.shutdownGraceSeconds;
+      d.expectingExit = 'shutdown';
+      await this.#cmd(d, 'system_powerdown');
+      if (await this.#waitStopped(d, grace * 1000)) return;
+      if (opts.force === true) {
+        this.#log.warn('guest ignored the ACPI power button; destroying it', { domain: d.def.name, graceSeconds: grace });
+        await this.#kill(d, 'destroyed');
+        return;
+      }
+      if (d.active) d.expectingExit = null;
+      throw new VirtError('VIRT_ERR_OPERATION_TIMEOUT', `domain ${d.def.name} did not stop within ${grace} s of the ACPI power-button press; the guest may ignore ACPI (use force to destroy it)`, {
+        domain: d.def.name,
+      });
+    });
+  }
+
+  destroy(key: string): Promise<void> {
+    const d = this.#find(key);
+    return this.#locked(d, async () => {
+      this.#checkAlive(d);
+      if (!d.active) throw invalidState(d, 'destroy', 'it is not running');
+      await this.#kill(d, 'destroyed');
+    });
+  }
+
+  async #kill(d: Domain, reason: string): Promise<void> {
+    const rec = d.rec;
+    if (rec?.pid === undefined) return;
+    d.expectingExit = reason;
+    killQuiet(rec.pid, 'SIGKILL');
+    if (!(await this.#waitStopped(d, 10_000))) {
+      throw new VirtError('VIRT_ERR_OPERATION_FAILED', `QEMU pid ${rec.pid} of domain ${d.def.name} did not exit after SIGKILL`, { domain: d.def.name });
+    }
+    if (d.rec === null) d.reason = reason;
+  }
+
+  save(key: string, file: string): Promise<void> {
+    const d = this.#find(key);
+    checkImagePath(file, true);
+    return this.#locked(d, async () => {
+      await this.#requireMonitor(d, 'save');
+      if (d.state !== 'running' && d.state !== 'paused') throw invalidState(d, 'save', 'it is neither running nor paused');
+      const prior: 'running' | 'paused' = d.state === 'running' ? 'running' : 'paused';
+      const cfg = d.config;
+      if (prior === 'running') {
+        await this.#cmd(d, 'stop');
+        d.state = 'paused';
+        d.reason = 'save';
+      }
+      try {
+        const offset = writeSaveHeader(file, { definition: cfg, state: prior, savedAt: new Date().toISOString() });
+        this.#log.info('saving domain', { domain: d.def.name, file, offset });
+        // QEMU 7.2 caps migration at 32 MiB/s by default; a local file needs no cap.
+        await this.#cmd(d, 'migrate-set-parameters', { 'max-bandwidth': 2 ** 40 });
+        await this.#cmd(d, 'migrate', { uri: `exec:cat >> ${shQuote(file)}` });
+        await this.#waitMigration(d, 'save');
+      } catch (err) {
+        if (prior === 'running' && d.active) {
+          await this.#cmd(d, 'cont').catch(() => undefined);
+          d.state = 'running';
+          d.reason = 'save-failed';
+        }
+        throw toVirtError(err, 'VIRT_ERR_OPERATION_FAILED');
+      }
+      d.expectingExit = 'saved';
+      await this.#cmd(d, 'quit').catch(() => undefined);
+      if (!(await this.#waitStopped(d, 10_000))) await this.#kill(d, 'saved');
+      const rec: SaveRecord = { file, state: prior, savedAt: new Date().toISOString() };
+      this.#store.saveSave(d.def.name, rec);
+      d.save = rec;
+      d.reason = 'saved';
+    });
+  }
+
+  async #waitMigration(d: Domain, what: string): Promise<void> {
+    const until = Date.now() + this.#o.saveTimeoutMs;
+    for (;;) {
+      const st = parseQueryMigrate(await this.#cmd(d, 'query-migrate'));
+      if (st.status === 'completed') return;
+      if (st.status === 'failed' || st.status === 'cancelled') {
+        throw new VirtError('VIRT_ERR_OPERATION_FAILED', `${what} of domain ${d.def.name} failed: ${st.error ?? st.status}`, { domain: d.def.name });
+      }
+      if (Date.now() > until) throw new VirtError('VIRT_ERR_OPERATION_TIMEOUT', `${what} of domain ${d.def.name} did not finish within ${this.#o.saveTimeoutMs} ms`, { domain: d.def.name });
+      await sleep(50);
+    }
+  }
+
+  async restore(file: string): Promise<DomainRef> {
+    checkImagePath(file, false);
+    const { header } = readSaveHeader(file);
+    const hdef = header.definition;
+    let d = [...this.#domains.values()].find((x) => x.def.uuid === hdef.uuid);
+    if (d === undefined) {
+      const clash = this.#domains.get(hdef.name);
+      if (clash !== undefined) throw new VirtError('VIRT_ERR_DOM_EXIST', `domain ${hdef.name} exists with another UUID (${clash.def.uuid}) than the save image (${hdef.uuid})`);
+      this.define(hdef);
+      d = this.#domains.get(hdef.name);
+    }
+    const dom = d;
+    await this.#locked(dom, async () => {
+      this.#checkAlive(dom);
+      if (dom.active) throw invalidState(dom, 'restore', 'it is running; destroy it first');
+      await this.#restoreInto(dom, file);
+    });
+    return dom.ref();
+  }
+
+  async #restoreInto(d: Domain, file: string): Promise<void> {
+    const { header, offset } = readSaveHeader(file);
+    await this.#launch(d, header.definition, true);
+    try {
+      await this.#cmd(d, 'migrate-incoming', { uri: `exec:tail -c +${offset + 1} ${shQuote(file)}` });
+      await this.#waitIncoming(d);
+      if (header.state === 'running') {
+        await this.#cmd(d, 'cont');
+        d.state = 'running';
+        d.reason = 'restored';
+      } else {
+        d.state = 'paused';
+        d.reason = 'user';
+      }
+    } catch (err) {
+      await this.#kill(d, 'failed').catch(() => undefined);
+      throw toVirtError(err, 'VIRT_ERR_OPERATION_FAILED');
+    }
+    if (d.save?.file === file) {
+      this.#store.removeSave(d.def.name);
+      d.save = null;
+    }
+    this.#log.info('domain restored', { domain: d.def.name, file, state: d.state });
+  }
+
+  /** Incoming migration ends when QEMU leaves "inmigrate". */
+  async #waitIncoming(d: Domain): Promise<void> {
+    const until = Date.now() + this.#o.saveTimeoutMs;
+    for (;;) {
+      const st = parseQueryMigrate(await this.#cmd(d, 'query-migrate'));
+      if (st.status === 'failed' || st.status === 'cancelled') {
+        throw new VirtError('VIRT_ERR_OPERATION_FAILED', `restore of domain ${d.def.name} failed: ${st.error ?? st.status}`, { domain: d.def.name });
+      }
+      if (st.status === 'completed') {
+        const status = parseQueryStatus(await this.#cmd(d, 'query-status'));
+        if (status !== 'inmigrate') return;
+      }
+      if (Date.now() > until) throw new VirtError('VIRT_ERR_OPERATION_TIMEOUT', `restore of domain ${d.def.name} did not finish within ${this.#o.saveTimeoutMs} ms`, { domain: d.def.name });
+      await sleep(50);
+    }
+  }
+}
+
+
+function safeDefinition(v: unknown): DomainDefinition | undefined {
+  try {
+    return validateDefinition(v);
+  } catch {
+    return undefined;
+  }
+}
+
+function readPid(file: string): number | undefined {
+  try {
+    const n = Number(readFileSync(file, 'utf8').trim());
+    return Number.isInteger(n) && n > 1 ? n : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Guards pid reuse when adopting from a pid file: the process must be QEMU with this UUID. */
+function looksLikeQemu(pid: number, uuid: string): boolean {
+  try {
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'latin1').split('\0');
+    return (cmdline[0] ?? '').includes('qemu') && cmdline.includes(uuid);
+  } catch {
+    return false;
+  }
+}
+
+function killQuiet(pid: number, sig: NodeJS.Signals = 'SIGKILL'): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    // already gone
+  }
+}
+
+function checkImagePath(file: unknown, forWrite: boolean): asserts file is string {
+  if (typeof file !== 'string' || !isAbsolute(file) || file.includes('\0') || file.split('/').includes('..')) {
+    throw new VirtError('VIRT_ERR_INVALID_ARG', `save image path must be absolute without "..", got ${JSON.stringify(file)}`);
+  }
+  if (forWrite) {
+    let ok = false;
+    try {
+      ok = statSync(dirname(file)).isDirectory();
+    } catch {
+      ok = false;
+    }
+    if (!ok) throw new VirtError('VIRT_ERR_INVALID_ARG', `directory of save image ${file} does not exist`);
+  }
+}
+
+interface CommandResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a short-lived command (QEMU with -daemonize returns once the guest is set up). */
+function runCommand(file: string, args: string[], timeoutMs: number): Promise<CommandResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (s: string) => {
+      if (stdout.length < 65536) stdout += s;
+    });
+    child.stderr.setEncoding('utf8').on('data', (s: string) => {
+      if (stderr.length < 65536) stderr += s;
+    });
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${file} did not finish within ${timeoutMs} ms`));
+    }, timeoutMs);
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
