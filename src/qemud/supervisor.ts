@@ -615,10 +615,14 @@ export class Supervisor {
       }
     }
     this.#store.saveDefinition(def);
-    if (existing !== undefined) existing.def = def;
-    else this.#domains.set(def.name, new Domain(def));
+    let d = existing;
+    if (d !== undefined) d.def = def;
+    else {
+      d = new Domain(def);
+      this.#domains.set(def.name, d);
+    }
     this.#log.info('domain defined', { domain: def.name, uuid: def.uuid });
-    return (existing ?? (this.#domains.get(def.name))).ref();
+    return d.ref();
   }
 
   undefine(key: string): Promise<void> {
@@ -866,14 +870,13 @@ export class Supervisor {
     checkImagePath(file, false);
     const { header } = readSaveHeader(file);
     const hdef = header.definition;
-    let d = [...this.#domains.values()].find((x) => x.def.uuid === hdef.uuid);
-    if (d === undefined) {
+    const found = [...this.#domains.values()].find((x) => x.def.uuid === hdef.uuid);
+    if (found === undefined) {
       const clash = this.#domains.get(hdef.name);
       if (clash !== undefined) throw new VirtError('VIRT_ERR_DOM_EXIST', `domain ${hdef.name} exists with another UUID (${clash.def.uuid}) than the save image (${hdef.uuid})`);
       this.define(hdef);
-      d = this.#domains.get(hdef.name);
     }
-    const dom = d;
+    const dom = found ?? this.#find(hdef.name);
     await this.#locked(dom, async () => {
       this.#checkAlive(dom);
       if (dom.active) throw invalidState(dom, 'restore', 'it is running; destroy it first');
