@@ -27,8 +27,8 @@ function fakeRequest(authorization?: string): IncomingMessage {
   return { headers, socket: new Socket() } as unknown as IncomingMessage;
 }
 
-describe('token comparison', () => {
-  it('a wrong token of the right length and one of another length take the same path: one 32-byte digest compare', () => {
+void describe('token comparison', () => {
+  void it('a wrong token of the right length and one of another length take the same path: one 32-byte digest compare', () => {
     const stored = tokenDigest(TOKEN);
     const cases = {
       right: TOKEN,
@@ -49,7 +49,7 @@ describe('token comparison', () => {
     for (const [label, path] of Object.entries(paths)) assert.equal(path, expectedPath, `path for ${label}`);
   });
 
-  it('the authenticator compares against every configured token (no early exit), whatever the presented length', () => {
+  void it('the authenticator compares against every configured token (no early exit), whatever the presented length', () => {
     const tokens = ['viewer', 'operator', 'admin'].map((role, i) => ({ name: `t${i}`, role: role as 'viewer', digest: tokenDigest(`${TOKEN}-${i}`) }));
     for (const presented of [`${TOKEN}-0`, `${TOKEN}-2`, `${TOKEN}-9`, 'short', 'x'.repeat(4000)]) {
       const spy = spyEqual();
@@ -61,7 +61,7 @@ describe('token comparison', () => {
     }
   });
 
-  it('rejects missing and malformed Authorization headers without comparing anything', () => {
+  void it('rejects missing and malformed Authorization headers without comparing anything', () => {
     const spy = spyEqual();
     const auth = new Authenticator([{ name: 'a', role: 'admin', digest: tokenDigest(TOKEN) }], [], spy.equal);
     assert.deepEqual(auth.authenticate(fakeRequest()), { ok: false, reason: 'missing' });
@@ -72,7 +72,7 @@ describe('token comparison', () => {
   });
 });
 
-describe('admin config file', () => {
+void describe('admin config file', () => {
   const digest = tokenDigest(TOKEN).toString('hex');
   const base = { audit_log: '/tmp/audit.log', tokens: [{ name: 'ci', role: 'operator', sha256: digest }] };
   const refuse = (doc: unknown, keyPattern: RegExp): void => {
@@ -82,7 +82,7 @@ describe('admin config file', () => {
     );
   };
 
-  it('accepts a minimal config and applies defaults', () => {
+  void it('accepts a minimal config and applies defaults', () => {
     const c = parseAdminConfig(base, '/etc/virt/admin.yml');
     assert.equal(c.tokens[0]?.name, 'ci');
     assert.equal(c.tokens[0]?.digest.length, 32);
@@ -90,13 +90,13 @@ describe('admin config file', () => {
     assert.equal(c.tls, undefined);
   });
 
-  it('rejects unknown keys, naming them', () => {
+  void it('rejects unknown keys, naming them', () => {
     refuse({ ...base, tokenz: [] }, /"tokenz"/);
     refuse({ ...base, tls: { cert_file: 'a', key_file: 'b', ciphers: 'x' } }, /"tls\.ciphers"/);
     refuse({ ...base, tokens: [{ name: 'ci', role: 'operator', sha256: digest, token: TOKEN }] }, /"tokens\[0\]\.token"/);
   });
 
-  it('rejects bad roles, digests, duplicate names and SANs with the key named and no secret echoed', () => {
+  void it('rejects bad roles, digests, duplicate names and SANs with the key named and no secret echoed', () => {
     refuse({ ...base, tokens: [{ name: 'ci', role: 'root', sha256: digest }] }, /tokens\[0\]\.role.*"root"/);
     // A token pasted where its digest belongs is refused without being shown.
     refuse({ ...base, tokens: [{ name: 'ci', role: 'admin', sha256: TOKEN }] }, /tokens\[0\]\.sha256/);
@@ -111,8 +111,8 @@ describe('admin config file', () => {
   });
 });
 
-describe('limits', () => {
-  it('rate limiter: a burst, then waits, refilled by the clock, per key', () => {
+void describe('limits', () => {
+  void it('rate limiter: a burst, then waits, refilled by the clock, per key', () => {
     let now = 0;
     const rl = new PrincipalRateLimiter(100, 3, () => now);
     assert.deepEqual([rl.take('a'), rl.take('a'), rl.take('a')], [0, 0, 0]);
@@ -123,7 +123,7 @@ describe('limits', () => {
     assert.ok(rl.take('a') > 0);
   });
 
-  it('domain gate: the second enter on one domain is refused until the first leaves', () => {
+  void it('domain gate: the second enter on one domain is refused until the first leaves', () => {
     const gate = new DomainGate(1);
     assert.equal(gate.enter('d1'), true);
     assert.equal(gate.enter('d1'), false);

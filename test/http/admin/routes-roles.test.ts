@@ -36,15 +36,15 @@ async function fixture(): Promise<Fixture> {
   return { ...admin, calls: rec.calls, snapshot, cleanup: async () => { await admin.close(); await cleanup(); } };
 }
 
-describe('admin API: every route x every role x credentials', () => {
-  describe('without valid credentials nothing is reachable or changed', () => {
+void describe('admin API: every route x every role x credentials', () => {
+  void describe('without valid credentials nothing is reachable or changed', () => {
     let f: Fixture;
     before(async () => { f = await fixture(); });
     after(async () => { await f.cleanup(); });
 
     for (const action of ACTIONS) {
       const r = ROUTES[action];
-      it(`${action}: no credentials -> 401 with WWW-Authenticate`, async () => {
+      void it(`${action}: no credentials -> 401 with WWW-Authenticate`, async () => {
         const before = f.snapshot();
         const res = await call(f.url + r.path, { method: r.method, ...(r.body === undefined ? {} : { body: r.body }) });
         assert.equal(res.status, 401);
@@ -53,7 +53,7 @@ describe('admin API: every route x every role x credentials', () => {
         assert.equal((res.json as { code: string }).code, 'VIRT_ERR_AUTH_FAILED');
         assert.equal(f.snapshot(), before);
       });
-      it(`${action}: wrong token -> 401 invalid_token`, async () => {
+      void it(`${action}: wrong token -> 401 invalid_token`, async () => {
         // Same length as a real token, differing in the last character.
         const wrong = TOKENS.admin.slice(0, -1) + (TOKENS.admin.endsWith('1') ? '2' : '1');
         const res = await call(f.url + r.path, { method: r.method, token: wrong, ...(r.body === undefined ? {} : { body: r.body }) });
@@ -62,13 +62,13 @@ describe('admin API: every route x every role x credentials', () => {
         assert.ok(!res.text.includes(wrong), 'the token is never echoed');
       });
     }
-    it('recorded no state-changing driver call at all', () => {
+    void it('recorded no state-changing driver call at all', () => {
       assert.deepEqual(f.calls, []);
     });
   });
 
   for (const role of ROLES) {
-    describe(`role ${role} with its right token`, () => {
+    void describe(`role ${role} with its right token`, () => {
       let f: Fixture;
       before(async () => { f = await fixture(); });
       after(async () => { await f.cleanup(); });
@@ -76,7 +76,7 @@ describe('admin API: every route x every role x credentials', () => {
       for (const action of ACTIONS) {
         const r = ROUTES[action];
         const allowed = roleAllows(role, action);
-        it(`${action} -> ${allowed ? r.ok : 403}`, async () => {
+        void it(`${action} -> ${allowed ? r.ok : 403}`, async () => {
           const callsBefore = f.calls.length;
           const res = await call(f.url + r.path, { method: r.method, token: TOKENS[role], ...(r.body === undefined ? {} : { body: r.body }) });
           assert.equal(res.status, allowed ? r.ok : 403, res.text);
@@ -89,14 +89,14 @@ describe('admin API: every route x every role x credentials', () => {
           }
         });
       }
-      it('reached the driver for exactly the actions its role allows', () => {
+      void it('reached the driver for exactly the actions its role allows', () => {
         const expected = ACTIONS.filter((a) => a !== 'list' && a !== 'get' && roleAllows(role, a));
         assert.deepEqual(f.calls.map((c) => c.split(' ')[0]), expected);
       });
     });
   }
 
-  it('the role table: a viewer changes nothing, an operator may not destroy, define or undefine', () => {
+  void it('the role table: a viewer changes nothing, an operator may not destroy, define or undefine', () => {
     const can = (role: Role): Action[] => ACTIONS.filter((a) => roleAllows(role, a));
     assert.deepEqual(can('viewer'), ['list', 'get']);
     assert.deepEqual(can('operator').sort(), ['get', 'list', 'reboot', 'restore', 'resume', 'save', 'shutdown', 'start', 'suspend']);

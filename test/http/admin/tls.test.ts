@@ -12,7 +12,7 @@ import { isVirtError } from '../../../src/virt/errors.ts';
 import { parseUri } from '../../../src/virt/uri.ts';
 import { call, makeCerts, recordingConnection, recordingDriver, startAdmin, tempDir, TOKENS, type CertSet } from './fixtures.ts';
 
-describe('admin listener transport security', () => {
+void describe('admin listener transport security', () => {
   let dir: string;
   let cleanup: () => Promise<void>;
   let certs: CertSet;
@@ -32,7 +32,7 @@ describe('admin listener transport security', () => {
   const start = (settings: Record<string, string | boolean>) =>
     startAdminServer({ connection: recordingConnection(recordingDriver().driver), settings, logger: silentLogger, registry: new Registry() });
 
-  it('parses listen addresses and knows loopback from the rest', () => {
+  void it('parses listen addresses and knows loopback from the rest', () => {
     assert.deepEqual(parseListenAddress('127.0.0.1:9478'), { host: '127.0.0.1', port: 9478 });
     assert.deepEqual(parseListenAddress('[::1]:0'), { host: '::1', port: 0 });
     assert.deepEqual(parseListenAddress(':9478'), { host: '', port: 9478 });
@@ -43,7 +43,7 @@ describe('admin listener transport security', () => {
     assert.deepEqual(['', '0.0.0.0', '::', '10.0.0.1', '192.0.2.7', 'example.com', '128.0.0.1'].map(isLoopback), [false, false, false, false, false, false, false]);
   });
 
-  it('refuses to start without TLS on a non-loopback address, even with insecure-loopback', async () => {
+  void it('refuses to start without TLS on a non-loopback address, even with insecure-loopback', async () => {
     const file = await writeConfig('plain.yml', {});
     for (const address of ['0.0.0.0:0', ':0', '[::]:0', '192.0.2.7:0']) {
       for (const insecure of [false, true]) {
@@ -56,7 +56,7 @@ describe('admin listener transport security', () => {
     }
   });
 
-  it('refuses plain HTTP on loopback unless insecure-loopback is given explicitly', async () => {
+  void it('refuses plain HTTP on loopback unless insecure-loopback is given explicitly', async () => {
     const file = await writeConfig('plain-lo.yml', {});
     await assert.rejects(start({ 'admin.listen-address': '127.0.0.1:0', 'admin.config.file': file }), (e: unknown) => isVirtError(e, 'VIRT_ERR_CONFIG'));
     const s = await start({ 'admin.listen-address': '127.0.0.1:0', 'admin.config.file': file, 'admin.insecure-loopback': true });
@@ -68,7 +68,7 @@ describe('admin listener transport security', () => {
     }
   });
 
-  it('refuses a read-only connection, a missing config file and an empty address', async () => {
+  void it('refuses a read-only connection, a missing config file and an empty address', async () => {
     const file = await writeConfig('ro.yml', {});
     const ro = connectionFor(parseUri('test:///default'), recordingDriver().driver, true);
     const settings = { 'admin.listen-address': '127.0.0.1:0', 'admin.config.file': file, 'admin.insecure-loopback': true };
@@ -78,7 +78,7 @@ describe('admin listener transport security', () => {
     await assert.rejects(start({ ...settings, 'admin.listen-address': '' }), (e: unknown) => isVirtError(e, 'VIRT_ERR_CONFIG'));
   });
 
-  it('serves TLS on all interfaces when configured; plain HTTP to it gets no API answer', async () => {
+  void it('serves TLS on all interfaces when configured; plain HTTP to it gets no API answer', async () => {
     const file = await writeConfig('tls.yml', { tls: { cert_file: certs.serverCert, key_file: certs.serverKey } });
     const s = await start({ 'admin.listen-address': '0.0.0.0:0', 'admin.config.file': file });
     try {
@@ -95,7 +95,7 @@ describe('admin listener transport security', () => {
     }
   });
 
-  describe('client certificates (mTLS)', () => {
+  void describe('client certificates (mTLS)', () => {
     let ca: string;
     let client: { cert: string; key: string };
     let rogue: { cert: string; key: string };
@@ -105,7 +105,7 @@ describe('admin listener transport security', () => {
       rogue = { cert: await readFile(certs.rogueCert, 'utf8'), key: await readFile(certs.rogueKey, 'utf8') };
     });
 
-    it('optional: a trusted certificate maps to its role; an untrusted one with the same SAN is rejected (401)', async () => {
+    void it('optional: a trusted certificate maps to its role; an untrusted one with the same SAN is rejected (401)', async () => {
       const rec = recordingDriver();
       const { dir: d, cleanup: c } = await tempDir();
       const f = await startAdmin({
@@ -136,7 +136,7 @@ describe('admin listener transport security', () => {
       }
     });
 
-    it('required: an untrusted client certificate fails the handshake; a trusted one passes', async () => {
+    void it('required: an untrusted client certificate fails the handshake; a trusted one passes', async () => {
       const { dir: d, cleanup: c } = await tempDir();
       const f = await startAdmin({
         connection: recordingConnection(recordingDriver().driver),
@@ -159,7 +159,7 @@ describe('admin listener transport security', () => {
     });
   });
 
-  it('picks up a replaced server certificate without a restart', async () => {
+  void it('picks up a replaced server certificate without a restart', async () => {
     const live = join(dir, 'live');
     await mkdir(live, { recursive: true });
     const next = makeCerts(await mkdir(join(dir, 'pki2'), { recursive: true }).then(() => join(dir, 'pki2')));

@@ -26,8 +26,8 @@ function htpasswd(user: string, password: string, cost: number): string {
   }
 }
 
-describe('bcrypt', () => {
-  it('computes the Blowfish constants from pi (first P word, first and last S-box words)', () => {
+void describe('bcrypt', () => {
+  void it('computes the Blowfish constants from pi (first P word, first and last S-box words)', () => {
     const w = piWords();
     assert.equal(w.length, 1042);
     assert.equal(w[0], 0x243f6a88);
@@ -37,7 +37,7 @@ describe('bcrypt', () => {
   });
 
   for (const [password, hash] of VECTORS) {
-    it(`verifies the OpenWall vector ${hash}`, () => {
+    void it(`verifies the OpenWall vector ${hash}`, () => {
       assert.equal(verifyBcrypt(password, hash), true);
       const wrong = typeof password === 'string' ? password + '!' : Uint8Array.of(...password, 0x21);
       // Past 72 bytes extra characters are ignored by design, so only check shorter ones.
@@ -45,7 +45,7 @@ describe('bcrypt', () => {
     });
   }
 
-  it('agrees with htpasswd -B (apache2-utils) on fresh hashes, including UTF-8 passwords', () => {
+  void it('agrees with htpasswd -B (apache2-utils) on fresh hashes, including UTF-8 passwords', () => {
     for (const [pw, cost] of [['s3cret', 4], ['pässwörd ✓', 5], ['a'.repeat(80), 4]] as const) {
       const hash = htpasswd('alice', pw, cost);
       assert.match(hash, /^\$2y\$0\d\$/);
@@ -56,14 +56,14 @@ describe('bcrypt', () => {
     }
   });
 
-  it('refuses malformed hashes and costs out of range', () => {
+  void it('refuses malformed hashes and costs out of range', () => {
     for (const bad of ['', 'plain', '$2x$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW', '$2a$03$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW', '$2a$05$CCCC']) {
       assert.equal(parseBcrypt(bad), null, bad);
       assert.equal(verifyBcrypt('U*U', bad), false);
     }
   });
 
-  it('caches successful verifications only, keyed so a changed hash misses', () => {
+  void it('caches successful verifications only, keyed so a changed hash misses', () => {
     const cache = new BcryptVerifyCache();
     const [, hash] = VECTORS[0] as [string, string];
     assert.equal(cache.verify('u', 'wrong', hash), false);
