@@ -19,7 +19,8 @@ export function xendDomainInfo(d: XendDomain): DomainInfo {
     uuid: d.uuid,
     id: d.domid,
     state: d.state,
-    stateReason: d.shutdownReason,
+    // Xend prints shutdown_reason for every domain; it means something only once stopped.
+    ...(d.shutdownReason !== undefined && (d.state === 'shutoff' || d.state === 'shutdown' || d.state === 'crashed') && d.domid !== null ? { stateReason: d.shutdownReason } : {}),
     maxMemoryBytes: d.maxMemoryBytes,
     memoryBytes: d.memoryBytes,
     vcpus: d.onlineVcpus ?? d.vcpus,
