@@ -49,6 +49,17 @@ size_t error_frame(uint8_t *out, size_t cap, uint8_t type, uint32_t serial, int 
     return finish_reply(&w);
 }
 
+size_t hello_frame(uint8_t *out, size_t cap)
+{
+    struct wbuf w = {out, 0, cap, 0};
+    begin_reply(&w, VP_HELLO, 0, VP_OK);
+    wb_u16(&w, VP_PROTO_VERSION);
+    wb_str(&w, PROXY_VERSION, 32);
+    if (w.overflow)
+        return 0;
+    return finish_reply(&w);
+}
+
 static size_t reply_version(struct proxy_ctx *ctx, struct wbuf *w, uint8_t type, uint32_t serial)
 {
     char err[VP_MAX_ERROR_MSG];

@@ -29,6 +29,9 @@ int frame_check(const uint8_t *buf, size_t have, size_t *frame_len);
  */
 size_t handle_frame(struct proxy_ctx *ctx, const uint8_t *frame, size_t len, int *close_after);
 
+/* Builds the greeting frame (VP_HELLO) into out; returns its length. */
+size_t hello_frame(uint8_t *out, size_t cap);
+
 /* Builds an error reply frame into out (cap bytes); returns its length. */
 size_t error_frame(uint8_t *out, size_t cap, uint8_t type, uint32_t serial, int status, const char *msg);
 

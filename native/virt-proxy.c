@@ -94,6 +94,11 @@ static int write_full(int fd, const uint8_t *buf, size_t n)
 static int run_stdio(struct proxy_ctx *ctx)
 {
     uint8_t frame[VP_PREFIX_LEN + VP_MAX_REQUEST_BODY];
+    size_t hn = hello_frame(ctx->scratch, VP_PREFIX_LEN + VP_MAX_REPLY_BODY);
+    if (hn == 0 || write_full(1, ctx->scratch, hn) != 0) {
+        logmsg("warn", "cannot write the greeting to stdout: %s", strerror(errno));
+        return 2;
+    }
     for (;;) {
         int r = read_full(0, frame, VP_PREFIX_LEN);
         if (r == 0)
@@ -242,6 +247,23 @@ static int client_flush(struct client *c)
     return c->close_after_flush ? -1 : 0;
 }
 
+/* Answers every complete frame that is buffered, as far as the socket takes the replies. */
+static int client_pump(struct proxy_ctx *ctx, struct client *c)
+{
+    for (;;) {
+        if (c->out != NULL) {
+            if (client_flush(c) != 0)
+                return -1;
+            if (c->out != NULL)
+                return 0; /* socket full: wait for POLLOUT */
+        }
+        if (client_process(ctx, c) != 0)
+            return -1;
+        if (c->out == NULL)
+            return 0; /* no complete frame left */
+    }
+}
+
 static void refuse(int fd, int status, const char *msg)
 {
     uint8_t buf[VP_PREFIX_LEN + VP_HEADER_LEN + 2 + VP_MAX_ERROR_MSG];
@@ -346,6 +368,10 @@ static void accept_clients(int lfd, struct client *clients, const struct access_
         slot->out = NULL;
         slot->close_after_flush = 0;
         slot->last_activity = time(NULL);
+        uint8_t hello[64];
+        size_t hn = hello_frame(hello, sizeof(hello));
+        if (hn == 0 || client_queue(slot, hello, hn) != 0 || client_flush(slot) != 0)
+            client_close(slot);
     }
 }
 
@@ -389,9 +415,7 @@ static int run_socket(struct proxy_ctx *ctx, const char *path, const struct acce
             if (pfd[k].revents & (POLLERR | POLLNVAL)) {
                 drop = 1;
             } else if (pfd[k].revents & POLLOUT) {
-                drop = client_flush(c) != 0;
-                if (!drop)
-                    drop = client_process(ctx, c) != 0 || (c->out != NULL && client_flush(c) != 0);
+                drop = client_pump(ctx, c) != 0;
                 c->last_activity = now;
             } else if (pfd[k].revents & (POLLIN | POLLHUP)) {
                 size_t room = sizeof(c->in) - c->in_len;
@@ -403,7 +427,7 @@ static int run_socket(struct proxy_ctx *ctx, const char *path, const struct acce
                 } else {
                     c->in_len += (size_t)r;
                     c->last_activity = now;
-                    drop = client_process(ctx, c) != 0 || (c->out != NULL && client_flush(c) != 0);
+                    drop = client_pump(ctx, c) != 0;
                 }
             } else if (now - c->last_activity > CLIENT_IDLE_SECONDS) {
                 logmsg("info", "closing idle client pid=%ld uid=%ld", (long)c->pid, (long)c->uid);

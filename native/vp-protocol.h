@@ -19,6 +19,8 @@
 #define VP_REQ_HOST_INFO 0x02
 #define VP_REQ_LIST_DOMAINS 0x03
 #define VP_REPLY_BIT 0x80
+/* Sent by the server first on every connection (type 0x80, serial 0); a refused peer gets an error frame instead. */
+#define VP_HELLO (0x00 | VP_REPLY_BIT)
 #define VP_TYPE_ERROR 0xff /* reply type when the request type could not be read */
 
 /* Reply status. */

@@ -16,6 +16,7 @@ import type { Logger } from '../../util/logger.ts';
 import { VirtError, toVirtError } from '../../virt/errors.ts';
 import {
   DOMID_FIRST_RESERVED,
+  HELLO,
   MAX_DOMAINS_PER_REPLY,
   REPLY_BIT,
   REQ,
@@ -23,6 +24,7 @@ import {
   STATUS,
   decodeDomainList,
   decodeFrame,
+  decodeHello,
   decodeHostInfo,
   decodeVersion,
   encodeRequest,
@@ -130,6 +132,7 @@ export class VirtProxyClient {
       child.once('error', (err) => fail(new VirtError('VIRT_ERR_NO_CONNECT', `cannot start virt-proxy ${opts.binary}: ${err.message}`, { driver: DRIVER, cause: err })));
     });
     client.attachChild(child);
+    await client.greet();
     return client;
   }
 
@@ -153,6 +156,7 @@ export class VirtProxyClient {
       });
     });
     client.attachSocket(sock);
+    await client.greet();
     return client;
   }
 
@@ -207,13 +211,29 @@ export class VirtProxyClient {
     return run;
   }
 
+  /** Waits for the proxy's greeting (or its refusal: denied, busy) before any request. */
+  private async greet(): Promise<void> {
+    try {
+      const frame = await this.expect(HELLO & ~REPLY_BIT, 0, undefined, {});
+      decodeHello(frame.payload);
+    } catch (err) {
+      await this.close();
+      throw err;
+    }
+  }
+
   private send(type: number, payload: Buffer | undefined, opts: ReadOptions): Promise<ReplyFrame> {
+    this.serial = (this.serial + 1) >>> 0 || 1;
+    const serial = this.serial;
+    return this.expect(type, serial, encodeRequest(type, serial, payload), opts);
+  }
+
+  /** Registers the one pending exchange, writes its request (if any) and waits for the matching reply. */
+  private expect(type: number, serial: number, request: Buffer | undefined, opts: ReadOptions): Promise<ReplyFrame> {
     if (this.fatal !== undefined) return Promise.reject(this.fatal);
     const transport = this.transport;
     if (transport === undefined) return Promise.reject(new VirtError('VIRT_ERR_NO_CONNECT', `virt-proxy connection (${this.where}) is closed`, { driver: DRIVER }));
     if (opts.signal?.aborted === true) return Promise.reject(new VirtError('VIRT_ERR_OPERATION_TIMEOUT', 'virt-proxy request aborted before it was sent', { driver: DRIVER }));
-    this.serial = (this.serial + 1) >>> 0 || 1;
-    const serial = this.serial;
     return new Promise<ReplyFrame>((resolveReply, rejectReply) => {
       const timer = setTimeout(() => this.kill(new VirtError('VIRT_ERR_OPERATION_TIMEOUT', `virt-proxy (${this.where}) did not answer within ${this.timeoutMs} ms`, { driver: DRIVER })), this.timeoutMs);
       const onAbort = (): void => this.kill(new VirtError('VIRT_ERR_OPERATION_TIMEOUT', 'virt-proxy request aborted (deadline passed)', { driver: DRIVER }));
@@ -236,7 +256,7 @@ export class VirtProxyClient {
       };
       opts.signal?.addEventListener('abort', onAbort, { once: true });
       try {
-        transport.write(encodeRequest(type, serial, payload));
+        if (request !== undefined) transport.write(request);
       } catch (err) {
         this.kill(toVirtError(err, 'VIRT_ERR_NO_CONNECT'));
       }

@@ -15,6 +15,8 @@ export const MAX_REPLY_BODY = 1024 * 1024;
 
 export const REQ = { version: 0x01, hostInfo: 0x02, listDomains: 0x03 } as const;
 export const REPLY_BIT = 0x80;
+/** The greeting the proxy sends first on every connection (serial 0); a refused peer gets an error frame instead. */
+export const HELLO = 0x80;
 export const TYPE_ERROR = 0xff;
 
 export const STATUS = {
@@ -178,6 +180,14 @@ function checkPageSize(size: number): number {
   // x86 uses 4 KiB pages; anything that is not a power of two in 4 KiB..1 MiB is garbage.
   if (size < 4096 || size > 1024 * 1024 || (size & (size - 1)) !== 0) throw rpcError(`page size ${size} is not a power of two in 4096..1048576`);
   return size;
+}
+
+export function decodeHello(payload: Buffer): { protocol: number; proxy: string } {
+  const r = new Reader(payload, 'HELLO');
+  const out = { protocol: r.u16(), proxy: r.str(32) };
+  r.end();
+  if (out.protocol !== PROTO_VERSION) throw rpcError(`virt-proxy speaks protocol ${out.protocol}, this client ${PROTO_VERSION}`);
+  return out;
 }
 
 export interface VersionReply {
