@@ -28,11 +28,16 @@ export function startAdmin(
   return Promise.reject(new VirtError('VIRT_ERR_NO_SUPPORT', 'the admin endpoint is not available in this build yet'));
 }
 
-export function startTelemetry(
-  _config: LoadedConfig,
-  _collection: Collection,
-  _collectors: ReadonlySet<CollectorName>,
-  _log: Logger,
+export async function startTelemetry(
+  config: LoadedConfig,
+  collection: Collection,
+  collectors: ReadonlySet<CollectorName>,
+  log: Logger,
 ): Promise<{ close(): Promise<void> } | undefined> {
-  return Promise.resolve(undefined);
+  const settings = settingsFor(config.settings, 'telemetry');
+  // Loaded only when a push is configured: the OTel SDK is not needed otherwise.
+  if (String(settings['telemetry.otlp-endpoint'] ?? '') === '') return undefined;
+  const { startOtlpPush } = await import('../telemetry/otlp.ts');
+  const { VERSION } = await import('../version.ts');
+  return startOtlpPush({ settings, collection, collectors, logger: log, version: VERSION });
 }
