@@ -458,15 +458,21 @@ export class FakeXenHost {
     this.changed();
   }
 
-  /** Rewrites the state files (serialised, each atomically). */
-  changed(): Promise<void> {
+  /** Rewrites the state files (serialised, each atomically); flushed() awaits it. */
+  changed(): void {
     const snapshot = this.#renderFiles();
     this.#writeChain = this.#writeChain.then(async () => {
-      await this.#write(snapshot);
-      this.writes++;
+      try {
+        await this.#write(snapshot);
+        this.writes++;
+      } catch (err) {
+        this.writeError = err as Error;
+      }
     });
-    return this.#writeChain;
   }
+
+  /** The last failure writing the state files, if any (tests assert it stays undefined). */
+  writeError: Error | undefined;
 
   /** Resolves when every pending file write has landed. */
   flushed(): Promise<void> {

@@ -26,7 +26,8 @@ export interface FakeXen {
 
 export async function startFakeXen(opts: { dir: string; tcp?: boolean; autoTickMs?: number }): Promise<FakeXen> {
   const host = new FakeXenHost({ dir: opts.dir, autoTickMs: opts.autoTickMs ?? 0 });
-  await host.changed();
+  host.changed();
+  await host.flushed();
   const xenstoreSocket = join(opts.dir, 'xenstored.sock');
   const xendSocket = join(opts.dir, 'xend.sock');
   const xenstore = await startXenStoreServer(host.store, xenstoreSocket);

@@ -98,12 +98,17 @@ export async function startXendServer(host: FakeXenHost, opts: { socketPath: str
     tcpPort: undefined,
     fault: undefined,
     log: [],
-    close: async () => undefined,
+    close: () => Promise.resolve(),
   };
 
   const send = (res: ServerResponse, status: number, body: string, type = 'application/sxp'): void => {
     res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) });
     res.end(body);
+  };
+  // State changes reach the state files before Xend answers, so the next hypercall read sees them.
+  const reply = async (res: ServerResponse, status: number, body: string, type?: string): Promise<void> => {
+    await host.flushed();
+    send(res, status, body, type);
   };
   const sendErr = (res: ServerResponse, err: unknown): void => {
     if (err instanceof FakeHostError && err.status === 404) send(res, 404, err.message, 'text/plain');
@@ -140,7 +145,7 @@ export async function startXendServer(host: FakeXenHost, opts: { socketPath: str
     if (req.method !== 'POST') return send(res, 405, 'Method not allowed', 'text/plain');
     const form = new URLSearchParams(body);
     const ops = form.getAll('op');
-    if (ops.length !== 1) return send(res, 406, 'Invalid request', 'text/plain');
+    if (ops.length !== 1) return await reply(res, 406, 'Invalid request', 'text/plain');
     const op = ops[0] as string;
     const arg = (k: string): string => {
       const v = form.get(k);
@@ -156,18 +161,18 @@ export async function startXendServer(host: FakeXenHost, opts: { socketPath: str
       switch (op) {
         case 'create': {
           const d = host.create(specFromConfig(parseSexpr(arg('config'))));
-          return send(res, 201, serializeSexpr(domainSexpr(d)));
+          return await reply(res, 201, serializeSexpr(domainSexpr(d)));
         }
         case 'new': {
           const d = host.define(specFromConfig(parseSexpr(arg('config'))));
-          return send(res, 200, serializeSexpr(domainSexpr(d)));
+          return await reply(res, 200, serializeSexpr(domainSexpr(d)));
         }
         case 'restore': {
           const d = await host.restore(arg('file'), (f) => readFile(f, 'utf8'));
-          return send(res, 201, serializeSexpr(domainSexpr(d)));
+          return await reply(res, 201, serializeSexpr(domainSexpr(d)));
         }
         default:
-          return send(res, 501, `Operation not implemented: ${op}`, 'text/plain');
+          return await reply(res, 501, `Operation not implemented: ${op}`, 'text/plain');
       }
     }
     if (parts[1] === 'domain' && parts.length === 3) {
@@ -176,21 +181,21 @@ export async function startXendServer(host: FakeXenHost, opts: { socketPath: str
       switch (op) {
         case 'pause': host.pause(key); break;
         case 'unpause': host.unpause(key); break;
-        case 'wait_for_devices': host.get(key); return send(res, 202, '');
-        case 'shutdown': host.shutdown(key, arg('reason')); return send(res, 202, '');
-        case 'destroy': host.destroy(key); return send(res, 202, '');
-        case 'save': await host.save(key, arg('file')); return send(res, 202, '');
-        case 'start': host.start(key); return send(res, 202, '');
-        case 'delete': host.undefine(key); return send(res, 202, '');
+        case 'wait_for_devices': host.get(key); return await reply(res, 202, '');
+        case 'shutdown': host.shutdown(key, arg('reason')); return await reply(res, 202, '');
+        case 'destroy': host.destroy(key); return await reply(res, 202, '');
+        case 'save': await host.save(key, arg('file')); return await reply(res, 202, '');
+        case 'start': host.start(key); return await reply(res, 202, '');
+        case 'delete': host.undefine(key); return await reply(res, 202, '');
         case 'mem_target_set': host.setMemory(key, int('target')); break;
         case 'maxmem_set': host.setMaxMemory(key, int('memory')); break;
         case 'set_vcpus': host.setVcpus(key, int('vcpus')); break;
         default:
-          return send(res, 501, `Operation not implemented: ${op}`, 'text/plain');
+          return await reply(res, 501, `Operation not implemented: ${op}`, 'text/plain');
       }
-      return send(res, 200, '');
+      return await reply(res, 200, '');
     }
-    return send(res, 404, `Not found: ${url.pathname}`, 'text/plain');
+    return await reply(res, 404, `Not found: ${url.pathname}`, 'text/plain');
   }
 
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {

@@ -7,21 +7,21 @@ const rpc = (fn: () => unknown): void => {
   assert.throws(fn, (e: unknown) => isVirtError(e, 'VIRT_ERR_RPC'));
 };
 
-describe('S-expression parser', () => {
-  it('parses nested lists and bare atoms', () => {
+void describe('S-expression parser', () => {
+  void it('parses nested lists and bare atoms', () => {
     assert.deepEqual(parseSexpr('(domain (domid 5) (image (linux (kernel /boot/k))))'), ['domain', ['domid', '5'], ['image', ['linux', ['kernel', '/boot/k']]]]);
     assert.deepEqual(parseSexpr('  \n\t(a\r\nb)  '), ['a', 'b']);
     assert.deepEqual(parseSexpr('()'), []);
     assert.equal(parseSexpr('atom'), 'atom');
   });
 
-  it('parses single- and double-quoted strings with escapes (Python repr)', () => {
+  void it('parses single- and double-quoted strings with escapes (Python repr)', () => {
     assert.deepEqual(parseSexpr(`(args 'root=/dev/xvda1 ro')`), ['args', 'root=/dev/xvda1 ro']);
     assert.deepEqual(parseSexpr(`(args "it's here")`), ['args', "it's here"]);
     assert.deepEqual(parseSexpr(`(x 'a\\'b' "c\\"d" 'tab\\there' 'nl\\n' '\\x41\\u00e9' 'back\\\\slash' '(paren)' '')`), ['x', "a'b", 'c"d', 'tab\there', 'nl\n', 'Aé', 'back\\slash', '(paren)', '']);
   });
 
-  it('parses the abridged Xend reply of protocols.md §2.6', () => {
+  void it('parses the abridged Xend reply of protocols.md §2.6', () => {
     const text = `(domain (domid 5) (uuid 4f77abd2-3019-58e8-3bab-6fbf2118f880) (vcpus 1) (cpu_weight 1.0) (memory 175) (maxmem 385)
       (name rhel5) (on_poweroff destroy) (image (linux (kernel /boot/vmlinuz) (args 'ro quiet')))
       (device (vif (bridge xenbr0) (mac 00:16:3e:1d:06:15) (script vif-bridge))) (device (tap (dev xvda:disk) (uname tap:aio:/xen/rhel5.img) (mode w)))
@@ -36,18 +36,18 @@ describe('S-expression parser', () => {
     assert.equal(lookup(sx, 'nonexistent/x'), undefined);
   });
 
-  it('parses several top-level expressions', () => {
+  void it('parses several top-level expressions', () => {
     assert.deepEqual(parseSexprs('(a) b (c d)'), [['a'], 'b', ['c', 'd']]);
     assert.deepEqual(parseSexprs('   '), []);
   });
 
-  it('refuses malformed input with VIRT_ERR_RPC', () => {
+  void it('refuses malformed input with VIRT_ERR_RPC', () => {
     for (const bad of ['', '(', '(a (b)', ')', '(a))', "(a 'unterminated)", '(a "x', "(a '\\", '(a) (b)', "(a b'c)", "(a '\\xZZ')", "(a '\\u12')"]) {
       rpc(() => parseSexpr(bad));
     }
   });
 
-  it('bounds depth, length and node count (hostile input)', () => {
+  void it('bounds depth, length and node count (hostile input)', () => {
     rpc(() => parseSexpr('('.repeat(100_000) + ')'.repeat(100_000)));
     rpc(() => parseSexpr('('.repeat(65) + ')'.repeat(65)));
     assert.deepEqual(parseSexpr('('.repeat(64) + ')'.repeat(64)).length, 1);
@@ -57,7 +57,7 @@ describe('S-expression parser', () => {
     rpc(() => parseSexpr("('" + 'a'.repeat(1_000_000)));
   });
 
-  it('survives random bytes: only typed errors or values', () => {
+  void it('survives random bytes: only typed errors or values', () => {
     let seed = 12345;
     const rnd = (): number => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
     const alphabet = `()'"\\ \nabx0-`;
@@ -75,8 +75,8 @@ describe('S-expression parser', () => {
   });
 });
 
-describe('S-expression serializer', () => {
-  it('prints plain atoms bare and quotes the rest as Xend does', () => {
+void describe('S-expression serializer', () => {
+  void it('prints plain atoms bare and quotes the rest as Xend does', () => {
     assert.equal(serializeSexpr(['vm', ['name', 'web-1'], ['uuid', '5b1f3a52-8c7d-4e2a-9f61-0c1d2e3f4a5b'], ['kernel', '/boot/vmlinuz~1']]), '(vm (name web-1) (uuid 5b1f3a52-8c7d-4e2a-9f61-0c1d2e3f4a5b) (kernel /boot/vmlinuz~1))');
     assert.equal(serializeSexpr(['args', 'a b']), "(args 'a b')");
     assert.equal(serializeSexpr("it's"), `"it's"`);
@@ -85,7 +85,7 @@ describe('S-expression serializer', () => {
     assert.equal(serializeSexpr([]), '()');
   });
 
-  it('round-trips awkward strings', () => {
+  void it('round-trips awkward strings', () => {
     const values: Sexpr[] = [['x', "a'b", 'c"d', 'e\\f', 'g h', 'new\nline', 'tab\t', '\x01ctl', '(p)', 'é', '']];
     for (const v of values) assert.deepEqual(parseSexpr(serializeSexpr(v)), v);
   });

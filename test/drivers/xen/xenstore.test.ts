@@ -25,7 +25,7 @@ async function cli(fx: FakeXen, tool: string, args: string[]): Promise<{ code: n
   }
 }
 
-describe('XenStore stand-in and client', () => {
+void describe('XenStore stand-in and client', () => {
   let dir: string;
   let fx: FakeXen;
   let client: XenStoreClient;
@@ -41,7 +41,7 @@ describe('XenStore stand-in and client', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it("Debian's xenstore-read/-ls read the fake host's domains", async () => {
+  void it("Debian's xenstore-read/-ls read the fake host's domains", async () => {
     const r = await cli(fx, 'xenstore-read', ['/local/domain/1/name', '/local/domain/2/name']);
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(r.stdout.trim().split('\n'), ['web', 'db']);
@@ -53,7 +53,7 @@ describe('XenStore stand-in and client', () => {
     assert.match(missing.stderr, /couldn't read path \/no\/such\/node/);
   });
 
-  it('our client reads what xenstore-write wrote (multi-pair write runs in a transaction)', async () => {
+  void it('our client reads what xenstore-write wrote (multi-pair write runs in a transaction)', async () => {
     const txBefore = fx.xenstore.counts.get(XS.TRANSACTION_START) ?? 0;
     const w = await cli(fx, 'xenstore-write', ['/tool/test/a', 'hello world', '/tool/test/b', 'ü-utf8']);
     assert.equal(w.code, 0, w.stderr);
@@ -63,7 +63,7 @@ describe('XenStore stand-in and client', () => {
     assert.deepEqual((await client.directory('/tool/test')).sort(), ['a', 'b']);
   });
 
-  it('xenstore tools read what our client wrote, and see rm', async () => {
+  void it('xenstore tools read what our client wrote, and see rm', async () => {
     await client.write('/tool/ours/key', 'from-client');
     const r = await cli(fx, 'xenstore-read', ['/tool/ours/key']);
     assert.equal(r.stdout.trim(), 'from-client');
@@ -75,7 +75,7 @@ describe('XenStore stand-in and client', () => {
     await assert.rejects(client.rm('/tool/nothing/here'), (e: unknown) => isXsErrno(e, 'ENOENT'));
   });
 
-  it('maps ERROR replies to typed errors', async () => {
+  void it('maps ERROR replies to typed errors', async () => {
     await assert.rejects(client.read('/local/domain/999/name'), (e: unknown) => e instanceof XenStoreError && e.errno === 'ENOENT' && e.code === 'VIRT_ERR_OPERATION_FAILED');
     assert.equal(await client.readOptional('/local/domain/999/name'), undefined);
     await assert.rejects(client.read('relative//bad'), (e: unknown) => isXsErrno(e, 'EINVAL') && isVirtError(e, 'VIRT_ERR_INVALID_ARG'));
@@ -83,7 +83,7 @@ describe('XenStore stand-in and client', () => {
     await assert.rejects(client.request(XS.READ, Buffer.from('/x\0'), { tx: 4242 }), (e: unknown) => isXsErrno(e, 'ENOENT'));
   });
 
-  it('refuses payloads above 4096 bytes before sending', async () => {
+  void it('refuses payloads above 4096 bytes before sending', async () => {
     const before = fx.xenstore.counts.get(XS.WRITE) ?? 0;
     await assert.rejects(client.write('/tool/big', 'x'.repeat(5000)), (e: unknown) => isVirtError(e, 'VIRT_ERR_INVALID_ARG'));
     assert.equal(fx.xenstore.counts.get(XS.WRITE) ?? 0, before, 'nothing reached the daemon');
@@ -91,7 +91,7 @@ describe('XenStore stand-in and client', () => {
     assert.equal(await client.read('/local/domain/1/name'), 'web');
   });
 
-  it('runs transactions: isolation, commit, abort and EAGAIN on conflict', async () => {
+  void it('runs transactions: isolation, commit, abort and EAGAIN on conflict', async () => {
     await client.write('/tool/tx/v', '1');
     const tx = await client.transactionStart();
     await client.write('/tool/tx/v', '2', { tx });
@@ -124,7 +124,7 @@ describe('XenStore stand-in and client', () => {
     assert.equal(await client.read('/tool/tx/v'), '2+');
   });
 
-  it('delivers watch events: once at registration, then on changes below the path', async () => {
+  void it('delivers watch events: once at registration, then on changes below the path', async () => {
     const events: string[] = [];
     let notify: () => void = () => undefined;
     const waitFor = (n: number): Promise<void> =>
@@ -154,7 +154,7 @@ describe('XenStore stand-in and client', () => {
     assert.equal(events.length, 2, 'no events after unwatch');
   });
 
-  it('a read-only client refuses every write locally', async () => {
+  void it('a read-only client refuses every write locally', async () => {
     const ro = await XenStoreClient.connect({ socketPath: fx.paths.xenstoreSocket, readOnly: true, timeoutMs: 5000, logger: silentLogger });
     try {
       const writesBefore = fx.xenstore.counts.get(XS.WRITE) ?? 0;
@@ -169,25 +169,25 @@ describe('XenStore stand-in and client', () => {
     }
   });
 
-  it('GET_DOMAIN_PATH and GET_PERMS', async () => {
+  void it('GET_DOMAIN_PATH and GET_PERMS', async () => {
     assert.equal(await client.getDomainPath(3), '/local/domain/3');
     assert.deepEqual(await client.getPerms('/local/domain/1/name'), ['n0']);
   });
 });
 
-describe('XenStore client transport', () => {
-  it('resolves the socket like libxenstore', () => {
+void describe('XenStore client transport', () => {
+  void it('resolves the socket like libxenstore', () => {
     assert.equal(resolveXenStoreSocket('/explicit', { XENSTORED_PATH: '/env' }), '/explicit');
     assert.equal(resolveXenStoreSocket('', { XENSTORED_PATH: '/env/sock' }), '/env/sock');
     assert.equal(resolveXenStoreSocket(undefined, { XENSTORED_RUNDIR: '/run/x/' }), '/run/x/socket');
     assert.equal(resolveXenStoreSocket('', {}), '/var/run/xenstored/socket');
   });
 
-  it('a missing socket is VIRT_ERR_NO_CONNECT', async () => {
+  void it('a missing socket is VIRT_ERR_NO_CONNECT', async () => {
     await assert.rejects(XenStoreClient.connect({ socketPath: join(tmpdir(), 'no-such-xenstored.sock'), readOnly: true, timeoutMs: 2000, logger: silentLogger }), (e: unknown) => isVirtError(e, 'VIRT_ERR_NO_CONNECT'));
   });
 
-  it('a daemon that never answers is cut off by the deadline; an oversized reply is VIRT_ERR_RPC', async () => {
+  void it('a daemon that never answers is cut off by the deadline; an oversized reply is VIRT_ERR_RPC', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'virt-xs-silent-'));
     const path = join(dir, 'sock');
     let mode: 'silent' | 'huge' = 'silent';
