@@ -32,7 +32,7 @@ export function createUnifiedDriver(subs: XenSubDriver[], opts: UnifiedOptions):
     const write = WRITE_OPERATIONS.has(op);
     const candidates = subs.filter((s) => typeof s[op] === 'function' && (!write || s.canWrite));
     if (candidates.length === 0) {
-      if (write) throw new VirtError('VIRT_ERR_OPERATION_DENIED', `operation ${op} refused: ${opts.denyReason}`, { driver: 'xen' });
+      if (write && !subs.some((s) => s.canWrite)) throw new VirtError('VIRT_ERR_OPERATION_DENIED', `operation ${op} refused: ${opts.denyReason}`, { driver: 'xen' });
       throw new VirtError('VIRT_ERR_NO_SUPPORT', `operation ${op} is not supported by any open Xen sub-driver (${subs.map((s) => s.slot).join(', ')})`, { driver: 'xen' });
     }
     const passOn = KEYED_READS.has(op) || (write && op !== 'define' && op !== 'restore') ? PASS_ON_LOOKUP : PASS_ON;
