@@ -35,7 +35,8 @@ export function tokenMatches(presented: string, storedDigest: Buffer, equal: (a:
 const BEARER_RE = /^Bearer +([A-Za-z0-9\-._~+/]{1,4096}=*) *$/;
 
 /**
- * Authenticates a request: an Authorization header, when present, must carry
+ * Authenticates a request. A presented client certificate that the CA did
+ * not sign fails it. Then an Authorization header, when present, must carry
  * a known bearer token (a bad one is never rescued by a certificate);
  * otherwise a verified client certificate whose SAN is mapped to a role.
  */
@@ -51,6 +52,9 @@ export class Authenticator {
   }
 
   authenticate(req: IncomingMessage): AuthResult {
+    const cert = peerCertificate(req);
+    // A certificate the CA did not sign is refused outright, token or not.
+    if (cert !== null && !cert.authorized) return { ok: false, reason: 'untrusted-certificate' };
     const header = req.headers.authorization;
     if (header !== undefined) {
       const m = BEARER_RE.exec(header);
@@ -64,9 +68,7 @@ export class Authenticator {
       if (found === undefined) return { ok: false, reason: 'unknown-token' };
       return { ok: true, principal: { name: found.name, role: found.role, kind: 'token' } };
     }
-    const cert = peerCertificate(req);
     if (cert === null) return { ok: false, reason: 'missing' };
-    if (!cert.authorized) return { ok: false, reason: 'untrusted-certificate' };
     const entry = this.#certs.find((c) => cert.sans.includes(c.san));
     if (entry === undefined) return { ok: false, reason: 'unmapped-certificate' };
     return { ok: true, principal: { name: entry.name, role: entry.role, kind: 'certificate' } };

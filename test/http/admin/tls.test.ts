@@ -126,6 +126,8 @@ void describe('admin listener transport security', () => {
         assert.equal(bad.status, 401);
         assert.match((bad.json as { detail: string }).detail, /not signed by the configured client CA/);
         assert.equal((await call(`${list}/web-1/resume`, { method: 'POST', ca, ...rogue })).status, 401);
+        assert.equal((await call(`${list}/web-1/resume`, { method: 'POST', ca, ...rogue, token: TOKENS.admin })).status, 401, 'an untrusted certificate fails even with a valid token');
+        assert.equal((await call(list, { ca, token: TOKENS.admin })).status, 200, 'a token alone is fine when client_auth is optional');
         assert.equal((await call(list, { ca })).status, 401, 'no certificate, no token');
         // A bad token is not rescued by a good certificate.
         assert.equal((await call(list, { ca, ...client, token: 'nope' })).status, 401);
