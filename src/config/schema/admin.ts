@@ -9,7 +9,7 @@ export const adminSchema: SchemaFragment = {
   admin: {
     'listen-address': {
       doc: 'Address (host:port) of the admin API listener. Empty (the default) keeps the admin endpoint off. Never the metrics port.',
-      format: String,
+      format: 'listen-address-or-empty',
       default: '',
     },
     config: {
