@@ -11,12 +11,10 @@
 // static neighbours both ways, so packet counts are exact.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, readdir, rm, truncate, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { promisify } from 'node:util';
 import { METRICS } from '../../src/collectors/catalogue.ts';
 import {
   buildGuest,
@@ -26,15 +24,16 @@ import {
   ICMP_FRAME_OVERHEAD,
   waitForConsole,
   waitForReport,
+  qemuSession,
   type GuestImage,
   type GuestReport,
   type GuestWorkload,
   type Netns,
+  type QemuSession,
   type Tap,
 } from '../fixtures/guest/index.ts';
-import { parseMetrics, ROOT, scrape, startExporter, type ParsedSample, type StartedExporter } from '../helpers/exporter.ts';
+import { parseMetrics, scrape, startExporter, type ParsedSample, type StartedExporter } from '../helpers/exporter.ts';
 
-const execFileP = promisify(execFile);
 const MiB = 1024 * 1024;
 const MEMORY_MIB = 256;
 /** The guests' pause before their workload, during which the baseline is scraped. */
@@ -51,61 +50,10 @@ interface Guest {
   balloonDriver: boolean;
 }
 
-let rt = '';
 let dir = '';
 let ns: Netns | undefined;
+let session: QemuSession | undefined;
 let exporter: StartedExporter | undefined;
-const defined: string[] = [];
-
-function env(): NodeJS.ProcessEnv {
-  return { ...process.env, VIRT_EXPORTER_RUNTIME_DIR: rt };
-}
-
-async function virtctl(...args: string[]): Promise<string> {
-  try {
-    const { stdout } = await execFileP(`${ROOT}bin/virtctl`, ['--connect', 'qemu:///session', ...args], { env: env(), timeout: 90_000 });
-    return stdout;
-  } catch (e) {
-    const err = e as { stdout?: string; stderr?: string; message: string };
-    throw new Error(`virtctl ${args.join(' ')} failed: ${err.stderr?.trim() || err.message} ${err.stdout ?? ''}`);
-  }
-}
-
-/** Every process whose command line or environment names this run's runtime dir (virt-qemud, its QEMUs). */
-async function processesOfThisRun(): Promise<number[]> {
-  const pids: number[] = [];
-  for (const ent of await readdir('/proc')) {
-    if (!/^\d+$/.test(ent)) continue;
-    const pid = Number(ent);
-    if (pid === process.pid) continue;
-    const [cmd, environ] = await Promise.all([
-      readFile(`/proc/${pid}/cmdline`, 'latin1').catch(() => ''),
-      readFile(`/proc/${pid}/environ`, 'latin1').catch(() => ''),
-    ]);
-    if (cmd.includes(rt) || environ.includes(`VIRT_EXPORTER_RUNTIME_DIR=${rt}\0`)) pids.push(pid);
-  }
-  return pids;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function killAll(pids: number[], signal: NodeJS.Signals): Promise<void> {
-  for (const pid of pids) {
-    try {
-      process.kill(pid, signal);
-    } catch {
-      // already gone
-    }
-  }
-  for (let i = 0; i < 50 && pids.some(alive); i++) await sleep(100);
-}
 
 function samplesFor(samples: ParsedSample[], metric: string, domain: string): ParsedSample[] {
   return samples.filter((s) => s.name === metric && s.labels.domain === domain);
@@ -134,7 +82,7 @@ void describe('real guests under virt-qemud, seen through a scrape', { timeout: 
   before(async () => {
     image = await buildGuest();
     dir = await mkdtemp(path.join(tmpdir(), 'vx-real-guest-'));
-    rt = path.join(dir, 'rt');
+    session = qemuSession(path.join(dir, 'rt'));
     ns = await createNetns('vxrg');
     const specs: { name: string; n: number; balloonDriver: boolean; busy: boolean; packets: number; blackhole: number; payload: number; diskBytes: number; memMiB: number }[] = [
       { name: `vxbusy-${process.pid}`, n: 1, balloonDriver: true, busy: true, packets: 20, blackhole: 9, payload: 300, diskBytes: 8 * MiB, memMiB: 32 },
@@ -178,18 +126,7 @@ void describe('real guests under virt-qemud, seen through a scrape', { timeout: 
 
   after(async () => {
     await exporter?.stop().catch(() => undefined);
-    for (const name of defined) {
-      await virtctl('destroy', name).catch(() => undefined);
-      await virtctl('undefine', name).catch(() => undefined);
-    }
-    if (rt) {
-      const pidFile = path.join(rt, 'qemu', 'virt-qemud.pid');
-      const qemud = Number((await readFile(pidFile, 'utf8').catch(() => '')).trim());
-      if (Number.isInteger(qemud) && qemud > 0) await killAll([qemud], 'SIGTERM');
-      // Whatever is left of this run (a QEMU the supervisor did not stop) goes too.
-      const left = await processesOfThisRun();
-      if (left.length > 0) await killAll(left, 'SIGKILL');
-    }
+    await session?.teardown();
     await ns?.destroy().catch(() => undefined);
     if (dir) await rm(dir, { recursive: true, force: true });
   });
@@ -209,12 +146,11 @@ void describe('real guests under virt-qemud, seen through a scrape', { timeout: 
       };
       const file = path.join(dir, `${g.name}.json`);
       await writeFile(file, JSON.stringify(def));
-      await virtctl('define', file);
-      defined.push(g.name);
+      await session!.define(g.name, file);
     }
-    exporter = await startExporter(['--connect', 'qemu:///session'], { VIRT_EXPORTER_RUNTIME_DIR: rt });
-    for (const g of guests) await virtctl('start', g.name);
-    const list = await virtctl('list');
+    exporter = await startExporter(['--connect', 'qemu:///session'], { VIRT_EXPORTER_RUNTIME_DIR: session!.runtimeDir });
+    for (const g of guests) await session!.virtctl('start', g.name);
+    const list = await session!.virtctl('list');
     for (const g of guests) assert.match(list, new RegExp(`${g.name}\\s+running`), list);
   });
 
