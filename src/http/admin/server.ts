@@ -116,6 +116,8 @@ export async function startAdminServer(opts: StartAdminOptions): Promise<AdminSe
     requestTimeout: setting(settings, 'admin.request-timeout-ms'),
     headersTimeout: setting(settings, 'admin.headers-timeout-ms'),
     keepAliveTimeout: 5000,
+    // Node checks the two timeouts above only this often (default 30 s); a slow client is cut off close to its deadline.
+    connectionsCheckingInterval: 500,
   };
   let server: Server;
   try {

@@ -197,4 +197,30 @@ void describe('admin API under malformed input', () => {
     assert.equal(await raw(f.server.port, 'POST /api/v1/domains/web-1/destroy HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!'), 400);
     assert.equal((await call(f.url + D, { token: TOKENS.viewer })).status, 200);
   });
+
+  void it('a client that never finishes its headers is cut off with 408 (slowloris)', async () => {
+    const { dir, cleanup: c } = await tempDir();
+    const slow = await startAdmin({ connection: conn, dir, settings: { 'admin.headers-timeout-ms': 300, 'admin.request-timeout-ms': 600 } });
+    try {
+      const started = Date.now();
+      const status = await new Promise<number>((resolve, reject) => {
+        const sock = connect(slow.server.port, '127.0.0.1');
+        let buf = '';
+        sock.on('data', (d: Buffer) => { buf += d.toString('latin1'); });
+        sock.on('error', reject);
+        sock.on('close', () => resolve(Number(/^HTTP\/1\.1 (\d{3})/.exec(buf)?.[1] ?? 0)));
+        sock.write('GET /api/v1/domains HTTP/1.1\r\nHost: x\r\n');
+        // Keep trickling a header line so the socket is never idle, but never finish.
+        const t = setInterval(() => sock.write('X-Slow: 1\r\n'), 50);
+        sock.on('close', () => clearInterval(t));
+        sock.setTimeout(15_000, () => sock.destroy(new Error('not cut off within 15 s')));
+      });
+      assert.equal(status, 408);
+      assert.ok(Date.now() - started < 15_000);
+      assert.equal((await call(slow.url + D, { token: TOKENS.viewer })).status, 200);
+    } finally {
+      await slow.close();
+      await c();
+    }
+  });
 });
