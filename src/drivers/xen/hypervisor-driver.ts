@@ -17,6 +17,8 @@ export interface DomainIdentity {
   memoryTargetBytes?: number;
   /** vbd devid -> disk name. */
   vbdNames?: Map<number, string>;
+  /** vbd devid -> backing path. */
+  vbdPaths?: Map<number, string>;
   /** vif devid -> MAC. */
   vifMacs?: Map<number, string>;
 }
@@ -79,6 +81,8 @@ export function domainStatsFromReading(r: XenDomainReading, ident: DomainIdentit
         writeRequests: v.writeRequests,
       };
       if (v.errors !== undefined) b.errors = v.errors;
+      const path = v.devid !== undefined ? ident?.vbdPaths?.get(v.devid) : undefined;
+      if (path !== undefined) b.path = path;
       return b;
     });
   }

@@ -59,7 +59,7 @@ export async function openXenDriver(uri: VirtUri, ctx: OpenContext): Promise<Dri
       try {
         const found = await xs.identities(readings.map((r) => r.domid), { signal });
         const ids = new Map<number, DomainIdentity>();
-        for (const [id, i] of found) ids.set(id, { name: i.name, memoryTargetBytes: i.memoryTargetBytes, vbdNames: i.vbdNames, vifMacs: i.vifMacs });
+        for (const [id, i] of found) ids.set(id, { name: i.name, memoryTargetBytes: i.memoryTargetBytes, vbdNames: i.vbdNames, vbdPaths: i.vbdPaths, vifMacs: i.vifMacs });
         for (const r of readings) if (!ids.has(r.domid)) errors.push({ domain: String(r.domid), code: 'VIRT_ERR_NO_DOMAIN', message: `domain ${r.domid} has no name in XenStore` });
         return { ids, errors };
       } catch (err) {

@@ -19,6 +19,8 @@ export interface XsIdentity {
   vcpusOnline: number | undefined;
   /** vbd devid -> disk name (xvda), from the backend's dev node. */
   vbdNames: Map<number, string>;
+  /** vbd devid -> backing path (the backend's params). */
+  vbdPaths: Map<number, string>;
   /** vif devid -> MAC. */
   vifMacs: Map<number, string>;
 }
@@ -40,6 +42,7 @@ async function readIdentity(client: XenStoreClient, domid: number, tx: number, s
     for (const c of cpus) if ((await client.readOptional(`${base}/cpu/${c}/availability`, o)) !== 'offline') vcpusOnline++;
   }
   const vbdNames = new Map<number, string>();
+  const vbdPaths = new Map<number, string>();
   const vifMacs = new Map<number, string>();
   const devDir = async (kind: string): Promise<string[]> => {
     try {
@@ -53,12 +56,14 @@ async function readIdentity(client: XenStoreClient, domid: number, tx: number, s
     const backend = await client.readOptional(`${base}/device/vbd/${devid}/backend`, o);
     const dev = backend === undefined ? undefined : await client.readOptional(`${backend}/dev`, o);
     if (dev !== undefined && /^\d+$/.test(devid)) vbdNames.set(Number(devid), dev.replace(/:(disk|cdrom)$/, ''));
+    const params = backend === undefined ? undefined : await client.readOptional(`${backend}/params`, o);
+    if (params !== undefined && params !== '' && /^\d+$/.test(devid)) vbdPaths.set(Number(devid), params);
   }
   for (const devid of await devDir('vif')) {
     const mac = await client.readOptional(`${base}/device/vif/${devid}/mac`, o);
     if (mac !== undefined && /^\d+$/.test(devid)) vifMacs.set(Number(devid), mac);
   }
-  return { domid, name, uuid, memoryTargetBytes: Number.isFinite(kib) ? kib * 1024 : undefined, vcpusOnline, vbdNames, vifMacs };
+  return { domid, name, uuid, memoryTargetBytes: Number.isFinite(kib) ? kib * 1024 : undefined, vcpusOnline, vbdNames, vbdPaths, vifMacs };
 }
 
 export interface XenStoreSubDriver extends XenSubDriver {

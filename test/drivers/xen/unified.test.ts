@@ -64,7 +64,7 @@ void describe('xen:/// unified driver against the fake host', () => {
       assert.equal(db?.info.memoryBytes, 1024 * 1024 * 1024);
       assert.equal(db?.info.maxMemoryBytes, 2048 * 1024 * 1024);
       assert.equal(db?.memory?.balloonBytes, 1024 * 1024 * 1024);
-      assert.deepEqual(db?.block?.map((x) => [x.device, x.readRequests, x.readBytes, x.writeBytes]), fakeDb.disks.map((k) => [k.dev, k.stats.rd_req, k.stats.rd_sect * 512, k.stats.wr_sect * 512]));
+      assert.deepEqual(db?.block?.map((x) => [x.device, x.path, x.readRequests, x.readBytes, x.writeBytes]), fakeDb.disks.map((k) => [k.dev, k.uname.replace(/^phy:/, ''), k.stats.rd_req, k.stats.rd_sect * 512, k.stats.wr_sect * 512]));
       const nic = fakeDb.nics[1];
       const vif = db?.net?.find((n) => n.interface === 'vif2.1');
       assert.ok(nic !== undefined && vif !== undefined);
