@@ -38,13 +38,19 @@ export async function readBody(req: IncomingMessage, max: number): Promise<Buffe
   }
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of req) {
-    const buf = chunk as Buffer;
-    size += buf.length;
-    if (size > max) {
-      throw new Problem(413, 'VIRT_ERR_INVALID_ARG', `request body exceeds the limit of ${max} bytes`, { Connection: 'close' });
+  try {
+    for await (const chunk of req) {
+      const buf = chunk as Buffer;
+      size += buf.length;
+      if (size > max) {
+        throw new Problem(413, 'VIRT_ERR_INVALID_ARG', `request body exceeds the limit of ${max} bytes`, { Connection: 'close' });
+      }
+      chunks.push(buf);
     }
-    chunks.push(buf);
+  } catch (err) {
+    if (err instanceof Problem) throw err;
+    // The client went away or sent a broken chunked encoding: its fault, not ours.
+    throw new Problem(400, 'VIRT_ERR_INVALID_ARG', `request body could not be read: ${(err as Error).message}`, { Connection: 'close' });
   }
   return Buffer.concat(chunks);
 }
