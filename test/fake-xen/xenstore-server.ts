@@ -7,7 +7,7 @@
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import { rm } from 'node:fs/promises';
-import { encodeMessage, splitNul, XS, XsDecoder, type XsMessage } from '../../src/drivers/xen/xenstore-wire.ts';
+import { encodeMessage, splitNul, XS, XS_PAYLOAD_MAX, XsDecoder, type XsMessage } from '../../src/drivers/xen/xenstore-wire.ts';
 import { XsFailure, type XsTree, type XsWatch } from './xenstore-tree.ts';
 
 const OK = Buffer.from('OK\0');
@@ -78,7 +78,26 @@ export async function startXenStoreServer(tree: XsTree, socketPath: string): Pro
         return Buffer.from(tree.view(m.txId).read(arg0()));
       case XS.DIRECTORY: {
         const names = tree.view(m.txId).directory(arg0());
-        return Buffer.from(names.map((n) => n + '\0').join(''));
+        const out = Buffer.from(names.map((n) => n + '\0').join(''));
+        // As xenstored: a list that does not fit one payload needs DIRECTORY_PART.
+        if (out.length > XS_PAYLOAD_MAX) throw new XsFailure('E2BIG');
+        return out;
+      }
+      case XS.DIRECTORY_PART: {
+        const offset = Number(args[1]);
+        if (args[1] === undefined || !/^\d+$/.test(args[1])) throw new XsFailure('EINVAL');
+        const all = Buffer.from(tree.view(m.txId).directory(arg0()).map((n) => n + '\0').join(''));
+        if (offset > all.length) throw new XsFailure('EINVAL');
+        const head = Buffer.from(`${tree.generation}\0`);
+        // Whole names only, as many as fit; an empty name (extra NUL) marks the end.
+        let end = offset;
+        while (end < all.length) {
+          const next = all.indexOf(0, end) + 1;
+          if (head.length + (next - offset) + 1 > XS_PAYLOAD_MAX) break;
+          end = next;
+        }
+        const last = end >= all.length;
+        return Buffer.concat([head, all.subarray(offset, end), last ? Buffer.from('\0') : Buffer.alloc(0)]);
       }
       case XS.WRITE: {
         const nul = m.payload.indexOf(0);

@@ -122,6 +122,11 @@ export class XsTree {
     return this.#live;
   }
 
+  /** Bumped on every committed change (DIRECTORY_PART's gencnt). */
+  get generation(): number {
+    return this.#generation;
+  }
+
   /** Runs a change on the live tree, then fires watches for what it touched. */
   mutate(fn: (v: XsTreeView) => void): void {
     const view = this.#live;

@@ -209,8 +209,45 @@ export class XenStoreClient {
     }
   }
 
+  /** Child names; lists too big for one payload (E2BIG) are read with DIRECTORY_PART (pitfall 7). */
   async directory(path: string, opts?: XsCallOptions): Promise<string[]> {
-    return splitNul((await this.request(XS.DIRECTORY, XenStoreClient.#path(path), opts)).payload);
+    try {
+      return splitNul((await this.request(XS.DIRECTORY, XenStoreClient.#path(path), opts)).payload);
+    } catch (err) {
+      if (!isXsErrno(err, 'E2BIG')) throw err;
+      return this.#directoryParts(path, opts);
+    }
+  }
+
+  async #directoryParts(path: string, opts?: XsCallOptions): Promise<string[]> {
+    // Restart when the node changes between parts (its gencnt moves).
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const names: string[] = [];
+      let offset = 0;
+      let gen: string | undefined;
+      let restarted = false;
+      for (let part = 0; part < 10_000; part++) {
+        const reply = await this.request(XS.DIRECTORY_PART, Buffer.from(`${path}\0${offset}\0`, 'utf8'), opts);
+        const nul = reply.payload.indexOf(0);
+        if (nul < 0) throw new VirtError('VIRT_ERR_RPC', `xenstore DIRECTORY_PART reply without generation count for ${path}`, { driver: DRIVER });
+        const g = reply.payload.subarray(0, nul).toString('latin1');
+        if (gen !== undefined && g !== gen) {
+          restarted = true;
+          break;
+        }
+        gen = g;
+        let chunk = reply.payload.subarray(nul + 1);
+        const done = chunk.length === 0 || (chunk.length === 1 && chunk[0] === 0) || (chunk.length >= 2 && chunk[chunk.length - 1] === 0 && chunk[chunk.length - 2] === 0);
+        if (done && chunk.length > 0) chunk = chunk.subarray(0, chunk.length - 1);
+        if (chunk.length > 0 && chunk[chunk.length - 1] !== 0) throw new VirtError('VIRT_ERR_RPC', `xenstore DIRECTORY_PART reply cut inside a name for ${path}`, { driver: DRIVER });
+        names.push(...splitNul(chunk));
+        offset += chunk.length;
+        if (done) return names;
+        if (chunk.length === 0) throw new VirtError('VIRT_ERR_RPC', `xenstore DIRECTORY_PART made no progress for ${path}`, { driver: DRIVER });
+      }
+      if (!restarted) break;
+    }
+    throw new VirtError('VIRT_ERR_RPC', `xenstore directory ${path} kept changing or never ended`, { driver: DRIVER });
   }
 
   async write(path: string, value: string, opts?: XsCallOptions): Promise<void> {

@@ -226,3 +226,32 @@ void describe('XenStore client transport', () => {
     }
   });
 });
+
+void describe('XenStore big directories', () => {
+  void it('a directory too big for one payload is read with DIRECTORY_PART (pitfall 7)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'virt-xs-big-'));
+    const fx = await startFakeXen({ dir });
+    const c = await XenStoreClient.connect({ socketPath: fx.paths.xenstoreSocket, readOnly: false, timeoutMs: 5000, logger: silentLogger });
+    try {
+      const want: string[] = [];
+      await c.transaction(async (tx) => {
+        for (let i = 0; i < 1200; i++) {
+          want.push(`node-with-a-longish-name-${i}`);
+          await c.write(`/tool/big/node-with-a-longish-name-${i}`, String(i), { tx });
+        }
+      });
+      await assert.rejects(c.request(XS.DIRECTORY, Buffer.from('/tool/big\0')), (e: unknown) => isXsErrno(e, 'E2BIG'));
+      const partsBefore = fx.xenstore.counts.get(XS.DIRECTORY_PART) ?? 0;
+      const names = await c.directory('/tool/big');
+      assert.deepEqual(names, want);
+      assert.ok((fx.xenstore.counts.get(XS.DIRECTORY_PART) ?? 0) - partsBefore >= 8, 'read in several parts');
+      const ls = await cli(fx, 'xenstore-list', ['/tool/big']);
+      assert.equal(ls.code, 0, ls.stderr);
+      assert.equal(ls.stdout.trim().split('\n').length, 1200, "Debian's tools read the big directory too");
+    } finally {
+      await c.close();
+      await fx.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
