@@ -141,6 +141,11 @@ export async function startAdminServer(opts: StartAdminOptions): Promise<AdminSe
   server.on('clientError', (err, socket) => {
     // Malformed HTTP (bad request line, oversized headers): Node's own 400/431, then close.
     const code = (err as NodeJS.ErrnoException).code;
+    // A response is already under way for this socket (e.g. a body broke mid-request): just cut it, as Node does.
+    if ((socket as unknown as { _httpMessage?: unknown })._httpMessage != null) {
+      socket.destroy();
+      return;
+    }
     const status = code === 'HPE_HEADER_OVERFLOW' ? 431 : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
     if (socket.writable) socket.end(`HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request'}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
     else socket.destroy();

@@ -195,6 +195,11 @@ void describe('admin API under malformed input', () => {
     assert.equal(await raw(f.server.port, 'GET /api/v1/domains HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n'), 400);
     assert.equal(await raw(f.server.port, `GET /api/v1/domains HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`), 431);
     assert.equal(await raw(f.server.port, 'POST /api/v1/domains/web-1/destroy HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!'), 400);
+    const before = (await conn.domainInfo('web-1')).state;
+    // Broken chunked framing after valid headers: a 400 (or a cut connection), never a change.
+    const chunked = await raw(f.server.port, `POST /api/v1/domains/web-1/shutdown HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKENS.admin}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n{}\r\n0\r\n\r\n`).catch(() => 0);
+    assert.ok(chunked === 400 || chunked === 0, `got ${chunked}`);
+    assert.equal((await conn.domainInfo('web-1')).state, before);
     assert.equal((await call(f.url + D, { token: TOKENS.viewer })).status, 200);
   });
 
