@@ -102,11 +102,11 @@ export class XendClient {
    * Connects and reads /xend/node/ once (as libvirt's open did, to learn the
    * config format). With no explicit address: the unix socket first, then TCP.
    */
-  static async open(opts: Omit<XendClientOptions, 'address'> & { address?: string; signal?: AbortSignal }): Promise<XendClient> {
+  static async open(opts: Omit<XendClientOptions, 'address'> & { address?: string; signal?: AbortSignal; defaults?: readonly string[] }): Promise<XendClient> {
     const candidates: XendAddress[] =
       opts.address !== undefined && opts.address.trim() !== ''
         ? [parseXendAddress(opts.address)]
-        : [parseXendAddress(XEND_DEFAULT_UNIX), parseXendAddress(XEND_DEFAULT_TCP)];
+        : (opts.defaults ?? [XEND_DEFAULT_UNIX, XEND_DEFAULT_TCP]).map(parseXendAddress);
     let last: unknown;
     for (const address of candidates) {
       const client = new XendClient({ ...opts, address });

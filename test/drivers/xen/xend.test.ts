@@ -84,6 +84,20 @@ void describe('Xend client against the Xend stand-in', () => {
     }
   });
 
+  void it('with no address: the unix socket first, then TCP (as libvirt)', async () => {
+    const tcpUrl = `http://127.0.0.1:${String(fx.xend.tcpPort)}/`;
+    const viaUnix = await XendClient.open({ defaults: [fx.paths.xendSocket, tcpUrl], timeoutMs: 2000, maxResponseBytes: 65536, logger: silentLogger });
+    const viaTcp = await XendClient.open({ address: '', defaults: [join(dir, 'no-xend.sock'), tcpUrl], timeoutMs: 2000, maxResponseBytes: 65536, logger: silentLogger });
+    try {
+      assert.equal(viaUnix.address.kind, 'unix');
+      assert.equal(viaTcp.address.kind, 'tcp');
+      assert.deepEqual(await viaTcp.domainNames(), await viaUnix.domainNames());
+    } finally {
+      await viaUnix.close();
+      await viaTcp.close();
+    }
+  });
+
   void it('404 on a domain is VIRT_ERR_NO_DOMAIN', async () => {
     await assert.rejects(xend.domain('no-such-domain'), is('VIRT_ERR_NO_DOMAIN'));
     await assert.rejects(xend.pause('no-such-domain'), is('VIRT_ERR_NO_DOMAIN'));
