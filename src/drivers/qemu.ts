@@ -56,7 +56,7 @@ export function openQemuDriver(uri: VirtUri, ctx: OpenContext): Promise<Driver> 
     logger: ctx.logger,
     ...(setting(s, 'autostart') ? { autostart: () => spawnQemud(binary, mode, paths, s) } : {}),
   });
-  const read = (op: string, args: unknown[], opts?: ReadOptions): Promise<unknown> => client.call(op, args, { timeoutMs: readTimeout, signal: opts?.signal });
+  const read = (op: string, args: unknown[], opts?: ReadOptions): Promise<unknown> => client.call(op, args, { timeoutMs: readTimeout, signal: opts?.signal, idempotent: true });
   const write = (op: string, args: unknown[]): Promise<unknown> => client.call(op, args, { timeoutMs: writeTimeout });
   const graceSeconds = s['qemu.shutdown-grace-seconds'];
 

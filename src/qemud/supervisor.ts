@@ -7,7 +7,7 @@
  * from /proc.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { cpus, freemem, hostname, totalmem } from 'node:os';
 import { dirname, isAbsolute, join } from 'node:path';
 import type { BlockReading, BulkStats, DomainInfo, DomainRef, DomainState, DomainStats, HostInfo, MemoryReading, NetReading, ReadError, StatsGroup, VcpuReading } from '../drivers/types.ts';
@@ -138,12 +138,17 @@ export class Supervisor {
 
   #recover(d: Domain, rec: RuntimeRecord & { definition?: DomainDefinition }): void {
     let pid = rec.pid;
-    let startTime = rec.pidStartTime;
+    const startTime = rec.pidStartTime;
     if (rec.phase === 'starting') {
-      // Killed between spawning QEMU and recording it: adopt it if its pid file names a live QEMU.
-      pid = readPid(rec.pidFile);
-      startTime = pid === undefined ? undefined : readProcStat(pid)?.startTime;
-      if (pid !== undefined && !looksLikeQemu(pid, d.def.uuid)) pid = undefined;
+      // Killed in the middle of a start: the start never completed, so any QEMU
+      // it left (the daemonizing parent or its child) is ended, not adopted.
+      for (let pass = 0; pass < 2; pass++) {
+        for (const orphan of qemuPidsFor(d.def.uuid)) {
+          this.#log.warn('ending the QEMU of an interrupted start', { domain: d.def.name, pid: orphan });
+          killQuiet(orphan, 'SIGKILL');
+        }
+      }
+      pid = undefined;
     }
     if (pid === undefined || !processAlive(pid, startTime)) {
       this.#log.warn('QEMU of domain is gone; reporting it shut off', { domain: d.def.name, pid });
@@ -946,14 +951,25 @@ function readPid(file: string): number | undefined {
   }
 }
 
-/** Guards pid reuse when adopting from a pid file: the process must be QEMU with this UUID. */
-function looksLikeQemu(pid: number, uuid: string): boolean {
+/** Live QEMU processes whose command line carries this domain UUID. */
+function qemuPidsFor(uuid: string): number[] {
+  const out: number[] = [];
+  let entries: string[];
   try {
-    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'latin1').split('\0');
-    return (cmdline[0] ?? '').includes('qemu') && cmdline.includes(uuid);
+    entries = readdirSync('/proc');
   } catch {
-    return false;
+    return out;
   }
+  for (const e of entries) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const cmdline = readFileSync(`/proc/${e}/cmdline`, 'latin1').split('\0');
+      if (cmdline.some((a) => a.includes('qemu-system')) && cmdline.includes(uuid) && processAlive(Number(e))) out.push(Number(e));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return out;
 }
 
 function killQuiet(pid: number, sig: NodeJS.Signals = 'SIGKILL'): void {

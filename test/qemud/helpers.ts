@@ -129,7 +129,19 @@ export async function startDaemon(sb: Sandbox, args: string[] = []): Promise<Chi
   child.stderr?.setEncoding('utf8').on('data', (s: string) => {
     if (err.length < 20000) err += s;
   });
-  await waitFor(() => existsSync(sb.roSocket) && daemonPid(sb.runtimeDir) === child.pid, 15000, `virt-qemud sockets (stderr: ${err})`);
+  await waitFor(
+    async () => {
+      if (!existsSync(sb.roSocket) || daemonPid(sb.runtimeDir) !== child.pid) return false;
+      try {
+        (await RawConn.connect(sb.rwSocket)).close();
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    15000,
+    `virt-qemud sockets (stderr: ${err})`,
+  );
   return child;
 }
 

@@ -137,12 +137,30 @@ export class QemudClient {
     }
   }
 
-  async call(op: string, args: unknown[], opts: CallOptions): Promise<unknown> {
+  /**
+   * One request. A read that finds the connection dead (a restarted supervisor)
+   * is retried once on a fresh connection; writes are not, as they may have run.
+   */
+  async call(op: string, args: unknown[], opts: CallOptions & { idempotent?: boolean }): Promise<unknown> {
+    try {
+      return await this.#call(op, args, opts);
+    } catch (err) {
+      if (opts.idempotent !== true || this.#closed || !(err instanceof VirtError) || err.code !== 'VIRT_ERR_NO_CONNECT' || opts.signal?.aborted === true) throw err;
+      this.#log.info('connection to virt-qemud lost; retrying once', { op });
+      return this.#call(op, args, opts);
+    }
+  }
+
+  async #call(op: string, args: unknown[], opts: CallOptions): Promise<unknown> {
     if (this.#closed) throw new VirtError('VIRT_ERR_INVALID_ARG', 'connection to virt-qemud is closed');
     if (opts.signal?.aborted === true) throw new VirtError('VIRT_ERR_OPERATION_TIMEOUT', `${op} aborted`);
     const sock = await this.#connect();
     const id = this.#nextId++;
     return new Promise<unknown>((resolve, reject) => {
+      if (opts.signal?.aborted === true) {
+        reject(new VirtError('VIRT_ERR_OPERATION_TIMEOUT', `${op} aborted`));
+        return;
+      }
       const timer = setTimeout(() => {
         this.#pending.delete(id);
         cleanup();
