@@ -182,4 +182,18 @@ void describe('xen:/// unified driver against the fake host', () => {
     );
     await assert.rejects(openAs('root', true, { 'xen.privileged': 'sometimes' }), (e: unknown) => isVirtError(e, 'VIRT_ERR_CONFIG'));
   });
+
+  void it('a domain XenStore cannot name is still read; the gap goes into BulkStats.errors', async () => {
+    f.fx.host.store.mutate((v) => v.rm('/local/domain/2/name'));
+    const c = await openAs('root', true);
+    try {
+      const bulk = await c.allDomainStats({ groups: ALL_GROUPS });
+      assert.deepEqual(bulk.domains.map((d) => d.info.name), ['Domain-0', 'web', 'domain-2']);
+      assert.equal(bulk.domains[2]?.info.uuid, 'c0ffee00-1234-4abc-8def-0123456789ab');
+      assert.deepEqual(bulk.errors.map((e) => [e.domain, e.code]), [['2', 'VIRT_ERR_NO_DOMAIN']]);
+    } finally {
+      await c.close();
+      f.fx.host.store.mutate((v) => v.write('/local/domain/2/name', Buffer.from('db')));
+    }
+  });
 });
