@@ -4,6 +4,7 @@
  * that point the xen driver at them.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { access, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -12,20 +13,35 @@ import { startFakeXen, type FakeXen } from '../../fake-xen/index.ts';
 
 const run = promisify(execFile);
 export const ROOT = resolve(import.meta.dirname, '../../..');
-export const PROXY_BIN = join(ROOT, 'native/build/virt-proxy');
-export const STUB_LIB = join(ROOT, 'native/build/libxenctrl-stub.so');
 
-let built: Promise<void> | undefined;
-/** Builds virt-proxy and the stub library (once per process); fails clearly without make/cc. */
-export function buildNative(): Promise<void> {
+export interface NativeBuild {
+  proxyBin: string;
+  stubLib: string;
+}
+
+let built: Promise<NativeBuild> | undefined;
+let buildDir: string | undefined;
+/**
+ * Builds virt-proxy and the stub library once per process into a private
+ * temp dir (parallel test files never overwrite each other's binaries);
+ * fails clearly without make or a C compiler.
+ */
+export function buildNative(): Promise<NativeBuild> {
   built ??= (async () => {
+    buildDir = await mkdtemp(join(tmpdir(), 'virt-xen-native-'));
+    process.once('exit', () => {
+      if (buildDir !== undefined) rmSync(buildDir, { recursive: true, force: true });
+    });
     try {
-      await run('make', ['-C', join(ROOT, 'native'), 'all', 'stub'], { timeout: 180_000 });
+      await run('make', ['-C', join(ROOT, 'native'), '--no-print-directory', `BUILD=${buildDir}`, 'all', 'stub'], { timeout: 180_000 });
     } catch (err) {
-      throw new Error(`building native/ (make -C native all stub) failed; make and a C compiler are required: ${(err as Error).message}`);
+      const e = err as { stderr?: string; message: string };
+      throw new Error(`building native/ (make -C native all stub) failed; make and a C compiler are required (.ci/apt-packages.txt): ${e.message}\n${e.stderr ?? ''}`);
     }
-    await access(PROXY_BIN);
-    await access(STUB_LIB);
+    const nb = { proxyBin: join(buildDir, 'virt-proxy'), stubLib: join(buildDir, 'libxenctrl-stub.so') };
+    await access(nb.proxyBin);
+    await access(nb.stubLib);
+    return nb;
   })();
   return built;
 }
@@ -40,6 +56,7 @@ export interface XenFixture {
 }
 
 export async function startXenFixture(opts: { tcp?: boolean } = {}): Promise<XenFixture> {
+  const { proxyBin: PROXY_BIN, stubLib: STUB_LIB } = await buildNative();
   const dir = await mkdtemp(join(tmpdir(), 'virt-xen-test-'));
   const fx = await startFakeXen({ dir, tcp: opts.tcp });
   // The stub libxenctrl reads the fake host's state file named here (child processes inherit it).
