@@ -40,6 +40,11 @@ export const xenSchema: SchemaFragment = {
       format: 'nat',
       default: 5000,
     },
+    'xend-op-timeout': {
+      doc: 'Deadline in milliseconds for Xend operations that move a whole domain (save, restore, create, start).',
+      format: 'nat',
+      default: 600000,
+    },
     'xend-max-response-bytes': {
       doc: 'Largest Xend reply accepted, in bytes; bigger or truncated replies are errors.',
       format: 'nat',
