@@ -44,7 +44,7 @@ export async function openXenDriver(uri: VirtUri, ctx: OpenContext): Promise<Dri
 
   let xend: XenSubDriver | undefined;
   try {
-    const client = await XendClient.open({ address: s.xendAddress, timeoutMs: s.timeoutMs, maxResponseBytes: s.xendMaxResponseBytes, logger: log });
+    const client = await XendClient.open({ address: s.xendAddress, timeoutMs: s.timeoutMs, opTimeoutMs: s.xendOpTimeoutMs, maxResponseBytes: s.xendMaxResponseBytes, logger: log });
     xend = createXendSubDriver({ client, writable, graceMs: s.timeoutMs });
   } catch (err) {
     // Xend left Xen in 4.5; non-root simply goes without it.

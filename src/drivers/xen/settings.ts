@@ -12,6 +12,7 @@ export interface XenSettings {
   xenstoreSocket: string;
   xendAddress: string;
   timeoutMs: number;
+  xendOpTimeoutMs: number;
   xendMaxResponseBytes: number;
   privileged: Privilege;
   proxyBinary: string;
@@ -50,6 +51,7 @@ export function readXenSettings(s: OpenContext['settings']): XenSettings {
     xenstoreSocket: str(s, 'xenstore-socket', ''),
     xendAddress: str(s, 'xend-address', ''),
     timeoutMs: ms(s, 'timeout', 5000),
+    xendOpTimeoutMs: ms(s, 'xend-op-timeout', 600_000),
     xendMaxResponseBytes: ms(s, 'xend-max-response-bytes', 4 * 1024 * 1024),
     privileged,
     proxyBinary: resolveProxyBinary(str(s, 'proxy-binary', PROXY_DEFAULTS.binary)),

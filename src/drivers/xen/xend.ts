@@ -37,12 +37,16 @@ export function parseXendAddress(text: string): XendAddress {
 export interface XendClientOptions {
   address: XendAddress;
   timeoutMs: number;
+  /** Deadline of operations that move a whole domain (save, restore, create, start); default timeoutMs. */
+  opTimeoutMs?: number;
   maxResponseBytes: number;
   logger: Logger;
 }
 
 export interface XendRequestOptions {
   signal?: AbortSignal;
+  /** Overrides the client's deadline for this request. */
+  timeoutMs?: number;
 }
 
 interface RawReply {
@@ -125,6 +129,10 @@ export class XendClient {
     throw new VirtError('VIRT_ERR_NO_CONNECT', 'Xend is not reachable', { driver: DRIVER, cause: last });
   }
 
+  get #longTimeout(): number {
+    return this.#opts.opTimeoutMs ?? this.#opts.timeoutMs;
+  }
+
   get configFormat(): number {
     return this.#configFormat;
   }
@@ -133,13 +141,13 @@ export class XendClient {
     await this.#client.close().catch(() => undefined);
   }
 
-  async #request(method: 'GET' | 'POST', path: string, body: string | undefined, signal: AbortSignal | undefined): Promise<RawReply> {
+  async #request(method: 'GET' | 'POST', path: string, body: string | undefined, signal: AbortSignal | undefined, timeoutMs = this.#opts.timeoutMs): Promise<RawReply> {
     const where = `${method} ${path} at ${describeAddress(this.address)}`;
     if (signal?.aborted === true) throw new VirtError('VIRT_ERR_OPERATION_TIMEOUT', `${where}: aborted before sending`, { driver: DRIVER });
     const ac = new AbortController();
     const timer = setTimeout(() => {
-      ac.abort(new VirtError('VIRT_ERR_OPERATION_TIMEOUT', `${where}: no complete answer within ${this.#opts.timeoutMs} ms`, { driver: DRIVER }));
-    }, this.#opts.timeoutMs);
+      ac.abort(new VirtError('VIRT_ERR_OPERATION_TIMEOUT', `${where}: no complete answer within ${timeoutMs} ms`, { driver: DRIVER }));
+    }, timeoutMs);
     const onAbort = (): void => {
       ac.abort(new VirtError('VIRT_ERR_OPERATION_TIMEOUT', `${where}: aborted by the caller`, { driver: DRIVER, cause: signal?.reason }));
     };
@@ -151,7 +159,7 @@ export class XendClient {
     let gotHeaders = false;
     try {
       // reset: one connection per request, as libvirt did; Xend's server is not keep-alive friendly.
-      const res = await this.#client.request({ method, path, headers, body, signal: ac.signal, reset: true, headersTimeout: this.#opts.timeoutMs, bodyTimeout: this.#opts.timeoutMs });
+      const res = await this.#client.request({ method, path, headers, body, signal: ac.signal, reset: true, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
       gotHeaders = true;
       const max = this.#opts.maxResponseBytes;
       const declared = Number(res.headers['content-length']);
@@ -208,7 +216,7 @@ export class XendClient {
 
   /** GET returning one S-expression. */
   async get(path: string, opts: XendRequestOptions & { domain?: string } = {}): Promise<Sexpr> {
-    const reply = await this.#request('GET', path, undefined, opts.signal);
+    const reply = await this.#request('GET', path, undefined, opts.signal, opts.timeoutMs);
     this.#check('GET', path, reply, opts.domain);
     return parseSexpr(reply.text, { maxLength: this.#opts.maxResponseBytes });
   }
@@ -216,7 +224,7 @@ export class XendClient {
   /** POST of form fields; the op is the first field. */
   async post(path: string, fields: Record<string, string>, opts: XendRequestOptions & { domain?: string } = {}): Promise<string> {
     const body = new URLSearchParams(fields).toString();
-    const reply = await this.#request('POST', path, body, opts.signal);
+    const reply = await this.#request('POST', path, body, opts.signal, opts.timeoutMs);
     this.#check('POST', path, reply, opts.domain);
     return reply.text;
   }
@@ -251,8 +259,8 @@ export class XendClient {
   unpause(key: string): Promise<void> { return this.domainOp(key, 'unpause'); }
   shutdown(key: string, reason: 'poweroff' | 'reboot' | 'halt' = 'poweroff'): Promise<void> { return this.domainOp(key, 'shutdown', { reason }); }
   destroy(key: string): Promise<void> { return this.domainOp(key, 'destroy'); }
-  save(key: string, file: string): Promise<void> { return this.domainOp(key, 'save', { file }); }
-  start(key: string): Promise<void> { return this.domainOp(key, 'start'); }
+  save(key: string, file: string): Promise<void> { return this.domainOp(key, 'save', { file }, { timeoutMs: this.#longTimeout }); }
+  start(key: string): Promise<void> { return this.domainOp(key, 'start', {}, { timeoutMs: this.#longTimeout }); }
   delete(key: string): Promise<void> { return this.domainOp(key, 'delete'); }
   /** Balloon target; Xend takes MiB. */
   setMemoryTarget(key: string, bytes: number): Promise<void> { return this.domainOp(key, 'mem_target_set', { target: String(toMiB(bytes)) }); }
@@ -264,7 +272,7 @@ export class XendClient {
 
   /** op=create: creates and starts (Xend leaves it paused until unpause, as libvirt did). */
   async create(config: Sexpr, opts: XendRequestOptions = {}): Promise<void> {
-    await this.post('/xend/domain/', { op: 'create', config: serializeSexpr(config) }, opts);
+    await this.post('/xend/domain/', { op: 'create', config: serializeSexpr(config) }, { timeoutMs: this.#longTimeout, ...opts });
   }
 
   /** op=new: defines a managed domain (xend_config_format >= 3). */
@@ -273,7 +281,7 @@ export class XendClient {
   }
 
   async restore(file: string, opts: XendRequestOptions = {}): Promise<string> {
-    return this.post('/xend/domain/', { op: 'restore', file }, opts);
+    return this.post('/xend/domain/', { op: 'restore', file }, { timeoutMs: this.#longTimeout, ...opts });
   }
 }
 
