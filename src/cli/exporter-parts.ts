@@ -16,16 +16,18 @@ export async function loadGuard(file: string, log: Logger): Promise<WebGuard> {
   return mod.loadWebGuard(file, log);
 }
 
-export function startAdmin(
+export async function startAdmin(
   config: LoadedConfig,
-  _uri: string,
-  _registry: Registry,
-  _log: Logger,
-  _driverSettings: FlatSettings,
+  uri: string,
+  registry: Registry,
+  log: Logger,
+  driverSettings: FlatSettings,
 ): Promise<{ close(): Promise<void> } | undefined> {
-  const admin = settingsFor(config.settings, 'admin');
-  if (String(admin['admin.listen-address'] ?? '') === '') return Promise.resolve(undefined);
-  return Promise.reject(new VirtError('VIRT_ERR_NO_SUPPORT', 'the admin endpoint is not available in this build yet'));
+  const adminSettings = settingsFor(config.settings, 'admin');
+  if (String(adminSettings['admin.listen-address'] ?? '') === '') return undefined;
+  // Loaded only when configured; it opens its own read-write connection.
+  const { startAdminEndpoint } = await import('../http/admin/endpoint.ts');
+  return startAdminEndpoint({ uri, adminSettings, driverSettings, registry, logger: log });
 }
 
 export async function startTelemetry(

@@ -120,10 +120,10 @@ function flattenStats(d: DomainStats): Array<[string, string | number]> {
   if (d.memory?.balloonBytes !== undefined) rows.push(['memory.balloon_bytes', d.memory.balloonBytes]);
   if (d.memory?.rssBytes !== undefined) rows.push(['memory.rss_bytes', d.memory.rssBytes]);
   for (const [k, v] of Object.entries(d.memory?.guest ?? {})) rows.push([`memory.guest.${k}`, v]);
-  for (const b of d.block ?? []) for (const [k, v] of Object.entries(b)) if (k !== 'device') rows.push([`block.${b.device}.${k}`, v as string | number]);
+  for (const b of d.block ?? []) for (const [k, v] of Object.entries(b) as Array<[string, string | number]>) if (k !== 'device') rows.push([`block.${b.device}.${k}`, v]);
   for (const n of d.net ?? []) {
     if (n.counters === null) rows.push([`net.${n.interface}.counters`, 'none']);
-    else for (const [k, v] of Object.entries(n.counters)) rows.push([`net.${n.interface}.${k}`, v]);
+    else for (const [k, v] of Object.entries(n.counters) as Array<[string, number]>) rows.push([`net.${n.interface}.${k}`, v]);
   }
   return rows;
 }

@@ -87,7 +87,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   const configFile = args.configFile ?? (env[envName('config')] || undefined);
   let conf: convict.Config<Record<string, unknown>>;
   try {
-    conf = convict<Record<string, unknown>>(schema as convict.Schema<Record<string, unknown>>, { env, args: [] });
+    conf = convict<Record<string, unknown>>(schema, { env, args: [] });
   } catch (err) {
     throw configError(`invalid environment: ${(err as Error).message}`);
   }

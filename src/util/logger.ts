@@ -28,10 +28,14 @@ export interface LoggerOptions {
 const RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 
 function fieldValue(v: unknown): string {
-  if (v instanceof Error) return (v as Error & { code?: string }).code !== undefined ? `${(v as Error & { code?: string }).code as string}: ${v.message}` : v.message;
+  if (v instanceof Error) {
+    const code = (v as Error & { code?: unknown }).code;
+    return typeof code === 'string' ? `${code}: ${v.message}` : v.message;
+  }
   if (typeof v === 'string') return v;
   if (v === undefined) return '';
-  return typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v);
+  if (typeof v === 'object' && v !== null) return JSON.stringify(v);
+  return typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint' ? String(v) : typeof v;
 }
 
 function logfmtValue(v: unknown): string {

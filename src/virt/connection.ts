@@ -56,7 +56,7 @@ export class Connection {
         driver: this.#driver.name,
       });
     }
-    const fn = this.#driver[op] as Fn | undefined;
+    const fn: Fn | undefined = this.#driver[op];
     if (typeof fn !== 'function') {
       throw new VirtError('VIRT_ERR_NO_SUPPORT', `operation ${op} is not supported by driver ${this.#driver.name}`, {
         driver: this.#driver.name,

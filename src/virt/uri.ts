@@ -31,7 +31,6 @@ export function parseUri(input: string): VirtUri {
   const text = input.trim();
   if (text === '') throw invalid(input, 'empty');
   if (text.length > 4096) throw invalid(text.slice(0, 64) + '...', 'longer than 4096 characters');
-  // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(text)) throw invalid(text, 'contains control characters');
   const m = /^([a-z][a-z0-9+.-]*):\/\/([^/?#]*)(\/[^?#]*)?(\?[^#]*)?(#.*)?$/i.exec(text);
   if (m === null) throw invalid(text, 'not of the form SCHEME:///PATH');

@@ -32,16 +32,17 @@ export function startExporter(args: string[], env: NodeJS.ProcessEnv = {}, timeo
       child.kill('SIGKILL');
       reject(new Error(`exporter did not start within ${timeoutMs} ms; log:\n${stderr}${stdout}`));
     }, timeoutMs);
-    child.once('exit', (code) => {
+    const early = (code: number | null): void => {
       clearTimeout(timer);
       reject(new Error(`exporter exited with code ${String(code)} before listening; log:\n${stderr}${stdout}`));
-    });
+    };
+    child.once('exit', early);
     child.stderr.on('data', (d: Buffer) => {
       stderr += d.toString();
       const m = /"msg":"listening","address":"[^"]*:(\d+)"/.exec(stderr);
       if (m !== null) {
         clearTimeout(timer);
-        child.removeAllListeners('exit');
+        child.off('exit', early);
         const port = Number(m[1]);
         resolve({
           url: `http://127.0.0.1:${port}`,
