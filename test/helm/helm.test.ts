@@ -56,8 +56,12 @@ function blockStack(text: string): Array<{ line: string; open: string[] }> {
 function daemonSetFlags(values: Json): Array<{ flag: string; hasValue: boolean; line: string }> {
   const out: Array<{ flag: string; hasValue: boolean; line: string }> = [];
   for (const raw of template('daemonset.yaml').split('\n')) {
-    const m = /^\s*- --(.*)$/.exec(raw);
-    if (m === null) continue;
+    // Either a plain "- --flag[=value]" or a quoted '- {{ printf "--flag=%s" VALUE | quote }}'.
+    const m = /^\s*- --(.*)$/.exec(raw) ?? /^\s*- \{\{ printf "--([^"%]+%s)" .* \| quote \}\}$/.exec(raw);
+    if (m === null) {
+      assert.ok(!/^\s*- .*--[a-z]/.test(raw), `unrecognised argument line: ${raw}`);
+      continue;
+    }
     // "{{ if not X }}no-{{ end }}" is an optional negation of a boolean flag.
     let text = (m[1] as string).replace(/^\{\{ if not [^}]+\}\}no-\{\{ end \}\}/, '');
     const negatedByTemplate = text !== m[1];
