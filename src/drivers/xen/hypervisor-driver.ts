@@ -11,6 +11,7 @@ import type { VirtProxyClient } from './proxy-client.ts';
 import { xenFlagsToState } from './state.ts';
 import { XEN_DOMINF, type XenDomainReading, type XenHostReading } from './types.ts';
 import { matchesKey, type XenSubDriver } from './subdriver.ts';
+import type { Reconnecting } from './reconnecting.ts';
 
 export interface DomainIdentity {
   name: string;
@@ -26,7 +27,7 @@ export interface DomainIdentity {
 export type Identify = (readings: XenDomainReading[], signal?: AbortSignal) => Promise<{ ids: Map<number, DomainIdentity>; errors: ReadError[] }>;
 
 /** The subset of VirtProxyClient this sub-driver uses (tests may pass a double). */
-export type ProxyReader = Pick<VirtProxyClient, 'version' | 'hostInfo' | 'listDomains' | 'close'>;
+export type ProxyReader = Pick<VirtProxyClient, 'version' | 'hostInfo' | 'listDomains' | 'close' | 'closed'>;
 
 export function fallbackName(domid: number): string {
   return domid === 0 ? 'Domain-0' : `domain-${domid}`;
@@ -98,12 +99,12 @@ export function domainStatsFromReading(r: XenDomainReading, ident: DomainIdentit
   return out;
 }
 
-export function createHypervisorSubDriver(opts: { slot: 'hypervisor' | 'proxy'; client: ProxyReader; identify: Identify }): XenSubDriver {
-  const { client, identify } = opts;
+export function createHypervisorSubDriver(opts: { slot: 'hypervisor' | 'proxy'; conn: Reconnecting<ProxyReader>; identify: Identify }): XenSubDriver {
+  const { conn, identify } = opts;
   const name = `xen/${opts.slot}`;
 
   const read = async (o: ReadOptions | undefined, devices: boolean): Promise<{ readings: XenDomainReading[]; ids: Map<number, DomainIdentity>; errors: ReadError[] }> => {
-    const readings = await client.listDomains({ signal: o?.signal, devices });
+    const readings = await (await conn.get()).listDomains({ signal: o?.signal, devices });
     const { ids, errors } = await identify(readings, o?.signal);
     return { readings, ids, errors };
   };
@@ -122,8 +123,8 @@ export function createHypervisorSubDriver(opts: { slot: 'hypervisor' | 'proxy'; 
     slot: opts.slot,
     canWrite: false,
     knowsInactive: false,
-    version: (o) => client.version(o),
-    hostInfo: async (o) => hostInfoFromReading(await client.hostInfo(o)),
+    version: async (o) => (await conn.get()).version(o),
+    hostInfo: async (o) => hostInfoFromReading(await (await conn.get()).hostInfo(o)),
     listDomains: async (o) => {
       if (o?.active === false) return [];
       const { readings, ids } = await read(o, false);
@@ -147,6 +148,6 @@ export function createHypervisorSubDriver(opts: { slot: 'hypervisor' | 'proxy'; 
       }
       return { domains, errors };
     },
-    close: () => client.close(),
+    close: () => conn.close(),
   };
 }

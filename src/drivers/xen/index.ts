@@ -17,6 +17,7 @@ import { VirtProxyClient } from './proxy-client.ts';
 import { isPrivileged, readXenSettings } from './settings.ts';
 import type { XenSubDriver } from './subdriver.ts';
 import { createUnifiedDriver } from './unified.ts';
+import { Reconnecting } from './reconnecting.ts';
 import { XendClient } from './xend.ts';
 import { createXendSubDriver } from './xend-driver.ts';
 import { createXenStoreSubDriver, type XenStoreSubDriver } from './xenstore-driver.ts';
@@ -36,8 +37,8 @@ export async function openXenDriver(uri: VirtUri, ctx: OpenContext): Promise<Dri
 
   let xs: XenStoreSubDriver | undefined;
   try {
-    const client = await XenStoreClient.connect({ socketPath: resolveXenStoreSocket(s.xenstoreSocket), readOnly: !writable, timeoutMs: s.timeoutMs, logger: log });
-    xs = createXenStoreSubDriver(client);
+    const connect = (): Promise<XenStoreClient> => XenStoreClient.connect({ socketPath: resolveXenStoreSocket(s.xenstoreSocket), readOnly: !writable, timeoutMs: s.timeoutMs, logger: log });
+    xs = createXenStoreSubDriver(new Reconnecting(await connect(), connect, log, 'xenstore'), !writable);
   } catch (err) {
     note('xenstore', err);
   }
@@ -85,14 +86,13 @@ export async function openXenDriver(uri: VirtUri, ctx: OpenContext): Promise<Dri
 
   let hyp: XenSubDriver | undefined;
   try {
-    if (root) {
-      const args = ['--sysfs-root', s.sysfsRoot, '--proc-net-dev', s.procNetDev];
-      const client = await VirtProxyClient.spawnStdio({ binary: s.proxyBinary, xenctrl: s.xenctrl, args, logger: log, timeoutMs: s.proxyTimeoutMs });
-      hyp = createHypervisorSubDriver({ slot: 'hypervisor', client, identify });
-    } else {
-      const client = await VirtProxyClient.connect({ socketPath: s.proxySocket, logger: log, timeoutMs: s.proxyTimeoutMs });
-      hyp = createHypervisorSubDriver({ slot: 'proxy', client, identify });
-    }
+    const args = ['--sysfs-root', s.sysfsRoot, '--proc-net-dev', s.procNetDev];
+    const connect = (): Promise<VirtProxyClient> =>
+      root
+        ? VirtProxyClient.spawnStdio({ binary: s.proxyBinary, xenctrl: s.xenctrl, args, logger: log, timeoutMs: s.proxyTimeoutMs })
+        : VirtProxyClient.connect({ socketPath: s.proxySocket, logger: log, timeoutMs: s.proxyTimeoutMs });
+    const conn = new Reconnecting<VirtProxyClient>(await connect(), connect, log, root ? 'virt-proxy child' : 'virt-proxy socket');
+    hyp = createHypervisorSubDriver({ slot: root ? 'hypervisor' : 'proxy', conn, identify });
     // Fail at open, not at the first scrape, when Xen (or the stub) is not there.
     await hyp.version?.();
   } catch (err) {

@@ -8,6 +8,7 @@ import type { DomainInfo, DomainRef, ListOptions, ReadOptions } from '../types.t
 import { canonicalUuid } from './xend-domain.ts';
 import { isXsErrno, type XenStoreClient } from './xenstore.ts';
 import { matchesKey, type XenSubDriver } from './subdriver.ts';
+import type { Reconnecting } from './reconnecting.ts';
 
 const DRIVER = 'xen/xenstore';
 
@@ -71,8 +72,9 @@ export interface XenStoreSubDriver extends XenSubDriver {
   identities(domids: number[] | undefined, opts?: ReadOptions): Promise<Map<number, XsIdentity>>;
 }
 
-export function createXenStoreSubDriver(client: XenStoreClient): XenStoreSubDriver {
+export function createXenStoreSubDriver(conn: Reconnecting<XenStoreClient>, readOnly: boolean): XenStoreSubDriver {
   const identities = async (domids: number[] | undefined, opts: ReadOptions = {}): Promise<Map<number, XsIdentity>> => {
+    const client = await conn.get();
     return client.transaction(async (tx) => {
       const ids = domids ?? (await client.directory('/local/domain', { tx, signal: opts.signal })).filter((x) => /^\d+$/.test(x)).map(Number);
       const out = new Map<number, XsIdentity>();
@@ -98,13 +100,13 @@ export function createXenStoreSubDriver(client: XenStoreClient): XenStoreSubDriv
   const requestShutdown = async (key: string, reason: 'poweroff' | 'reboot'): Promise<void> => {
     const d = await find(key);
     if (d.id === 0) throw new VirtError('VIRT_ERR_OPERATION_INVALID', 'Domain-0 cannot be shut down through XenStore', { driver: DRIVER, domain: key });
-    await client.write(`/local/domain/${d.id}/control/shutdown`, reason);
+    await (await conn.get()).write(`/local/domain/${d.id}/control/shutdown`, reason);
   };
 
   const sub: XenStoreSubDriver = {
     name: DRIVER,
     slot: 'xenstore',
-    canWrite: !client.readOnly,
+    canWrite: !readOnly,
     knowsInactive: false,
     identities,
     listDomains: async (opts?: ListOptions) => {
@@ -121,9 +123,9 @@ export function createXenStoreSubDriver(client: XenStoreClient): XenStoreSubDriv
       const mem = d.ident.memoryTargetBytes ?? 0;
       return { name: d.name, uuid: d.uuid, id: d.id, state: 'nostate', maxMemoryBytes: mem, memoryBytes: mem, vcpus: d.ident.vcpusOnline ?? 0, cpuTimeSeconds: 0 };
     },
-    close: () => client.close(),
+    close: () => conn.close(),
   };
-  if (!client.readOnly) {
+  if (!readOnly) {
     sub.shutdown = (key) => requestShutdown(key, 'poweroff');
     sub.reboot = (key) => requestShutdown(key, 'reboot');
   }

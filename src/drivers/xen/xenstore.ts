@@ -91,6 +91,11 @@ export class XenStoreClient {
     socket.on('close', () => this.#fail(new VirtError('VIRT_ERR_RPC', `xenstore connection ${this.socketPath} closed`, { driver: DRIVER })));
   }
 
+  /** True once the connection is gone (closed by us, or the daemon went away). */
+  get closed(): boolean {
+    return this.#closed !== undefined;
+  }
+
   static connect(opts: XenStoreClientOptions): Promise<XenStoreClient> {
     return new Promise((resolve, reject) => {
       const socket = createConnection(opts.socketPath);

@@ -52,6 +52,8 @@ export interface XenFixture {
   settings: Record<string, string>;
   /** Starts a virt-proxy daemon on the fixture's proxy socket. */
   startProxyDaemon(): Promise<ChildProcess>;
+  /** The daemons started so far (still running or not). */
+  daemons(): ChildProcess[];
   stop(): Promise<void>;
 }
 
@@ -77,7 +79,10 @@ export async function startXenFixture(opts: { tcp?: boolean } = {}): Promise<Xen
     fx,
     dir,
     settings,
+    daemons: () => [...children],
     startProxyDaemon: async () => {
+      // A stale socket from a killed daemon must not pass for a live one.
+      await rm(proxySocket, { force: true });
       const child = spawn(PROXY_BIN, ['--socket', proxySocket, '--xenctrl', STUB_LIB, '--sysfs-root', fx.paths.sysfsRoot, '--proc-net-dev', fx.paths.procNetDev], {
         stdio: ['ignore', 'ignore', 'pipe'],
         env: { ...process.env, VIRT_FAKE_XEN_STATE: fx.paths.stateFile },

@@ -196,4 +196,49 @@ void describe('xen:/// unified driver against the fake host', () => {
       f.fx.host.store.mutate((v) => v.write('/local/domain/2/name', Buffer.from('db')));
     }
   });
+
+  void it('survives backend restarts: virt-proxy child, virt-proxy daemon and xenstored', async () => {
+    const root = await openAs('root', true);
+    const user = await openAs('user', true);
+    try {
+      const want = (await root.listDomains()).map((d) => d.name);
+      // Kill the --stdio child(ren) of this process: the next read starts a new one.
+      const { execFileSync } = await import('node:child_process');
+      const pids = execFileSync('pgrep', ['-P', String(process.pid), '-f', 'virt-proxy --stdio'], { encoding: 'utf8' }).trim().split('\n').filter((x) => x !== '');
+      assert.ok(pids.length > 0, 'a virt-proxy --stdio child runs');
+      for (const pid of pids) process.kill(Number(pid), 'SIGKILL');
+      await new Promise((r) => setTimeout(r, 200));
+      const bulk = await root.allDomainStats({ groups: ['state'] });
+      assert.deepEqual(bulk.domains.map((d) => d.info.name), want);
+      const after = execFileSync('pgrep', ['-P', String(process.pid), '-f', 'virt-proxy --stdio'], { encoding: 'utf8' }).trim().split('\n');
+      assert.ok(after.every((p) => !pids.includes(p)), 'a new child was started');
+
+      // The daemon restarts: the non-root connection reconnects.
+      for (const c of f.daemons()) {
+        if (c.exitCode !== null || c.signalCode !== null) continue;
+        const gone = new Promise((r) => c.once('exit', r));
+        c.kill('SIGTERM');
+        await gone;
+      }
+      await f.startProxyDaemon();
+      assert.deepEqual((await user.listDomains()).map((d) => d.name), want);
+      assert.match(JSON.stringify(await user.allDomainStats({ groups: ['net'] })), /vif2\.1/);
+
+      // xenstored restarts (same data): names still come from it.
+      await f.fx.xenstore.close();
+      const { startXenStoreServer } = await import('../../fake-xen/xenstore-server.ts');
+      const again = await startXenStoreServer(f.fx.host.store, f.fx.paths.xenstoreSocket);
+      try {
+        const b2 = await root.allDomainStats({ groups: ['memory'] });
+        assert.deepEqual(b2.errors, []);
+        assert.deepEqual(b2.domains.map((d) => d.info.name), want);
+        assert.ok((again.counts.get(2) ?? 0) > 0, 'names were read from the restarted daemon');
+      } finally {
+        await again.close();
+      }
+    } finally {
+      await root.close();
+      await user.close();
+    }
+  });
 });
