@@ -7,7 +7,7 @@
  * from /proc.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
 import { cpus, freemem, hostname, totalmem } from 'node:os';
 import { dirname, isAbsolute, join } from 'node:path';
 import type { BlockReading, BulkStats, DomainInfo, DomainRef, DomainState, DomainStats, HostInfo, MemoryReading, NetReading, ReadError, StatsGroup, VcpuReading } from '../drivers/types.ts';
@@ -53,6 +53,11 @@ class Domain {
   vcpuTids: number[] = [];
   vcpuRefreshedAt = 0;
   vcpuRefreshing = false;
+  /** Bumped on every run-state change; a paused domain's block counters cannot move within one epoch. */
+  epoch = 0;
+  blockCache: { epoch: number; readings: BlockReading[] } | null = null;
+  /** Virtual size of each disk by target, read from the image once per start. */
+  capacity = new Map<string, number>();
   balloonActual: number | undefined;
   guest: MemoryReading['guest'] | undefined;
   guestTimer: NodeJS.Timeout | undefined;
@@ -279,6 +284,9 @@ export class Supervisor {
     d.guest = undefined;
     d.vcpuTids = [];
     d.monitorError = null;
+    d.blockCache = null;
+    d.capacity.clear();
+    d.epoch++;
     const waiters = d.stopWaiters;
     d.stopWaiters = [];
     for (const w of waiters) w();
@@ -355,6 +363,7 @@ export class Supervisor {
   }
 
   #onEvent(d: Domain, ev: QmpEvent): void {
+    if (ev.event !== 'BALLOON_CHANGE') d.epoch++;
     this.#log.info('QMP event', { domain: d.def.name, event: ev.event, reason: typeof ev.data['reason'] === 'string' ? ev.data['reason'] : undefined });
     switch (ev.event) {
       case 'STOP':
@@ -524,9 +533,14 @@ export class Supervisor {
         };
       });
     }
-    if (groups.has('block') && cfg.disks.length > 0) {
+    if (groups.has('block') && cfg.disks.length > 0 && d.state === 'paused' && d.blockCache?.epoch === d.epoch) {
+      // Stopping the vCPUs drains all I/O: a paused domain's counters stand still, no QMP needed.
+      out.block = this.#withDiskSizes(d, d.blockCache.readings);
+    } else if (groups.has('block') && cfg.disks.length > 0) {
       // The one QMP command of this collection for this domain.
       try {
+        const epoch = d.epoch;
+        const wasPaused = d.state === 'paused';
         const qmp = d.qmp;
         if (qmp === null) throw new VirtError('VIRT_ERR_RPC', `QMP monitor of ${d.def.name} is not connected`);
         const byNode = new Map(cfg.disks.map((x) => [diskNodeName(x.target), x]));
@@ -536,7 +550,8 @@ export class Supervisor {
           const disk = cfg.disks.find((x) => x.target === b.device);
           if (disk !== undefined) b.path = disk.path;
         }
-        out.block = block;
+        d.blockCache = wasPaused && d.state === 'paused' && d.epoch === epoch ? { epoch, readings: block } : null;
+        out.block = this.#withDiskSizes(d, block);
       } catch (err) {
         const e = toVirtError(err, 'VIRT_ERR_RPC');
         // A monitor that does not answer makes this domain's read fail, not the others'.
@@ -547,6 +562,29 @@ export class Supervisor {
       out.block = [];
     }
     return out;
+  }
+
+  /** Copies readings and adds capacity (image virtual size) and allocation (host blocks) from the files. */
+  #withDiskSizes(d: Domain, readings: BlockReading[]): BlockReading[] {
+    const cfg = d.config;
+    return readings.map((b) => {
+      const r: BlockReading = { ...b };
+      const disk = cfg.disks.find((x) => x.target === b.device);
+      if (disk === undefined) return r;
+      let cap = d.capacity.get(disk.target);
+      if (cap === undefined) {
+        cap = imageVirtualSize(disk.path, disk.format);
+        if (cap !== undefined) d.capacity.set(disk.target, cap);
+      }
+      if (cap !== undefined) r.capacityBytes = cap;
+      try {
+        const st = statSync(disk.path);
+        r.allocationBytes = st.blocks * 512;
+      } catch {
+        // image gone from under QEMU: leave allocation out
+      }
+      return r;
+    });
   }
 
   // ---------------------------------------------------------------- host
@@ -736,6 +774,7 @@ export class Supervisor {
       await this.#cmd(d, 'stop');
       d.state = 'paused';
       d.reason = 'user';
+      d.epoch++;
     });
   }
 
@@ -747,6 +786,7 @@ export class Supervisor {
       await this.#cmd(d, 'cont');
       d.state = 'running';
       d.reason = 'unpaused';
+      d.epoch++;
     });
   }
 
@@ -933,6 +973,23 @@ export class Supervisor {
   }
 }
 
+
+/** Virtual size of a disk image: the file size for raw, the header field for qcow2. */
+function imageVirtualSize(path: string, format: 'raw' | 'qcow2'): number | undefined {
+  try {
+    if (format === 'raw') return statSync(path).size;
+    const fd = openSync(path, 'r');
+    try {
+      const h = Buffer.alloc(32);
+      if (readSync(fd, h, 0, 32, 0) !== 32 || h.readUInt32BE(0) !== 0x514649fb) return undefined;
+      return Number(h.readBigUInt64BE(24));
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return undefined;
+  }
+}
 
 function safeDefinition(v: unknown): DomainDefinition | undefined {
   try {
