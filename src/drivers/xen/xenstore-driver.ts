@@ -77,11 +77,10 @@ export function createXenStoreSubDriver(conn: Reconnecting<XenStoreClient>, read
     const client = await conn.get();
     return client.transaction(async (tx) => {
       const ids = domids ?? (await client.directory('/local/domain', { tx, signal: opts.signal })).filter((x) => /^\d+$/.test(x)).map(Number);
+      // Requests are pipelined across domains (replies matched on req_id).
+      const found = await Promise.all(ids.map((id) => readIdentity(client, id, tx, opts.signal)));
       const out = new Map<number, XsIdentity>();
-      for (const id of ids) {
-        const ident = await readIdentity(client, id, tx, opts.signal);
-        if (ident !== undefined) out.set(id, ident);
-      }
+      for (const ident of found) if (ident !== undefined) out.set(ident.domid, ident);
       return out;
     }, { signal: opts.signal });
   };
