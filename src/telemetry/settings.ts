@@ -65,21 +65,24 @@ const ATTRIBUTE_KEY = /^[A-Za-z_][A-Za-z0-9_.\-/]*$/;
 export function parseKeyValues(key: string, value: string, keyPattern: RegExp, shown: boolean): Record<string, string> {
   const out: Record<string, string> = {};
   if (value.trim() === '') return out;
-  const reveal = (s: string): string => (shown ? s : s.replace(/=.*$/, '=***'));
+  // Sensitive values (headers) are never echoed: only a header name, or the pair's position.
+  const reveal = (s: string, n: number): string => (shown ? s : /^[^=]+=/.test(s) ? s.replace(/=.*$/, '=***') : `pair ${n} (hidden)`);
+  let n = 0;
   for (const raw of value.split(',')) {
     const pair = raw.trim();
+    n++;
     if (pair === '') continue;
     const eq = pair.indexOf('=');
-    if (eq <= 0) throw configError(key, reveal(pair), 'must be a comma-separated list of key=value pairs');
+    if (eq <= 0) throw configError(key, reveal(pair, n), 'must be a comma-separated list of key=value pairs');
     const k = pair.slice(0, eq).trim();
     let v: string;
     try {
       v = decodeURIComponent(pair.slice(eq + 1).trim());
     } catch {
-      throw configError(key, reveal(pair), 'has a malformed %-escape in its value');
+      throw configError(key, reveal(pair, n), 'has a malformed %-escape in its value');
     }
     if (!keyPattern.test(k)) throw configError(key, k, 'is not a valid key');
-    if (/[\r\n\0]/.test(v)) throw configError(key, reveal(pair), 'has a control character in its value');
+    if (/[\r\n\0]/.test(v)) throw configError(key, reveal(pair, n), 'has a control character in its value');
     out[k] = v;
   }
   return out;

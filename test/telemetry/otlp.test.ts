@@ -316,6 +316,14 @@ void describe('OTLP push (startOtlpPush)', () => {
         return true;
       });
     }
+    // Header values are sensitive: a malformed one is refused without being echoed.
+    for (const headers of ['authorization:Bearer%20hunter2', 'x=1,authorization=Bearer%ZZhunter2', 'x=hunter2\u0000']) {
+      await assert.rejects(startOtlpPush({ ...base, settings: { 'telemetry.otlp-endpoint': 'http://c:4318', 'telemetry.otlp-headers': headers } }), (err: Error & { code?: string }) => {
+        assert.equal(err.code, 'VIRT_ERR_CONFIG');
+        assert.ok(!err.message.includes('hunter2'), err.message);
+        return true;
+      });
+    }
     // A password in the URL is refused without being echoed.
     await assert.rejects(startOtlpPush({ ...base, settings: { 'telemetry.otlp-endpoint': 'http://u:hunter2@c:4318/v1/metrics' } }), (err: Error & { code?: string }) => {
       assert.equal(err.code, 'VIRT_ERR_CONFIG');
