@@ -22,6 +22,8 @@ export interface OtlpPushOptions {
   collectors: ReadonlySet<CollectorName>;
   logger: Logger;
   version: string;
+  /** Vanished series tolerated before the SDK state is rebuilt (default 10000); lower in tests. */
+  churnLimit?: number;
 }
 
 export interface OtlpPush {
@@ -29,8 +31,10 @@ export interface OtlpPush {
   close(): Promise<void>;
 }
 
-/** Series an instrument can have after a long domain churn; beyond it the SDK folds them into one overflow series. */
+/** Series one instrument may have; beyond it the SDK folds new ones into one overflow series. */
 const CARDINALITY_LIMIT = 100_000;
+/** Vanished series remembered before the pipeline is rebuilt (and only when they outnumber live ones). */
+const DEFAULT_CHURN_LIMIT = 10_000;
 
 /** Instruments for the catalogue metrics the enabled collectors (and the exporter itself) produce. */
 function createInstruments(meter: ReturnType<MeterProvider['getMeter']>, collectors: ReadonlySet<CollectorName>): Map<MetricSpec, Observable> {
@@ -59,20 +63,70 @@ export function startOtlpPush(opts: OtlpPushOptions): Promise<OtlpPush | undefin
   }
   if (config === undefined) return Promise.resolve(undefined);
   const log = opts.logger.child({ component: 'otlp' });
-
   const resource = resourceFromAttributes({
     'service.name': 'virt-exporter',
     'service.version': opts.version,
     'host.name': hostname(),
     ...config.resourceAttributes,
   });
+  const failures = new FailureLog({ logger: log });
+  const churnLimit = opts.churnLimit ?? DEFAULT_CHURN_LIMIT;
+
+  let closed: Promise<void> | undefined;
+  let retiring: Promise<void> = Promise.resolve();
+  let pipeline: Pipeline;
+  const onChurn = (stale: number): void => {
+    // Not from inside the callback: shutting a provider down waits for the export in progress.
+    setTimeout(() => {
+      if (closed !== undefined) return;
+      log.info('OTLP pipeline rebuilt to forget vanished series', { stale_series: stale });
+      const old = pipeline;
+      pipeline = createPipeline(opts, config, resource, failures, churnLimit, onChurn);
+      retiring = Promise.all([retiring, old.retire()]).then(() => undefined, () => undefined);
+    }, 0);
+  };
+  pipeline = createPipeline(opts, config, resource, failures, churnLimit, onChurn);
+
+  log.info('OTLP push started', { endpoint: redactUrl(config.url), interval_ms: config.intervalMs, timeout_ms: config.timeoutMs });
+  return Promise.resolve({
+    close: () => {
+      closed ??= Promise.all([pipeline.shutdown(), retiring]).then(
+        () => undefined,
+        (err: unknown) => log.warn('OTLP push shutdown failed', { err }),
+      );
+      return closed;
+    },
+  });
+}
+
+interface Pipeline {
+  /** Final push, then stop. */
+  shutdown(): Promise<void>;
+  /** Stop without pushing again (a newer pipeline has taken over). */
+  retire(): Promise<void>;
+}
+
+/**
+ * One MeterProvider with its reader and exporter. The SDK remembers every
+ * attribute set an observable ever reported; when vanished series outnumber
+ * live ones (domain churn), the pipeline is replaced by a fresh one so that
+ * memory stays bounded by what exists now.
+ */
+function createPipeline(
+  opts: OtlpPushOptions,
+  config: NonNullable<ReturnType<typeof readOtlpConfig>>,
+  resource: ReturnType<typeof resourceFromAttributes>,
+  failures: FailureLog,
+  churnLimit: number,
+  onChurn: (stale: number) => void,
+): Pipeline {
   const otlp = new OTLPMetricExporter({
     url: config.url,
     headers: config.headers,
     timeoutMillis: config.timeoutMs,
     temporalityPreference: AggregationTemporalityPreference.CUMULATIVE,
   });
-  const exporter = new CurrentSeriesExporter(otlp, new FailureLog({ logger: log }));
+  const exporter = new CurrentSeriesExporter(otlp, failures);
   const reader = new PeriodicExportingMetricReader({
     exporter,
     exportIntervalMillis: config.intervalMs,
@@ -84,8 +138,12 @@ export function startOtlpPush(opts: OtlpPushOptions): Promise<OtlpPush | undefin
   const meter = provider.getMeter('virt-exporter', opts.version);
   const instruments = createInstruments(meter, opts.collectors);
   const enabled = (Object.keys(COLLECTOR_FNS) as CollectorName[]).filter((c) => opts.collectors.has(c));
+  const everSeen = new Set<string>();
+  let retired = false;
+  let churnReported = false;
 
   const observe = async (result: BatchObservableResult): Promise<void> => {
+    if (retired) return;
     const snapshot = await opts.collection.collect();
     const current = new Set<string>();
     const emit = (s: Sample): void => {
@@ -98,15 +156,21 @@ export function startOtlpPush(opts: OtlpPushOptions): Promise<OtlpPush | undefin
     collectExporter(snapshot, { version: opts.version, errorCounts: opts.collection.errorCounts }, emit);
     for (const name of enabled) COLLECTOR_FNS[name](snapshot, emit);
     exporter.setCurrent(current);
+    for (const k of current) everSeen.add(k);
+    const stale = everSeen.size - current.size;
+    if (!churnReported && stale > churnLimit && stale > current.size) {
+      churnReported = true;
+      onChurn(stale);
+    }
   };
   meter.addBatchObservableCallback(observe, [...instruments.values()]);
 
-  log.info('OTLP push started', { endpoint: redactUrl(config.url), interval_ms: config.intervalMs, timeout_ms: config.timeoutMs });
-  let closed: Promise<void> | undefined;
-  return Promise.resolve({
-    close: () => {
-      closed ??= provider.shutdown().catch((err: unknown) => log.warn('OTLP push shutdown failed', { err }));
-      return closed;
+  return {
+    shutdown: () => provider.shutdown(),
+    retire: () => {
+      retired = true;
+      exporter.retire();
+      return provider.shutdown();
     },
-  });
+  };
 }

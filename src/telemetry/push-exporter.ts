@@ -23,6 +23,7 @@ export class CurrentSeriesExporter implements PushMetricExporter {
   readonly #inner: PushMetricExporter;
   readonly #failures: FailureLog;
   #current: ReadonlySet<string> = new Set();
+  #retired = false;
 
   constructor(inner: PushMetricExporter, failures: FailureLog) {
     this.#inner = inner;
@@ -34,7 +35,16 @@ export class CurrentSeriesExporter implements PushMetricExporter {
     this.#current = keys;
   }
 
+  /** From now on, exports are dropped (reported as done): a newer pipeline sends the data. */
+  retire(): void {
+    this.#retired = true;
+  }
+
   export(metrics: ResourceMetrics, resultCallback: ExportCallback): void {
+    if (this.#retired) {
+      resultCallback({ code: 0 });
+      return;
+    }
     const current = this.#current;
     const scopeMetrics = metrics.scopeMetrics.map((sm) => ({
       ...sm,

@@ -209,6 +209,39 @@ void describe('OTLP push (startOtlpPush)', () => {
     assert.equal(pointsOf(second, 'virt.domains')[0]?.value, (collection.snapshots[1] as Snapshot).domains.length);
   });
 
+  void it('rebuilds its SDK state when vanished series pile up, without losing or repeating data', async () => {
+    receiver.requests.length = 0;
+    const { logger, lines } = memoryLogger();
+    const real = new Collection(conn, { collectors: ALL, timeoutMs: 5000 });
+    // Every read, every domain is a new one (as on a host that churns through short-lived VMs).
+    const collection = recording(real, (s, n) => ({
+      ...s,
+      domains: s.domains.map((d) => ({ ...d, info: { ...d.info, name: `${d.info.name}-gen${n}`, uuid: `${d.info.uuid.slice(0, -4)}${String(n).padStart(4, '0')}` } })),
+    }));
+    const push = await startOtlpPush({
+      settings: { 'telemetry.otlp-endpoint': receiver.url, 'telemetry.otlp-interval': '200ms' },
+      collection,
+      collectors: ALL,
+      logger,
+      version: 'x',
+      churnLimit: 50,
+    });
+    assert.ok(push !== undefined);
+    const t0 = Date.now();
+    while (!lines.some((l) => l.msg === 'OTLP pipeline rebuilt to forget vanished series') && Date.now() - t0 < 15_000) await new Promise((r) => setTimeout(r, 50));
+    const atRebuild = receiver.requests.length;
+    await receiver.waitFor(atRebuild + 2);
+    await push.close();
+    assert.ok(lines.some((l) => l.msg === 'OTLP pipeline rebuilt to forget vanished series'), 'the pipeline was rebuilt');
+    // The retired pipeline pushes nothing more; every push carries exactly the domains of its own read.
+    assert.equal(receiver.requests.length, collection.snapshots.length);
+    for (const [i, req] of receiver.requests.entries()) {
+      const names = new Set(pointsOf(req, 'virt.domain.info').map((p) => p.attributes['vm.name']));
+      assert.deepEqual(names, new Set((collection.snapshots[i] as Snapshot).domains.map((d) => d.info.name)), `push ${i}`);
+      assert.equal(pointsOf(req, 'virt.up').length, 1, `push ${i} has one virt.up`);
+    }
+  });
+
   void it('shares the in-flight collection with concurrent Prometheus reads', async () => {
     receiver.requests.length = 0;
     // The test host answers at once; a slow bulk read (as on a busy hypervisor) makes reads overlap.
