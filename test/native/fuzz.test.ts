@@ -87,7 +87,10 @@ function hostileCase(rnd: (n: number) => number): { label: string; data: Buffer 
     }
     case 5: {
       const f = valid();
-      for (let i = 0, n = 1 + rnd(4); i < n; i++) f[4 + rnd(f.length - 4)] ^= 1 << rnd(8);
+      for (let i = 0, n = 1 + rnd(4); i < n; i++) {
+        const at = 4 + rnd(f.length - 4);
+        f[at] = (f[at] ?? 0) ^ (1 << rnd(8));
+      }
       return { label: 'bit-flipped request', data: f };
     }
     case 6:

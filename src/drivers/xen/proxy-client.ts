@@ -28,6 +28,7 @@ import {
   decodeHostInfo,
   decodeVersion,
   encodeRequest,
+  isKnownStatus,
   listDomainsPayload,
   replyFrameLength,
   rpcError,
@@ -168,13 +169,13 @@ export class VirtProxyClient {
   /** The hypervisor's version, e.g. "4.17.0". */
   async version(opts: ReadOptions = {}): Promise<string> {
     const frame = await this.request(REQ.version, undefined, opts);
-    const v = decodeVersion(frame.payload);
+    const v = this.decode(() => decodeVersion(frame.payload));
     return xenVersionString(v.major, v.minor, v.extra);
   }
 
   async hostInfo(opts: ReadOptions = {}): Promise<XenHostReading> {
     const frame = await this.request(REQ.hostInfo, undefined, opts);
-    return decodeHostInfo(frame.payload);
+    return this.decode(() => decodeHostInfo(frame.payload));
   }
 
   /** Every domain, in domain id order, paging through the proxy's bounded replies. */
@@ -185,7 +186,7 @@ export class VirtProxyClient {
     // At most DOMID_FIRST_RESERVED / MAX_DOMAINS_PER_REPLY pages, since ids strictly increase.
     while (first < DOMID_FIRST_RESERVED) {
       const frame = await this.request(REQ.listDomains, listDomainsPayload(first, MAX_DOMAINS_PER_REPLY, devices), opts);
-      const page = decodeDomainList(frame.payload, first, MAX_DOMAINS_PER_REPLY);
+      const page = this.decode(() => decodeDomainList(frame.payload, first, MAX_DOMAINS_PER_REPLY));
       all.push(...page);
       const last = page.at(-1);
       if (page.length < MAX_DOMAINS_PER_REPLY || last === undefined) break;
@@ -203,6 +204,17 @@ export class VirtProxyClient {
   }
 
   // ---- internals ----
+
+  /** A payload that does not decode means the proxy is broken: drop the connection, keep the error. */
+  private decode<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (err) {
+      const e = toVirtError(err, 'VIRT_ERR_RPC');
+      this.kill(e);
+      throw e;
+    }
+  }
 
   private request(type: number, payload: Buffer | undefined, opts: ReadOptions): Promise<ReplyFrame> {
     // Serialise: the proxy answers one request at a time per connection.
@@ -289,6 +301,7 @@ export class VirtProxyClient {
     if (p === undefined) throw rpcError(`unsolicited reply (type ${frame.type}, serial ${frame.serial})`);
     if (frame.serial !== p.serial) throw rpcError(`reply serial ${frame.serial} does not match request ${p.serial}`);
     if (frame.type !== (p.type | REPLY_BIT)) throw rpcError(`reply type ${frame.type} does not answer request type ${p.type}`);
+    if (!isKnownStatus(frame.status)) throw rpcError(`unknown reply status ${frame.status}`);
     if (frame.status !== STATUS.ok) {
       p.reject(statusError(frame.status, frame.payload));
       return;
@@ -313,6 +326,10 @@ export class VirtProxyClient {
 
   private onGone(what: string): void {
     if (this.transport === undefined) return;
+    if (this.inbuf.length > 0) {
+      this.kill(rpcError(`reply truncated: the connection ended ${this.inbuf.length} bytes into a frame`));
+      return;
+    }
     const tail = this.stderrTail.trim().split('\n').at(-1) ?? '';
     this.kill(new VirtError('VIRT_ERR_NO_CONNECT', `virt-proxy (${this.where}) ${what}${tail !== '' ? `: ${tail}` : ''}`, { driver: DRIVER }));
   }

@@ -54,6 +54,10 @@ const STATUS_CODES: Record<number, VirtErrorCode> = {
 
 const DRIVER = 'xen/proxy';
 
+export function isKnownStatus(status: number): boolean {
+  return status === STATUS.ok || STATUS_CODES[status] !== undefined;
+}
+
 export function rpcError(message: string): VirtError {
   return new VirtError('VIRT_ERR_RPC', `virt-proxy protocol error: ${message}`, { driver: DRIVER });
 }
