@@ -309,6 +309,20 @@ static int bind_socket(const char *path, const struct access_policy *pol)
     }
     mode_t old = umask(0117); /* the socket is born 0660, never briefly wider */
     int rc = bind(fd, (struct sockaddr *)&addr, sizeof(addr));
+    if (rc != 0 && errno == ENOENT) {
+        /* e.g. /run/virt-exporter after a reboot: create the one missing parent directory. */
+        char parent[sizeof(addr.sun_path)];
+        strcpy(parent, path);
+        char *slash = strrchr(parent, '/');
+        if (slash != NULL && slash != parent) {
+            *slash = '\0';
+            umask(0022);
+            if (mkdir(parent, 0755) == 0)
+                logmsg("info", "created %s", parent);
+            umask(0117);
+            rc = bind(fd, (struct sockaddr *)&addr, sizeof(addr));
+        }
+    }
     umask(old);
     if (rc != 0) {
         logmsg("error", "bind %s: %s", path, strerror(errno));
@@ -479,6 +493,11 @@ int main(int argc, char **argv)
     struct access_policy pol;
     memset(&ctx, 0, sizeof(ctx));
     memset(&pol, 0, sizeof(pol));
+    /* Never setuid (the libvirt_proxy lesson): --xenctrl and the environment choose code to load. */
+    if (getuid() != geteuid() || getgid() != getegid()) {
+        fprintf(stderr, "virt-proxy: refusing to run setuid/setgid; run it as root (--stdio child or --socket daemon)\n");
+        return 2;
+    }
     ctx.sysfs_root = "/sys";
     ctx.proc_net_dev = "/proc/net/dev";
     ctx.xb.lib_path = getenv("VIRT_PROXY_XENCTRL");

@@ -373,6 +373,20 @@ try {
     }
   });
 
+  it('creates the missing parent directory of its socket (as /run/virt-exporter after a reboot)', async () => {
+    const sock = join(dir, 'run-missing', 'virt-proxy.sock');
+    const d = await startDaemon(built.proxy, sock, ['--xenctrl', built.stub], env());
+    try {
+      const st = await stat(join(dir, 'run-missing'));
+      assert.equal(st.mode & 0o777, 0o755);
+      const c = await VirtProxyClient.connect({ socketPath: sock, logger: silentLogger, timeoutMs: 10_000 });
+      assert.equal(await c.version(), '4.17.0');
+      await c.close();
+    } finally {
+      await d.stop();
+    }
+  });
+
   it('answers pipelined requests in order on one connection', async () => {
     const sock = join(dir, 'vp-pipe.sock');
     const d = await startDaemon(built.proxy, sock, ['--xenctrl', built.stub], env());
