@@ -141,20 +141,29 @@ function createPipeline(
   const everSeen = new Set<string>();
   let retired = false;
   let churnReported = false;
+  let observeFailures = 0;
 
   const observe = async (result: BatchObservableResult): Promise<void> => {
     if (retired) return;
-    const snapshot = await opts.collection.collect();
     const current = new Set<string>();
-    const emit = (s: Sample): void => {
-      const instrument = instruments.get(s.metric);
-      if (instrument === undefined) return;
-      const attributes = toAttributes(s.metric, s.labels);
-      result.observe(instrument, s.value, attributes);
-      current.add(seriesKey(s.metric.otel.name, attributes));
-    };
-    collectExporter(snapshot, { version: opts.version, errorCounts: opts.collection.errorCounts }, emit);
-    for (const name of enabled) COLLECTOR_FNS[name](snapshot, emit);
+    try {
+      const snapshot = await opts.collection.collect();
+      const emit = (s: Sample): void => {
+        const instrument = instruments.get(s.metric);
+        if (instrument === undefined) return;
+        const attributes = toAttributes(s.metric, s.labels);
+        result.observe(instrument, s.value, attributes);
+        current.add(seriesKey(s.metric.otel.name, attributes));
+      };
+      collectExporter(snapshot, { version: opts.version, errorCounts: opts.collection.errorCounts }, emit);
+      for (const name of enabled) COLLECTOR_FNS[name](snapshot, emit);
+    } catch (err) {
+      // A bug, not an outage: the SDK would swallow it, so say it (once loudly) and send nothing stale.
+      if (observeFailures++ === 0) opts.logger.error('OTLP observation failed', { component: 'otlp', err });
+      else opts.logger.debug('OTLP observation failed', { component: 'otlp', err });
+      exporter.setCurrent(new Set());
+      throw err;
+    }
     exporter.setCurrent(current);
     for (const k of current) everSeen.add(k);
     const stale = everSeen.size - current.size;

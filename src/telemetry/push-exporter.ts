@@ -52,6 +52,11 @@ export class CurrentSeriesExporter implements PushMetricExporter {
         .map((md) => ({ ...md, dataPoints: md.dataPoints.filter((dp) => current.has(seriesKey(md.descriptor.name, dp.attributes))) }) as MetricData)
         .filter((md) => md.dataPoints.length > 0),
     }));
+    if (!scopeMetrics.some((sm) => sm.metrics.length > 0)) {
+      // Nothing current (the observation failed): send nothing rather than an empty request.
+      resultCallback({ code: 0 });
+      return;
+    }
     this.#inner.export({ ...metrics, scopeMetrics }, (result: ExportResult) => {
       // ExportResultCode.SUCCESS is 0 (@opentelemetry/core, not a direct dependency).
       if (Number(result.code) === 0) this.#failures.success();

@@ -242,6 +242,41 @@ void describe('OTLP push (startOtlpPush)', () => {
     }
   });
 
+  void it('logs a failing observation once and pushes nothing stale for that cycle', async () => {
+    receiver.requests.length = 0;
+    const { logger, lines } = memoryLogger();
+    const real = new Collection(conn, { collectors: ALL, timeoutMs: 5000 });
+    const good: Snapshot[] = [];
+    let calls = 0;
+    const collection = {
+      collect: async (): Promise<Snapshot> => {
+        const n = calls++;
+        if (n === 1 || n === 2) throw new Error('collector bug');
+        const s = await real.collect();
+        good.push(s);
+        return s;
+      },
+      get errorCounts() {
+        return real.errorCounts;
+      },
+    };
+    const push = await startOtlpPush({
+      settings: { 'telemetry.otlp-endpoint': receiver.url, 'telemetry.otlp-interval': '200ms' },
+      collection,
+      collectors: ALL,
+      logger,
+      version: 'x',
+    });
+    assert.ok(push !== undefined);
+    await receiver.waitFor(2);
+    await push.close();
+    assert.ok(calls >= 4);
+    assert.equal(receiver.requests.length, good.length, 'no push for the failed observations');
+    const errors = lines.filter((l) => l.msg === 'OTLP observation failed');
+    assert.deepEqual(errors.map((l) => l.level), ['error', 'debug']);
+    assert.equal(errors[0]?.err, 'collector bug');
+  });
+
   void it('shares the in-flight collection with concurrent Prometheus reads', async () => {
     receiver.requests.length = 0;
     // The test host answers at once; a slow bulk read (as on a busy hypervisor) makes reads overlap.
