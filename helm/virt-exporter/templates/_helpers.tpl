@@ -70,6 +70,9 @@ app.kubernetes.io/component: metrics
 
 {{/* "true" when the Xen hypervisor path (privileged, root) is chosen. */}}
 {{- define "virt-exporter.xenHypervisor" -}}
+{{- if not (has .Values.xen.mode (list "proxy" "hypervisor")) }}
+{{- fail (printf "xen.mode must be proxy or hypervisor, not %q" .Values.xen.mode) }}
+{{- end }}
 {{- if and (eq .Values.driver "xen") (eq .Values.xen.mode "hypervisor") }}true{{ end }}
 {{- end }}
 
