@@ -155,8 +155,9 @@ export class Supervisor {
       }
       pid = undefined;
     }
-    if (pid === undefined || !processAlive(pid, startTime)) {
-      this.#log.warn('QEMU of domain is gone; reporting it shut off', { domain: d.def.name, pid });
+    if (pid === undefined || !processAlive(pid, startTime === '' ? undefined : startTime)) {
+      const st = pid === undefined ? null : readProcStat(pid);
+      this.#log.warn('QEMU of domain is gone; reporting it shut off', { domain: d.def.name, pid, procState: st?.state, startTime: st?.startTime, recordedStartTime: startTime });
       this.#cleanupRuntime(rec);
       d.state = 'shutoff';
       d.reason = rec.phase === 'starting' ? 'failed' : 'crashed';

@@ -24,6 +24,8 @@ export interface CallOptions {
 
 interface Pending {
   op: string;
+  /** The connection the request went out on; only its loss fails the request. */
+  socket: Socket;
   resolve: (v: unknown) => void;
   reject: (e: Error) => void;
 }
@@ -58,7 +60,7 @@ export class QemudClient {
   }
 
   async #connect(): Promise<Socket> {
-    if (this.#socket !== null && !this.#socket.destroyed) return this.#socket;
+    if (this.#socket !== null && !this.#socket.destroyed && this.#socket.writable) return this.#socket;
     this.#connecting ??= this.#doConnect().finally(() => {
       this.#connecting = null;
     });
@@ -132,6 +134,7 @@ export class QemudClient {
   #failAll(sock: Socket, err: Error): void {
     if (this.#socket === sock) this.#socket = null;
     for (const [id, p] of this.#pending) {
+      if (p.socket !== sock) continue;
       this.#pending.delete(id);
       p.reject(err);
     }
@@ -178,6 +181,7 @@ export class QemudClient {
       opts.signal?.addEventListener('abort', onAbort, { once: true });
       this.#pending.set(id, {
         op,
+        socket: sock,
         resolve: (v) => {
           cleanup();
           resolve(v);
