@@ -29,20 +29,52 @@ function formatValue(v: number): string {
   return String(v);
 }
 
-interface Family {
-  name: string;
-  help: string;
-  type: string;
-  unit: string;
-  lines: string[];
+/**
+ * A growable byte buffer kept across scrapes. Sample lines are written into
+ * it as soon as they are made, so they die young instead of piling up in
+ * arrays until a final join (which made the garbage collector dominate
+ * large scrapes).
+ */
+class ByteSink {
+  buf: Buffer = Buffer.allocUnsafe(4096);
+  len = 0;
+  write(s: string): void {
+    const need = this.len + s.length * 3;
+    if (need > this.buf.length) {
+      const next = Buffer.allocUnsafe(Math.max(need, this.buf.length * 2));
+      this.buf.copy(next, 0, 0, this.len);
+      this.buf = next;
+    }
+    this.len += this.buf.write(s, this.len);
+  }
+  bytes(): Buffer {
+    return this.buf.subarray(0, this.len);
+  }
 }
 
-function header(f: Family, format: ExpositionFormat): string {
+function header(name: string, help: string, type: string, unit: string, format: ExpositionFormat): string {
   // OpenMetrics names a counter family without its _total suffix.
-  const name = format === 'openmetrics' && f.type === 'counter' ? f.name.replace(/_total$/, '') : f.name;
-  let out = `# HELP ${name} ${escapeHelp(f.help)}\n# TYPE ${name} ${f.type}\n`;
-  if (format === 'openmetrics' && f.unit !== '' && name.endsWith(`_${f.unit}`)) out += `# UNIT ${name} ${f.unit}\n`;
+  const family = format === 'openmetrics' && type === 'counter' ? name.replace(/_total$/, '') : name;
+  let out = `# HELP ${family} ${escapeHelp(help)}\n# TYPE ${family} ${type}\n`;
+  if (format === 'openmetrics' && unit !== '' && family.endsWith(`_${unit}`)) out += `# UNIT ${family} ${unit}\n`;
   return out;
+}
+
+/** Per metric: the constant pieces around its label values. */
+interface LinePieces {
+  open: string;
+  between: string[];
+  close: string;
+}
+
+function pieces(spec: MetricSpec): LinePieces {
+  const names = spec.labels;
+  if (names.length === 0) return { open: `${spec.name} `, between: [], close: '' };
+  return {
+    open: `${spec.name}{${names[0] ?? ''}="`,
+    between: names.slice(1).map((n) => `",${n}="`),
+    close: '"} ',
+  };
 }
 
 function sampleLine(name: string, labelNames: readonly string[], labelValues: readonly string[], value: number): string {
@@ -55,20 +87,6 @@ function sampleLine(name: string, labelNames: readonly string[], labelValues: re
   return `${s}} ${formatValue(value)}\n`;
 }
 
-/** Families from the catalogue, filled by the enabled collectors from one snapshot. */
-export function catalogueSamples(snapshot: Snapshot, enabled: ReadonlySet<CollectorName>, state: ExporterState): Map<MetricSpec, string[]> {
-  const byMetric = new Map<MetricSpec, string[]>();
-  for (const spec of METRIC_LIST) byMetric.set(spec, []);
-  const emit = (s: Sample): void => {
-    byMetric.get(s.metric)?.push(sampleLine(s.metric.name, s.metric.labels, s.labels, s.value));
-  };
-  collectExporter(snapshot, state, emit);
-  for (const name of Object.keys(COLLECTOR_FNS) as CollectorName[]) {
-    if (enabled.has(name)) COLLECTOR_FNS[name](snapshot, emit);
-  }
-  return byMetric;
-}
-
 interface PromClientMetric {
   name: string;
   help: string;
@@ -76,22 +94,82 @@ interface PromClientMetric {
   values: Array<{ labels: Record<string, string | number>; value: number; metricName?: string }>;
 }
 
-function promClientFamilies(json: PromClientMetric[]): Family[] {
-  // prom-client's default nodejs_active_*_total are gauges named like counters,
-  // which promtool rightly rejects; they add nothing process_* does not say.
-  return json.filter((m) => !(m.type !== 'counter' && m.name.endsWith('_total'))).map((m) => ({
-    name: m.name,
-    help: m.help,
-    type: m.type,
-    unit: /_(seconds|bytes)(_total)?$/.exec(m.name)?.[1] ?? '',
-    lines: m.values.map((v) => {
+function promClientText(json: PromClientMetric[], format: ExpositionFormat): string {
+  let out = '';
+  for (const m of json) {
+    // prom-client's default nodejs_active_*_total are gauges named like counters,
+    // which promtool rightly rejects; they add nothing process_* does not say.
+    if ((m.type !== 'counter' && m.name.endsWith('_total')) || m.values.length === 0) continue;
+    out += header(m.name, m.help, m.type, /_(seconds|bytes)(_total)?$/.exec(m.name)?.[1] ?? '', format);
+    for (const v of m.values) {
       const names = Object.keys(v.labels);
-      return sampleLine(v.metricName ?? m.name, names, names.map((n) => String(v.labels[n])), v.value);
-    }),
-  }));
+      out += sampleLine(v.metricName ?? m.name, names, names.map((n) => String(v.labels[n])), v.value);
+    }
+  }
+  return out;
 }
 
-/** Renders one scrape: the catalogue's families, then the process/self metrics of the prom-client registry. */
+/**
+ * Renders scrapes from snapshots. One instance serves one listener; its
+ * buffers are reused, and the body of a snapshot already rendered in a format
+ * is reused by the concurrent scrapes that share that snapshot.
+ */
+export class Exposition {
+  readonly #families = new Map<MetricSpec, { sink: ByteSink; pieces: LinePieces }>();
+  readonly #rendered = new WeakMap<Snapshot, Partial<Record<ExpositionFormat, Promise<Buffer>>>>();
+
+  constructor() {
+    for (const spec of METRIC_LIST) this.#families.set(spec, { sink: new ByteSink(), pieces: pieces(spec) });
+  }
+
+  /** The catalogue's families filled from one snapshot, without the process metrics. */
+  catalogue(snapshot: Snapshot, enabled: ReadonlySet<CollectorName>, state: ExporterState, format: ExpositionFormat): Buffer {
+    for (const f of this.#families.values()) f.sink.len = 0;
+    const emit = (s: Sample): void => {
+      const f = this.#families.get(s.metric);
+      if (f === undefined) return;
+      const p = f.pieces;
+      const labels = s.labels;
+      let line = p.open;
+      if (p.between.length > 0 || labels.length > 0) {
+        line += escapeLabel(labels[0] ?? '');
+        for (let i = 0; i < p.between.length; i++) line += p.between[i] + escapeLabel(labels[i + 1] ?? '');
+        line += p.close;
+      }
+      f.sink.write(line + formatValue(s.value) + '\n');
+    };
+    collectExporter(snapshot, state, emit);
+    for (const name of Object.keys(COLLECTOR_FNS) as CollectorName[]) {
+      if (enabled.has(name)) COLLECTOR_FNS[name](snapshot, emit);
+    }
+    const chunks: Buffer[] = [];
+    for (const [spec, f] of this.#families) {
+      if (f.sink.len === 0) continue;
+      chunks.push(Buffer.from(header(spec.name, spec.help, spec.type, spec.unit, format)), f.sink.bytes());
+    }
+    return Buffer.concat(chunks);
+  }
+
+  /** One scrape's body: catalogue families, then the prom-client registry (process and admin metrics). */
+  render(snapshot: Snapshot, enabled: ReadonlySet<CollectorName>, state: ExporterState, registry: Registry | undefined, format: ExpositionFormat): Promise<Buffer> {
+    let byFormat = this.#rendered.get(snapshot);
+    if (byFormat === undefined) {
+      byFormat = {};
+      this.#rendered.set(snapshot, byFormat);
+    }
+    const cached = byFormat[format];
+    if (cached !== undefined) return cached;
+    const body = this.catalogue(snapshot, enabled, state, format);
+    const done = (async () => {
+      const extra = registry === undefined ? '' : promClientText((await registry.getMetricsAsJSON()) as unknown as PromClientMetric[], format);
+      return Buffer.concat([body, Buffer.from(extra + (format === 'openmetrics' ? '# EOF\n' : ''))]);
+    })();
+    byFormat[format] = done;
+    return done;
+  }
+}
+
+/** Convenience for one-off renders (tests, virtctl): a fresh Exposition, text out. */
 export async function renderExposition(
   snapshot: Snapshot,
   enabled: ReadonlySet<CollectorName>,
@@ -99,16 +177,5 @@ export async function renderExposition(
   registry: Registry | undefined,
   format: ExpositionFormat,
 ): Promise<string> {
-  const families: Family[] = [];
-  for (const [spec, lines] of catalogueSamples(snapshot, enabled, state)) {
-    if (lines.length > 0) families.push({ name: spec.name, help: spec.help, type: spec.type, unit: spec.unit, lines });
-  }
-  if (registry !== undefined) families.push(...promClientFamilies((await registry.getMetricsAsJSON()) as unknown as PromClientMetric[]));
-  const chunks: string[] = [];
-  for (const f of families) {
-    if (f.lines.length === 0) continue;
-    chunks.push(header(f, format), f.lines.join(''));
-  }
-  if (format === 'openmetrics') chunks.push('# EOF\n');
-  return chunks.join('');
+  return (await new Exposition().render(snapshot, enabled, state, registry, format)).toString('utf8');
 }

@@ -1,13 +1,16 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { gzipSync } from 'node:zlib';
+import { gzip } from 'node:zlib';
+import { promisify } from 'node:util';
 import type { Registry } from 'prom-client';
 import type { CollectorName } from '../collectors/catalogue.ts';
 import type { Collection } from '../collectors/collection.ts';
 import type { Logger } from '../util/logger.ts';
-import { CONTENT_TYPES, negotiateFormat, renderExposition } from './exposition.ts';
+import { CONTENT_TYPES, Exposition, negotiateFormat } from './exposition.ts';
 import { listen, parseListenAddress } from './listen.ts';
 import { landingPage } from './landing.ts';
 import type { WebGuard } from './web-guard.ts';
+
+const gzipAsync = promisify(gzip);
 
 export interface MetricsServerOptions {
   listenAddress: string;
@@ -34,16 +37,14 @@ export interface RunningServer {
 
 export async function startMetricsServer(opts: MetricsServerOptions): Promise<RunningServer> {
   const log = opts.logger.child({ component: 'http' });
+  const exposition = new Exposition();
   let inFlight = 0;
 
-  const send = (res: ServerResponse, status: number, type: string, body: string, req: IncomingMessage): void => {
+  const send = (res: ServerResponse, status: number, type: string, body: string | Buffer, req: IncomingMessage, encoding?: string): void => {
     for (const [k, v] of Object.entries(opts.guard.headers)) res.setHeader(k, v);
     res.setHeader('Content-Type', type);
-    let payload: Buffer = Buffer.from(body);
-    if (payload.length > 1024 && /\bgzip\b/.test(String(req.headers['accept-encoding'] ?? ''))) {
-      payload = gzipSync(payload, { level: 1 });
-      res.setHeader('Content-Encoding', 'gzip');
-    }
+    if (encoding !== undefined) res.setHeader('Content-Encoding', encoding);
+    const payload = typeof body === 'string' ? Buffer.from(body) : body;
     res.setHeader('Content-Length', payload.length);
     res.writeHead(status);
     res.end(req.method === 'HEAD' ? undefined : payload);
@@ -58,14 +59,13 @@ export async function startMetricsServer(opts: MetricsServerOptions): Promise<Ru
     try {
       const format = negotiateFormat(req.headers.accept);
       const snapshot = await opts.collection.collect();
-      const body = await renderExposition(
-        snapshot,
-        opts.collectors,
-        { version: opts.version, errorCounts: opts.collection.errorCounts },
-        opts.registry,
-        format,
-      );
-      send(res, 200, CONTENT_TYPES[format], body, req);
+      const body = await exposition.render(snapshot, opts.collectors, { version: opts.version, errorCounts: opts.collection.errorCounts }, opts.registry, format);
+      if (body.length > 1024 && /\bgzip\b/.test(String(req.headers['accept-encoding'] ?? ''))) {
+        // Compressed on the libuv thread pool, off the event loop.
+        send(res, 200, CONTENT_TYPES[format], await gzipAsync(body, { level: 1 }), req, 'gzip');
+      } else {
+        send(res, 200, CONTENT_TYPES[format], body, req);
+      }
     } finally {
       inFlight--;
     }
