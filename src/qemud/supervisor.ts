@@ -241,7 +241,7 @@ export class Supervisor {
       state: d.state,
       stateReason: d.reason,
       maxMemoryBytes: max,
-      memoryBytes: d.active ? (d.balloonActual ?? max) : max,
+      memoryBytes: d.active ? (d.balloonActual ?? max) : 0,
       vcpus: cfg.vcpus,
       cpuTimeSeconds: d.active && stat !== null ? cpuSeconds(stat) : 0,
       osType: 'hvm',

@@ -141,16 +141,21 @@ export class QemudClient {
   }
 
   /**
-   * One request. A read that finds the connection dead (a restarted supervisor)
-   * is retried once on a fresh connection; writes are not, as they may have run.
+   * One request. A read that finds the connection dead (a supervisor that was
+   * killed or restarted) is retried on a fresh connection a few times; a dying
+   * supervisor can still accept a connection for a moment while its last
+   * threads exit. Writes are never retried, as they may have run.
    */
   async call(op: string, args: unknown[], opts: CallOptions & { idempotent?: boolean }): Promise<unknown> {
-    try {
-      return await this.#call(op, args, opts);
-    } catch (err) {
-      if (opts.idempotent !== true || this.#closed || !(err instanceof VirtError) || err.code !== 'VIRT_ERR_NO_CONNECT' || opts.signal?.aborted === true) throw err;
-      this.#log.info('connection to virt-qemud lost; retrying once', { op });
-      return this.#call(op, args, opts);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.#call(op, args, opts);
+      } catch (err) {
+        const retry = opts.idempotent === true && attempt < 4 && !this.#closed && err instanceof VirtError && err.code === 'VIRT_ERR_NO_CONNECT' && opts.signal?.aborted !== true;
+        if (!retry) throw err;
+        this.#log.info('connection to virt-qemud lost; retrying', { op, attempt: attempt + 1 });
+        if (attempt > 0) await sleep(50 * attempt);
+      }
     }
   }
 
