@@ -14,5 +14,6 @@ run_entry() {
       exit 127
     fi
   fi
-  exec "$node" --disable-warning=ExperimentalWarning "$root/$entry" "$@"
+  # A small young generation keeps peak RSS down on large scrapes at no measured cost in latency.
+  exec "$node" --disable-warning=ExperimentalWarning --max-semi-space-size=4 "$root/$entry" "$@"
 }
