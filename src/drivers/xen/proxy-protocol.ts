@@ -4,6 +4,7 @@
  * reply is validated against the documented bounds before anything is
  * believed, and any deviation is a VIRT_ERR_RPC.
  */
+import { guestView } from '../net.ts';
 import { VirtError, type VirtErrorCode } from '../../virt/errors.ts';
 import type { XenDomainReading, XenHostReading } from './types.ts';
 
@@ -318,19 +319,12 @@ export function decodeDomainList(payload: Buffer, first: number, max: number): X
     const vifs: NonNullable<XenDomainReading['vifs']> = [];
     for (let j = 0; j < nvif; j++) {
       const index = r.u32();
-      const host = { rxBytes: r.u64(), rxPackets: r.u64(), rxErrors: r.u64(), rxDrops: r.u64(), txBytes: r.u64(), txPackets: r.u64(), txErrors: r.u64(), txDrops: r.u64() };
-      // /proc/net/dev counts from the host side of the backend interface: what the host receives the guest sent.
-      vifs.push({
-        interface: `vif${domid}.${index}`,
-        rxBytes: num(host.txBytes),
-        rxPackets: num(host.txPackets),
-        rxErrors: num(host.txErrors),
-        rxDrops: num(host.txDrops),
-        txBytes: num(host.rxBytes),
-        txPackets: num(host.rxPackets),
-        txErrors: num(host.rxErrors),
-        txDrops: num(host.rxDrops),
-      });
+      const host = {
+        rxBytes: num(r.u64()), rxPackets: num(r.u64()), rxErrors: num(r.u64()), rxDrops: num(r.u64()),
+        txBytes: num(r.u64()), txPackets: num(r.u64()), txErrors: num(r.u64()), txDrops: num(r.u64()),
+      };
+      // /proc/net/dev counts from the host side of the backend interface.
+      vifs.push({ interface: `vif${domid}.${index}`, ...guestView(host) });
     }
     const unlimited = maxPages >= UINT32_MAX_PAGES;
     const currentBytes = num(tot * page);

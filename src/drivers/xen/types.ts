@@ -1,3 +1,5 @@
+import type { NetCounters } from '../types.ts';
+
 /**
  * Readings from the hypervisor path (virt-proxy, over --stdio or its socket).
  * Raw Xen units are converted by the proxy client: pages -> bytes, ns -> s.
@@ -42,7 +44,7 @@ export interface XenDomainReading {
    */
   vbds?: Array<{ device: string; devid?: number; readRequests: number; writeRequests: number; readSectors: number; writeSectors: number; errors?: number }>;
   /** vifs: already the guest's point of view (the proxy client swapped the host's RX/TX); interface is vif<domid>.<n>. */
-  vifs?: Array<{ interface: string; rxBytes: number; rxPackets: number; rxErrors: number; rxDrops: number; txBytes: number; txPackets: number; txErrors: number; txDrops: number }>;
+  vifs?: Array<NetCounters & { interface: string }>;
 }
 
 export interface XenHostReading {
