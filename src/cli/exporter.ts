@@ -44,6 +44,11 @@ async function main(argv: string[]): Promise<number> {
 }
 
 async function run(config: LoadedConfig, log: Logger, parts: Running[]): Promise<number> {
+  // Handlers first, so a SIGTERM during start-up also ends in an orderly close.
+  const stopped = new Promise<string>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+  });
   let uri = String(config.get('connect'));
   if (uri === '') {
     const found = detectHost();
@@ -96,14 +101,7 @@ async function run(config: LoadedConfig, log: Logger, parts: Running[]): Promise
   const telemetry = await startTelemetry(config, collection, collectors, log);
   if (telemetry !== undefined) parts.push(telemetry);
 
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string): void => {
-      log.info('shutting down', { signal });
-      resolve();
-    };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
-  });
+  log.info('shutting down', { signal: await stopped });
   // Reverse order: stop taking scrapes first, let in-flight ones finish, then close the driver.
   for (const p of parts.reverse()) await p.close().catch((err: unknown) => log.warn('error while closing', { err }));
   log.info('stopped');

@@ -109,6 +109,14 @@ export const METRICS = {
   hostMemoryFree: m('host', 'virt_host_memory_free_bytes', 'gauge', 'bytes', [], 'Physical memory of the host not given to domains or the hypervisor.', 'virt.host.memory.free', 'By'),
 } as const satisfies Record<string, MetricSpec>;
 
+/**
+ * Metrics kept in the prom-client registry because they count events rather
+ * than read a snapshot; defined here so names and help live in one place.
+ */
+export const REGISTRY_METRICS = {
+  adminRequests: m('exporter', 'virt_admin_requests_total', 'counter', '', ['action', 'outcome'], 'Admin API requests by action and outcome, allowed and refused.', 'virt.admin.requests', '{request}'),
+} as const satisfies Record<string, MetricSpec>;
+
 export type MetricId = keyof typeof METRICS;
 export const METRIC_LIST: readonly MetricSpec[] = Object.values(METRICS);
 

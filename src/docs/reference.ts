@@ -1,4 +1,4 @@
-import { METRIC_LIST, type MetricSpec } from '../collectors/catalogue.ts';
+import { METRIC_LIST, REGISTRY_METRICS, type MetricSpec } from '../collectors/catalogue.ts';
 import { envName, fullSchema, settingsOf } from '../config/schema.ts';
 import { ERROR_CODES } from '../virt/errors.ts';
 
@@ -21,7 +21,7 @@ function formatName(format: unknown): string {
   return typeof format === 'string' ? format : 'value';
 }
 
-export function metricsTable(metrics: readonly MetricSpec[] = METRIC_LIST): string {
+export function metricsTable(metrics: readonly MetricSpec[] = [...METRIC_LIST, ...Object.values(REGISTRY_METRICS)]): string {
   const rows = ['| Metric | Type | Labels | Collector | OpenTelemetry | Help |', '|---|---|---|---|---|---|'];
   for (const m of metrics) {
     rows.push(`| \`${m.name}\` | ${m.type} | ${m.labels.map((l) => `\`${l}\``).join(', ')} | ${m.collector} | \`${m.otel.name}\` (${cell(m.otel.unit)}) | ${cell(m.help)} |`);
@@ -56,6 +56,9 @@ absent (not zero) when no balloon driver reports them; network counters are
 absent for NICs without a host device (QEMU user-mode networking).
 
 The OpenTelemetry column gives the OTLP instrument name and UCUM unit.
+\`virt_admin_requests_total\` exists only while the admin endpoint is on, and the
+standard \`process_*\` and \`nodejs_*\` metrics of prom-client describe the
+exporter process itself.
 
 ${metricsTable()}`;
 }

@@ -1,6 +1,9 @@
 import { Counter, type Registry } from 'prom-client';
 
-export const ADMIN_REQUESTS_METRIC = 'virt_admin_requests_total';
+import { REGISTRY_METRICS } from '../../collectors/catalogue.ts';
+
+const SPEC = REGISTRY_METRICS.adminRequests;
+export const ADMIN_REQUESTS_METRIC = SPEC.name;
 
 /** Outcomes are a closed set derived from the status, so the label stays bounded. */
 export const OUTCOMES = ['ok', 'unauthenticated', 'forbidden', 'rate_limited', 'invalid', 'not_found', 'conflict', 'unsupported', 'error'] as const;
@@ -25,7 +28,7 @@ export function adminRequestsCounter(registry: Registry): Counter<'action' | 'ou
   if (existing !== undefined) return existing as Counter<'action' | 'outcome'>;
   return new Counter({
     name: ADMIN_REQUESTS_METRIC,
-    help: 'Admin API requests by action and outcome, allowed and refused.',
+    help: SPEC.help,
     labelNames: ['action', 'outcome'] as const,
     registers: [registry],
   });
