@@ -100,6 +100,19 @@ void describe('the two sockets and the framed protocol', () => {
     assert.equal(daemon.exitCode, null, 'virt-qemud must still run');
   });
 
+  void it('with a configured group the read-only socket is 0660 owned by that group', async () => {
+    const other = sandbox();
+    try {
+      await startDaemon(other, ['--ro-socket-group', 'root']);
+      const st = statSync(other.roSocket);
+      assert.equal(st.mode & 0o777, 0o660);
+      assert.equal(st.gid, 0);
+      assert.equal(statSync(other.rwSocket).mode & 0o777, 0o600);
+    } finally {
+      await other.cleanup();
+    }
+  });
+
   void it('a definition with an unknown key is refused naming the key, and nothing is stored', async () => {
     const c = await RawConn.connect(sb.rwSocket);
     c.write(encodeFrame({ v: 1, id: 1, op: 'define', args: [{ ...domain('typo'), memroyMiB: 64 }] }));
