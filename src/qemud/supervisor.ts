@@ -496,7 +496,7 @@ export class Supervisor {
     }
     if (groups.has('vcpu')) {
       const vcpus: VcpuReading[] = [];
-      let stale = Date.now() - d.vcpuRefreshedAt > this.#o.vcpuRefreshSeconds * 1000;
+      let stale = Date.now() - d.vcpuRefreshedAt > Math.max(10, this.#o.vcpuRefreshSeconds) * 1000;
       for (let i = 0; i < cfg.vcpus; i++) {
         const tid = d.vcpuTids[i];
         const t = tid === undefined ? null : readProcStat(pid, tid);
@@ -507,7 +507,8 @@ export class Supervisor {
         }
         vcpus.push({ id: i, state: d.state === 'running' ? 'running' : 'blocked', timeSeconds: cpuSeconds(t), cpu: t.processor });
       }
-      if (stale) this.#refreshVcpus(d);
+      // A vanished thread asks for a refresh, but never more than every 10 s (it runs outside the read).
+      if (stale && Date.now() - d.vcpuRefreshedAt > 10_000) this.#refreshVcpus(d);
       out.vcpus = vcpus;
     }
     if (groups.has('memory')) {
