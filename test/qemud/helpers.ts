@@ -106,7 +106,7 @@ export function qemuPidsByUuid(uuid: string): number[] {
     if (!/^\d+$/.test(d)) continue;
     try {
       const cmd = readFileSync(`/proc/${d}/cmdline`, 'latin1').split('\0');
-      if ((cmd[0] ?? '').includes('qemu-system') && cmd.includes(uuid) && alive(Number(d))) out.push(Number(d));
+      if (cmd.slice(0, 2).some((a) => a.includes('qemu-system')) && cmd.includes(uuid) && alive(Number(d))) out.push(Number(d));
     } catch {
       // exited meanwhile
     }

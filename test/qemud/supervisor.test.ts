@@ -306,6 +306,37 @@ void describe('SIGKILL in the middle of define and start', () => {
     await sb.cleanup();
   });
 
+  void it('a start interrupted after its QEMU was spawned leaves no QEMU behind after the restart', async () => {
+    // A slow emulator wrapper holds the start open long enough to kill virt-qemud inside it.
+    const slow = join(sb.base, 'qemu-system-slow');
+    writeFileSync(slow, '#!/bin/sh\nsleep 1\nexec qemu-system-x86_64 "$@"\n', { mode: 0o755 });
+    const daemon = await startDaemon(sb, ['--emulator', slow]);
+    const c = await RawConn.connect(sb.rwSocket);
+    c.write(encodeFrame({ v: 1, id: 1, op: 'define', args: [domain('interrupted')] }));
+    const ref = (await c.next())['result'] as { uuid: string };
+    c.write(encodeFrame({ v: 1, id: 2, op: 'start', args: ['interrupted'] }));
+    await waitFor(() => qemuPidsByUuid(ref.uuid).length > 0, 10_000, 'the emulator to be spawned');
+    assert.match(readFileSync(join(sb.runtimeDir, 'run', 'interrupted.json'), 'utf8'), /"phase":"starting"/);
+    daemon.kill('SIGKILL');
+    await waitFor(() => daemon.exitCode !== null || daemon.signalCode !== null, 5000, 'virt-qemud to die');
+    c.close();
+    // Orphaned, the QEMU finishes starting on its own.
+    await waitFor(() => qemuPidsByUuid(ref.uuid).some((p) => readFileSync(`/proc/${p}/cmdline`, 'latin1').startsWith('qemu-system-x86_64')), 10_000, 'the orphan QEMU to run');
+    const again = await startDaemon(sb);
+    const conn = await openSession(sb, false);
+    const info = await conn.domainInfo('interrupted');
+    assert.equal(info.state, 'shutoff');
+    await waitFor(() => qemuPidsByUuid(ref.uuid).length === 0, 5000, 'no QEMU left for the interrupted start');
+    await conn.start('interrupted');
+    assert.equal((await conn.domainInfo('interrupted')).state, 'running');
+    assert.deepEqual(qemuPidsByUuid(ref.uuid), [recordedPid(sb, 'interrupted')]);
+    await conn.destroy('interrupted');
+    await conn.undefine('interrupted');
+    await conn.close();
+    again.kill('SIGKILL');
+    await waitFor(() => again.exitCode !== null || again.signalCode !== null, 5000, 'virt-qemud to die');
+  });
+
   void it('never leaves a half-written definition nor an unknown QEMU', async () => {
     const domainsDir = join(sb.runtimeDir, 'state', 'domains');
     for (let round = 0; round < 6; round++) {
