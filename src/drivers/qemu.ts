@@ -29,7 +29,7 @@ export function spawnQemud(binary: string, mode: QemudMode, paths: QemudPaths, s
   }
   const log = openSync(paths.daemonLog, 'a', 0o600);
   try {
-    const child = spawn(binary, args, { detached: true, stdio: ['ignore', log, log] });
+    const child = spawn(binary, args, { detached: true, cwd: '/', stdio: ['ignore', log, log] });
     return new Promise((resolve, reject) => {
       child.once('error', (err) => reject(new VirtError('VIRT_ERR_NO_CONNECT', `cannot start ${binary}: ${err.message}`, { cause: err })));
       child.once('spawn', () => {
