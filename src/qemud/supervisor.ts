@@ -226,11 +226,37 @@ export class Supervisor {
 
   async domainInfo(key: string, signal?: AbortSignal): Promise<DomainInfo> {
     const d = this.#find(key);
-    const stat = this.#checkAlive(d);
+    let stat = this.#checkAlive(d);
     if (d.active && (d.qmp === null || d.qmp.closed)) {
-      await withDeadline(this.#attach(d, this.#o.qmpTimeoutMs), this.#o.qmpTimeoutMs, `QMP monitor of ${d.def.name}`, signal);
+      await this.#reattach(d, this.#o.qmpTimeoutMs, signal);
+      stat = this.#checkAlive(d);
     }
     return this.#info(d, stat);
+  }
+
+  /**
+   * Reconnects a lost monitor. A QEMU on its way out (after quit, a guest
+   * poweroff or a kill) closes its monitor before the process is gone: when
+   * the connect fails and the process then dies within a moment, the domain
+   * is simply shut off, not an error.
+   */
+  async #reattach(d: Domain, ms: number, signal?: AbortSignal, settleMs = 500): Promise<void> {
+    if (d.expectingExit !== null && (await this.#settlesDead(d, settleMs))) return;
+    try {
+      await withDeadline(this.#attach(d, this.#o.qmpTimeoutMs), ms, `QMP monitor of ${d.def.name}`, signal);
+    } catch (err) {
+      if (await this.#settlesDead(d, settleMs)) return;
+      throw err;
+    }
+  }
+
+  async #settlesDead(d: Domain, ms: number): Promise<boolean> {
+    const until = Date.now() + ms;
+    for (;;) {
+      if (this.#checkAlive(d) === null) return true;
+      if (Date.now() >= until) return false;
+      await sleep(25);
+    }
   }
 
   #info(d: Domain, stat: ProcStat | null): DomainInfo {
@@ -484,7 +510,7 @@ export class Supervisor {
     if (!d.active) return inactive ? { info: this.#info(d, null) } : null;
     const budget = (): number => Math.max(1, Math.min(this.#o.qmpTimeoutMs, deadline - Date.now()));
     if (d.qmp === null || d.qmp.closed) {
-      await withDeadline(this.#attach(d, this.#o.qmpTimeoutMs), budget(), `QMP monitor of ${d.def.name}`, signal);
+      await this.#reattach(d, budget(), signal, Math.min(500, Math.max(0, deadline - Date.now() - this.#o.qmpTimeoutMs)));
       stat = this.#checkAlive(d);
       if (!d.active) return inactive ? { info: this.#info(d, null) } : null;
     }
