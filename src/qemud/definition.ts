@@ -237,3 +237,12 @@ export function validateDefinition(input: unknown): DomainDefinition {
 export function domainNetns(def: DomainDefinition): string | undefined {
   return def.nics.find((n) => n.netns !== undefined)?.netns;
 }
+
+/** A stored definition, or undefined when it no longer validates. */
+export function safeDefinition(v: unknown): DomainDefinition | undefined {
+  try {
+    return validateDefinition(v);
+  } catch {
+    return undefined;
+  }
+}

@@ -6,6 +6,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import type { NetCounters } from '../drivers/types.ts';
 
 function sysconf(name: string, fallback: number): number {
   try {
@@ -77,16 +78,8 @@ export function isLive(s: ProcStat | null, startTime?: string): boolean {
   return startTime === undefined || s.startTime === startTime;
 }
 
-export interface DevCounters {
-  rxBytes: number;
-  rxPackets: number;
-  rxErrors: number;
-  rxDrops: number;
-  txBytes: number;
-  txPackets: number;
-  txErrors: number;
-  txDrops: number;
-}
+/** Interface counters as /proc/net/dev has them (the host's point of view). */
+export type DevCounters = NetCounters;
 
 /** Parses /proc/net/dev text into per-interface counters (host's point of view). */
 export function parseNetDev(text: string): Map<string, DevCounters> {

@@ -6,14 +6,18 @@
  * costs at most one QMP command per domain; CPU, RSS and tap counters come
  * from /proc.
  */
-import { spawn } from 'node:child_process';
-import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { cpus, freemem, hostname, totalmem } from 'node:os';
-import { dirname, isAbsolute, join } from 'node:path';
-import type { BlockReading, BulkStats, DomainInfo, DomainRef, DomainState, DomainStats, HostInfo, MemoryReading, NetReading, ReadError, StatsGroup, VcpuReading } from '../drivers/types.ts';
+import { join } from 'node:path';
+import type { BlockReading, BulkStats, DomainInfo, DomainRef, DomainStats, HostInfo, MemoryReading, NetReading, ReadError, StatsGroup, VcpuReading } from '../drivers/types.ts';
 import type { Logger } from '../util/logger.ts';
 import { VirtError, toVirtError } from '../virt/errors.ts';
-import { validateDefinition, type DomainDefinition } from './definition.ts';
+import { safeDefinition, validateDefinition, type DomainDefinition } from './definition.ts';
+import { Domain, invalidState } from './domain.ts';
+import { guestView } from '../drivers/net.ts';
+import { checkImagePath, imageVirtualSize } from './images.ts';
+import { killQuiet, qemuPidsFor, readPid, runCommand, sleep, type CommandResult } from './processes.ts';
+import { withTimeout } from '../util/deadline.ts';
 import { u64 } from './json.ts';
 import type { QemudPaths } from './paths.ts';
 import { CLOCK_TICKS, cpuSeconds, isLive, PAGE_SIZE, processAlive, readNetDev, readProcStat, type ProcStat } from './proc.ts';
@@ -39,72 +43,6 @@ export interface SupervisorOptions {
 }
 
 const MiB = 1024 * 1024;
-
-class Domain {
-  def: DomainDefinition;
-  /** Configuration the running QEMU was started with. */
-  live: DomainDefinition | null = null;
-  rec: RuntimeRecord | null = null;
-  state: DomainState = 'shutoff';
-  reason = 'unknown';
-  qmp: QmpClient | null = null;
-  attaching: Promise<QmpClient> | null = null;
-  monitorError: VirtError | null = null;
-  vcpuTids: number[] = [];
-  vcpuRefreshedAt = 0;
-  vcpuRefreshing = false;
-  /** Bumped on every run-state change; a paused domain's block counters cannot move within one epoch. */
-  epoch = 0;
-  blockCache: { epoch: number; readings: BlockReading[] } | null = null;
-  /** Virtual size of each disk by target, read from the image once per start. */
-  capacity = new Map<string, number>();
-  balloonActual: number | undefined;
-  guest: MemoryReading['guest'] | undefined;
-  guestTimer: NodeJS.Timeout | undefined;
-  /** Reason to report when the process exits (set by destroy/shutdown/save). */
-  expectingExit: string | null = null;
-  sawShutdown = false;
-  save: SaveRecord | null = null;
-  lock: Promise<unknown> = Promise.resolve();
-  stopWaiters: Array<() => void> = [];
-
-  constructor(def: DomainDefinition) {
-    this.def = def;
-  }
-
-  get active(): boolean {
-    return this.rec !== null;
-  }
-
-  get config(): DomainDefinition {
-    return this.live ?? this.def;
-  }
-
-  ref(): DomainRef {
-    return { name: this.def.name, uuid: this.def.uuid, id: this.rec?.id ?? null };
-  }
-}
-
-function invalidState(d: Domain, op: string, why: string): VirtError {
-  return new VirtError('VIRT_ERR_OPERATION_INVALID', `cannot ${op} domain ${d.def.name}: ${why} (state ${d.state})`, { domain: d.def.name });
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-/** Races a promise against a deadline and an optional signal. */
-function withDeadline<T>(p: Promise<T>, ms: number, what: string, signal?: AbortSignal): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new VirtError('VIRT_ERR_OPERATION_TIMEOUT', `${what} did not complete within ${ms} ms`)), ms);
-    const onAbort = (): void => reject(new VirtError('VIRT_ERR_OPERATION_TIMEOUT', `${what} aborted`));
-    signal?.addEventListener('abort', onAbort, { once: true });
-    p.then(resolve, reject).finally(() => {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
-    });
-  });
-}
 
 export class Supervisor {
   readonly #o: SupervisorOptions;
@@ -243,7 +181,7 @@ export class Supervisor {
   async #reattach(d: Domain, ms: number, signal?: AbortSignal, settleMs = 500): Promise<void> {
     if (d.expectingExit !== null && (await this.#settlesDead(d, settleMs))) return;
     try {
-      await withDeadline(this.#attach(d, this.#o.qmpTimeoutMs), ms, `QMP monitor of ${d.def.name}`, signal);
+      await withTimeout(this.#attach(d, this.#o.qmpTimeoutMs), ms, `QMP monitor of ${d.def.name}`, signal);
     } catch (err) {
       if (await this.#settlesDead(d, settleMs)) return;
       throw err;
@@ -557,7 +495,7 @@ export class Supervisor {
           counters:
             c === undefined
               ? null
-              : { rxBytes: c.txBytes, rxPackets: c.txPackets, rxErrors: c.txErrors, rxDrops: c.txDrops, txBytes: c.rxBytes, txPackets: c.rxPackets, txErrors: c.rxErrors, txDrops: c.rxDrops },
+              : guestView(c),
         };
       });
     }
@@ -1000,116 +938,3 @@ export class Supervisor {
     }
   }
 }
-
-
-/** Virtual size of a disk image: the file size for raw, the header field for qcow2. */
-function imageVirtualSize(path: string, format: 'raw' | 'qcow2'): number | undefined {
-  try {
-    if (format === 'raw') return statSync(path).size;
-    const fd = openSync(path, 'r');
-    try {
-      const h = Buffer.alloc(32);
-      if (readSync(fd, h, 0, 32, 0) !== 32 || h.readUInt32BE(0) !== 0x514649fb) return undefined;
-      return Number(h.readBigUInt64BE(24));
-    } finally {
-      closeSync(fd);
-    }
-  } catch {
-    return undefined;
-  }
-}
-
-function safeDefinition(v: unknown): DomainDefinition | undefined {
-  try {
-    return validateDefinition(v);
-  } catch {
-    return undefined;
-  }
-}
-
-function readPid(file: string): number | undefined {
-  try {
-    const n = Number(readFileSync(file, 'utf8').trim());
-    return Number.isInteger(n) && n > 1 ? n : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Live QEMU processes whose command line carries this domain UUID. */
-function qemuPidsFor(uuid: string): number[] {
-  const out: number[] = [];
-  let entries: string[];
-  try {
-    entries = readdirSync('/proc');
-  } catch {
-    return out;
-  }
-  for (const e of entries) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      const cmdline = readFileSync(`/proc/${e}/cmdline`, 'latin1').split('\0');
-      if (cmdline.some((a) => a.includes('qemu-system')) && cmdline.includes(uuid) && processAlive(Number(e))) out.push(Number(e));
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return out;
-}
-
-function killQuiet(pid: number, sig: NodeJS.Signals = 'SIGKILL'): void {
-  try {
-    process.kill(pid, sig);
-  } catch {
-    // already gone
-  }
-}
-
-function checkImagePath(file: unknown, forWrite: boolean): asserts file is string {
-  if (typeof file !== 'string' || !isAbsolute(file) || file.includes('\0') || file.split('/').includes('..')) {
-    throw new VirtError('VIRT_ERR_INVALID_ARG', `save image path must be absolute without "..", got ${JSON.stringify(file)}`);
-  }
-  if (forWrite) {
-    let ok = false;
-    try {
-      ok = statSync(dirname(file)).isDirectory();
-    } catch {
-      ok = false;
-    }
-    if (!ok) throw new VirtError('VIRT_ERR_INVALID_ARG', `directory of save image ${file} does not exist`);
-  }
-}
-
-interface CommandResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs a short-lived command (QEMU with -daemonize returns once the guest is set up). */
-function runCommand(file: string, args: string[], timeoutMs: number): Promise<CommandResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (s: string) => {
-      if (stdout.length < 65536) stdout += s;
-    });
-    child.stderr.setEncoding('utf8').on('data', (s: string) => {
-      if (stderr.length < 65536) stderr += s;
-    });
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`${file} did not finish within ${timeoutMs} ms`));
-    }, timeoutMs);
-    child.on('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-

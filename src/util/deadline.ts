@@ -35,3 +35,9 @@ export function parseDuration(text: string): number {
   const factor = unit === 'ms' ? 1 : unit === 's' ? 1000 : unit === 'm' ? 60_000 : 3_600_000;
   return Math.round(n * factor);
 }
+
+/** withDeadline over a timeout of `ms`, optionally cut short by the caller's signal too. */
+export function withTimeout<T>(promise: Promise<T>, ms: number, what: string, signal?: AbortSignal): Promise<T> {
+  const timeout = AbortSignal.timeout(ms);
+  return withDeadline(promise, signal === undefined ? timeout : AbortSignal.any([timeout, signal]), what);
+}
