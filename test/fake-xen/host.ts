@@ -5,6 +5,7 @@
  * files, so a Xend shutdown is seen by the next hypercall read. Counters
  * advance with (fake or real) time and never decrease.
  */
+import { stateFileText, type StateDomain, type StateHost } from './state-file.ts';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
@@ -49,17 +50,7 @@ export interface FakeDomain {
   reboots: number;
 }
 
-export interface FakeHostInfo {
-  cpus: number;
-  mhz: number;
-  nodes: number;
-  sockets: number;
-  cores: number;
-  threads: number;
-  totalPages: number;
-  freePages: number;
-  version: string;
-}
+export type FakeHostInfo = StateHost;
 
 export interface DomainSpec {
   name: string;
@@ -481,14 +472,14 @@ export class FakeXenHost {
 
   #renderFiles(): { state: string; netdev: string; vbds: Map<string, Record<string, number>> } {
     const h = this.host;
-    const lines = [`host cpus=${h.cpus} mhz=${h.mhz} nodes=${h.nodes} sockets=${h.sockets} cores=${h.cores} threads=${h.threads} total_pages=${h.totalPages} free_pages=${h.freePages} version=${h.version}`];
+    const doms: StateDomain[] = [];
     const vbds = new Map<string, Record<string, number>>();
     let netdev = 'Inter-|   Receive                                                |  Transmit\n face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n';
     netdev += '    lo:  123456     789    0    0    0     0          0         0   123456     789    0    0    0     0       0          0\n';
     for (const d of [...this.domains].sort((a, b) => (a.domid ?? -1) - (b.domid ?? -1))) {
       if (d.domid === null) continue;
       const pages = d.memoryMiB * MIB_PAGES;
-      lines.push(`dom domid=${d.domid} uuid=${d.uuid} flags=0x${domainFlags(d).toString(16)} tot_pages=${pages} max_pages=${d.maxmemMiB * MIB_PAGES} cpu_time_ns=${d.cpuTimeNs} online_vcpus=${d.vcpus} max_vcpu_id=${d.vcpus - 1}`);
+      doms.push({ domid: d.domid, uuid: d.uuid, flags: domainFlags(d), totPages: pages, maxPages: d.maxmemMiB * MIB_PAGES, cpuTimeNs: d.cpuTimeNs, onlineVcpus: d.vcpus, maxVcpuId: d.vcpus - 1 });
       for (const k of d.disks) vbds.set(`vbd-${d.domid}-${k.devid}`, { ...k.stats });
       for (const n of d.nics) {
         // Host view: what the guest sends, the host's vif receives.
@@ -496,7 +487,7 @@ export class FakeXenHost {
         netdev += `${`vif${d.domid}.${n.devid}`.padStart(6)}: ${cols.join(' ')}\n`;
       }
     }
-    return { state: lines.join('\n') + '\n', netdev, vbds };
+    return { state: stateFileText(h, doms), netdev, vbds };
   }
 
   async #write(s: { state: string; netdev: string; vbds: Map<string, Record<string, number>> }): Promise<void> {

@@ -3,6 +3,7 @@
  * so parallel test files never overwrite each other's binaries), writing the
  * fake host's state file, and speaking raw frames.
  */
+import { stateFileText, type StateDomain, type StateHost } from '../fake-xen/state-file.ts';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, mkdir, rename, rm, writeFile } from 'node:fs/promises';
@@ -43,38 +44,13 @@ export async function removeDir(dir: string | undefined): Promise<void> {
   if (dir !== undefined) await rm(dir, { recursive: true, force: true });
 }
 
-export interface FakeDom {
-  domid: number;
-  uuid: string;
-  flags: number;
-  totPages: number;
-  maxPages: number;
-  cpuTimeNs: bigint;
-  onlineVcpus: number;
-  maxVcpuId: number;
-}
-
-export interface FakeHost {
-  cpus: number;
-  mhz: number;
-  nodes: number;
-  sockets: number;
-  cores: number;
-  threads: number;
-  totalPages: number;
-  freePages: number;
-  version: string;
-}
+export type FakeDom = StateDomain & { cpuTimeNs: bigint };
+export type FakeHost = StateHost;
 
 export const HOST: FakeHost = { cpus: 8, mhz: 2900, nodes: 1, sockets: 2, cores: 2, threads: 2, totalPages: 4194304, freePages: 1048576, version: '4.17.0' };
 
 export function stateText(host: FakeHost, doms: FakeDom[]): string {
-  const lines = ['# fake host written by a test', ''];
-  lines.push(`host cpus=${host.cpus} mhz=${host.mhz} nodes=${host.nodes} sockets=${host.sockets} cores=${host.cores} threads=${host.threads} total_pages=${host.totalPages} free_pages=${host.freePages} version=${host.version}`);
-  for (const d of doms) {
-    lines.push(`dom domid=${d.domid} uuid=${d.uuid} flags=0x${d.flags.toString(16)} tot_pages=${d.totPages} max_pages=${d.maxPages} cpu_time_ns=${d.cpuTimeNs} online_vcpus=${d.onlineVcpus} max_vcpu_id=${d.maxVcpuId}`);
-  }
-  return lines.join('\n') + '\n';
+  return stateFileText(host, doms, 'fake host written by a test');
 }
 
 /** Writes the state file atomically (temp + rename), as the contract requires. */

@@ -13,7 +13,7 @@ import { VirtProxyClient, resolveProxyBinary } from '../../../src/drivers/xen/pr
 import { vbdName } from '../../../src/drivers/xen/proxy-protocol.ts';
 import { silentLogger } from '../../../src/util/logger.ts';
 import { isVirtError, type VirtErrorCode } from '../../../src/virt/errors.ts';
-import { HOST, ROOT, buildNative, randomDoms, removeDir, startDaemon, stateText, tempDir, writeState, type Built } from '../../native/helpers.ts';
+import { HOST, ROOT, buildNative, frame, randomDoms, removeDir, startDaemon, stateText, tempDir, writeState, type Built } from '../../native/helpers.ts';
 
 let dir: string;
 let built: Built;
@@ -42,14 +42,7 @@ interface Req {
 }
 
 function replyFrame(type: number, status: number, serial: number, payload: Buffer = Buffer.alloc(0), version = 1): Buffer {
-  const b = Buffer.alloc(12 + payload.length);
-  b.writeUInt32BE(8 + payload.length, 0);
-  b.writeUInt8(version, 4);
-  b.writeUInt8(type, 5);
-  b.writeUInt16BE(status, 6);
-  b.writeUInt32BE(serial, 8);
-  payload.copy(b, 12);
-  return b;
+  return frame(type, serial, payload, version, status);
 }
 
 function str(s: string): Buffer {
