@@ -13,6 +13,7 @@ import type {
 } from '../drivers/types.ts';
 import { silentLogger, type Logger } from '../util/logger.ts';
 import { VirtError, toVirtError } from './errors.ts';
+import { checkBulkStats } from './readings.ts';
 import { parseUri, type VirtUri } from './uri.ts';
 
 export interface OpenOptions {
@@ -74,7 +75,10 @@ export class Connection {
   listDomains(opts?: ListOptions): Promise<DomainRef[]> { return this.#call('listDomains', opts); }
   lookupDomain(key: string, opts?: ReadOptions): Promise<DomainRef> { return this.#call('lookupDomain', key, opts); }
   domainInfo(key: string, opts?: ReadOptions): Promise<DomainInfo> { return this.#call('domainInfo', key, opts); }
-  allDomainStats(opts: BulkReadOptions): Promise<BulkStats> { return this.#call('allDomainStats', opts); }
+  /** Checked at this boundary: a malformed entry costs its domain, never the collection. */
+  async allDomainStats(opts: BulkReadOptions): Promise<BulkStats> {
+    return checkBulkStats(await this.#call('allDomainStats', opts), this.#driver.name);
+  }
   domainDefinition(key: string, opts?: ReadOptions): Promise<unknown> { return this.#call('domainDefinition', key, opts); }
 
   define(definition: unknown): Promise<DomainRef> { return this.#call('define', definition); }
