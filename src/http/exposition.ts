@@ -122,8 +122,11 @@ export class Exposition {
     for (const spec of METRIC_LIST) this.#families.set(spec, { sink: new ByteSink(), pieces: pieces(spec) });
   }
 
-  /** The catalogue's families filled from one snapshot, without the process metrics. */
-  catalogue(snapshot: Snapshot, enabled: ReadonlySet<CollectorName>, state: ExporterState, format: ExpositionFormat): Buffer {
+  /**
+   * The catalogue's families filled from one snapshot, without the process
+   * metrics, as chunks that view the reused sinks: copy them before the next call.
+   */
+  catalogue(snapshot: Snapshot, enabled: ReadonlySet<CollectorName>, state: ExporterState, format: ExpositionFormat): Buffer[] {
     for (const f of this.#families.values()) f.sink.len = 0;
     const emit = (s: Sample): void => {
       const f = this.#families.get(s.metric);
@@ -147,7 +150,7 @@ export class Exposition {
       if (f.sink.len === 0) continue;
       chunks.push(Buffer.from(header(spec.name, spec.help, spec.type, spec.unit, format)), f.sink.bytes());
     }
-    return Buffer.concat(chunks);
+    return chunks;
   }
 
   /** One scrape's body: catalogue families, then the prom-client registry (process and admin metrics). */
@@ -159,10 +162,13 @@ export class Exposition {
     }
     const cached = byFormat[format];
     if (cached !== undefined) return cached;
-    const body = this.catalogue(snapshot, enabled, state, format);
     const done = (async () => {
       const extra = registry === undefined ? '' : promClientText((await registry.getMetricsAsJSON()) as unknown as PromClientMetric[], format);
-      return Buffer.concat([body, Buffer.from(extra + (format === 'openmetrics' ? '# EOF\n' : ''))]);
+      // Filling the shared sinks and copying out of them happen in one synchronous
+      // step, so no other render can interleave.
+      const chunks = this.catalogue(snapshot, enabled, state, format);
+      chunks.push(Buffer.from(extra + (format === 'openmetrics' ? '# EOF\n' : '')));
+      return Buffer.concat(chunks);
     })();
     byFormat[format] = done;
     return done;
