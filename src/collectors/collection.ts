@@ -31,6 +31,8 @@ export class Collection {
   readonly #log: Logger;
   #inFlight: Promise<Snapshot> | undefined;
   readonly #errorCounts = new Map<string, number>();
+  /** Failures of the last collection, by collector, code and domain. */
+  #failing = new Set<string>();
   #collections = 0;
 
   constructor(conn: Connection, opts: CollectionOptions) {
@@ -109,13 +111,24 @@ export class Collection {
     }
 
     let up = false;
+    const failing = new Set<string>();
     for (const [name, part] of Object.entries(parts) as [CollectorName, PartResult][]) {
       if (part.success) up = true;
       for (const e of part.errors) {
         this.#count(name, e.code);
-        this.#log.warn('collector read failed', { collector: name, code: e.code, domain: e.domain, err: e.message });
+        const key = `${name}\0${e.code}\0${e.domain ?? ''}`;
+        failing.add(key);
+        // A failure is logged when it starts and when it clears, not on every scrape.
+        if (this.#failing.has(key)) this.#log.debug('collector read still failing', { collector: name, code: e.code, domain: e.domain, err: e.message });
+        else this.#log.warn('collector read failed', { collector: name, code: e.code, domain: e.domain, err: e.message });
       }
     }
+    for (const key of this.#failing) {
+      if (failing.has(key)) continue;
+      const [collector, code, domain] = key.split('\0');
+      this.#log.info('collector read recovered', { collector, code, domain: domain === '' ? undefined : domain });
+    }
+    this.#failing = failing;
     if (bulk?.value !== undefined || host?.value !== undefined) up = true;
 
     return {

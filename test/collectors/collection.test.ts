@@ -135,3 +135,22 @@ describe('Collection', () => {
     assert.deepEqual(snap.domains.map((d) => d.info.name), ['web-1']);
   });
 });
+
+describe('Collection logging', () => {
+  it('logs a persistent failure once when it starts and once when it clears', async () => {
+    const lines: string[] = [];
+    const { createLogger } = await import('../../src/util/logger.ts');
+    const logger = createLogger({ level: 'info', write: (l) => lines.push(l) });
+    let broken = true;
+    const base = driverWith({});
+    const driver: Driver = { ...base.driver, hostInfo: () => (broken ? Promise.reject(new Error('no host')) : base.driver.hostInfo!()) };
+    const c = new Collection(connectionFor(parseUri('test:///default'), driver, true), { collectors: ALL, timeoutMs: 1000, logger });
+    for (let i = 0; i < 5; i++) await c.collect();
+    assert.equal(lines.filter((l) => l.includes('collector read failed')).length, 1);
+    broken = false;
+    await c.collect();
+    await c.collect();
+    assert.equal(lines.filter((l) => l.includes('collector read recovered')).length, 1);
+    assert.equal(valueOf(parseMetrics(await renderExposition(await c.collect(), ALL, { version: 't', errorCounts: c.errorCounts }, undefined, 'text')), 'virt_collection_errors_total', { collector: 'host', code: 'VIRT_ERR_OPERATION_FAILED' }), 5);
+  });
+});
