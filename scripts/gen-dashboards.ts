@@ -334,6 +334,7 @@ function domainDetail(): Record<string, unknown> {
           ],
         },
         { type: 'timeseries', title: 'CPU usage per vCPU (cores)', targets: [{ expr: r(M.vcpuTime), legendFormat: 'vCPU {{vcpu}}' }] },
+        { type: 'timeseries', title: 'vCPU steal (waiting for a host CPU, cores)', targets: [{ expr: r(M.vcpuDelay), legendFormat: 'vCPU {{vcpu}}' }] },
       ],
     },
     {

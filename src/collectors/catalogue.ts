@@ -60,6 +60,7 @@ export const METRICS = {
   // vcpu
   vcpus: m('vcpu', 'virt_domain_vcpus', 'gauge', '', DOM, 'Number of vCPUs of the domain.', 'virt.domain.vcpu.count', '{vcpu}'),
   vcpuTime: m('vcpu', 'virt_domain_vcpu_time_seconds_total', 'counter', 'seconds', [...DOM, 'vcpu'], 'CPU time consumed by one vCPU.', 'virt.domain.vcpu.time', 's'),
+  vcpuDelay: m('vcpu', 'virt_domain_vcpu_delay_seconds_total', 'counter', 'seconds', [...DOM, 'vcpu'], 'Time one vCPU was runnable but waiting for a host CPU (steal time as the guest sees it).', 'virt.domain.vcpu.delay', 's'),
 
   // memory
   memoryMaximum: m('memory', 'virt_domain_memory_maximum_bytes', 'gauge', 'bytes', DOM, 'Maximum memory the domain may be given.', 'virt.domain.memory.limit', 'By'),

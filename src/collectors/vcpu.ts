@@ -8,7 +8,9 @@ export const collectVcpu: CollectorFn = (snap, emit) => {
     for (const v of d.vcpus ?? []) {
       if (v.timeSeconds === undefined || seen.has(v.id)) continue;
       seen.add(v.id);
-      emit({ metric: METRICS.vcpuTime, labels: [d.info.name, d.info.uuid, String(v.id)], value: v.timeSeconds });
+      const labels = [d.info.name, d.info.uuid, String(v.id)];
+      emit({ metric: METRICS.vcpuTime, labels, value: v.timeSeconds });
+      if (v.delaySeconds !== undefined) emit({ metric: METRICS.vcpuDelay, labels, value: v.delaySeconds });
     }
   }
 };

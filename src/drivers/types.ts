@@ -50,6 +50,8 @@ export interface VcpuReading {
   id: number;
   state: VcpuState;
   timeSeconds?: number;
+  /** Time runnable but waiting for a host CPU: the guest's steal time. */
+  delaySeconds?: number;
   /** Physical CPU it last ran on; undefined when unknown/offline. */
   cpu?: number;
 }

@@ -63,6 +63,20 @@ export function readProcStat(pid: number, tid?: number): ProcStat | null {
   return parseProcStat(text);
 }
 
+/** /proc/PID/task/TID/schedstat: nanoseconds on a CPU, nanoseconds runnable but waiting, timeslices. */
+export function parseSchedstat(text: string): { runSeconds: number; delaySeconds: number } | null {
+  const m = /^(\d+) (\d+) (\d+)\s*$/.exec(text);
+  return m === null ? null : { runSeconds: Number(m[1]) / 1e9, delaySeconds: Number(m[2]) / 1e9 };
+}
+
+export function readSchedstat(pid: number, tid: number): { runSeconds: number; delaySeconds: number } | null {
+  try {
+    return parseSchedstat(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'latin1'));
+  } catch {
+    return null;
+  }
+}
+
 export function cpuSeconds(s: ProcStat): number {
   return (s.utimeTicks + s.stimeTicks) / CLOCK_TICKS;
 }

@@ -20,7 +20,7 @@ import { killQuiet, qemuPidsFor, readPid, runCommand, sleep, type CommandResult 
 import { withTimeout } from '../util/deadline.ts';
 import { u64 } from './json.ts';
 import type { QemudPaths } from './paths.ts';
-import { CLOCK_TICKS, cpuSeconds, isLive, PAGE_SIZE, processAlive, readNetDev, readProcStat, type ProcStat } from './proc.ts';
+import { CLOCK_TICKS, cpuSeconds, readSchedstat, isLive, PAGE_SIZE, processAlive, readNetDev, readProcStat, type ProcStat } from './proc.ts';
 import { BALLOON_QOM_PATH, buildCommand, diskNodeName, kvmUsable } from './qemu-args.ts';
 import { QmpClient, type QmpEvent } from './qmp.ts';
 import { parseBalloon, parseBlockstats, parseCpusFast, parseGuestStats, parseQueryMigrate, parseQueryStatus, runStateToDomain } from './qmp-parse.ts';
@@ -469,7 +469,14 @@ export class Supervisor {
           vcpus.push({ id: i, state: 'offline' });
           continue;
         }
-        vcpus.push({ id: i, state: d.state === 'running' ? 'running' : 'blocked', timeSeconds: cpuSeconds(t), cpu: t.processor });
+        const sched = readSchedstat(pid, tid as number);
+        vcpus.push({
+          id: i,
+          state: d.state === 'running' ? 'running' : 'blocked',
+          timeSeconds: cpuSeconds(t),
+          cpu: t.processor,
+          ...(sched === null ? {} : { delaySeconds: sched.delaySeconds }),
+        });
       }
       // A vanished thread asks for a refresh, but never more than every 10 s (it runs outside the read).
       if (stale && Date.now() - d.vcpuRefreshedAt > 10_000) this.#refreshVcpus(d);

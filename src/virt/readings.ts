@@ -45,7 +45,7 @@ function checkDomain(d: unknown): string | undefined {
   for (const k of ['osType', 'arch', 'machine', 'stateReason'] as const) if (i[k] !== undefined && !str(i[k], 256)) return `info.${k} is not a short string`;
   if (d.cpu !== undefined && !(isObj(d.cpu) && optNum(d.cpu.userSeconds) && optNum(d.cpu.systemSeconds))) delete d.cpu;
   if (d.vcpus !== undefined) {
-    d.vcpus = Array.isArray(d.vcpus) ? d.vcpus.filter((v: unknown) => isObj(v) && num(v.id) && VSTATES.has(v.state as string) && optNum(v.timeSeconds) && optNum(v.cpu)) : undefined;
+    d.vcpus = Array.isArray(d.vcpus) ? d.vcpus.filter((v: unknown) => isObj(v) && num(v.id) && VSTATES.has(v.state as string) && optNum(v.timeSeconds) && optNum(v.delaySeconds) && optNum(v.cpu)) : undefined;
   }
   if (d.memory !== undefined) {
     const m = d.memory;

@@ -63,3 +63,10 @@ void test('/proc/net/dev parsing', () => {
   assert.deepEqual(m.get('tap0'), { rxBytes: 5000, rxPackets: 10, rxErrors: 1, rxDrops: 2, txBytes: 7000, txPackets: 14, txErrors: 3, txDrops: 4 });
   assert.equal(m.size, 2);
 });
+
+test('/proc schedstat parsing: run and wait nanoseconds become seconds; junk is null', async () => {
+  const { parseSchedstat } = await import('../../src/qemud/proc.ts');
+  assert.deepEqual(parseSchedstat('492433658 187802048 1730\n'), { runSeconds: 0.492433658, delaySeconds: 0.187802048 });
+  assert.equal(parseSchedstat('1 2\n'), null);
+  assert.equal(parseSchedstat('a b c'), null);
+});

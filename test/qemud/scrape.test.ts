@@ -72,6 +72,10 @@ void describe('scraping qemu:///session with two running domains', { timeout: 12
       assert.ok(cpu >= lo && cpu <= hi, `${d.name}: scraped CPU ${cpu} s, /proc said ${before.get(d.name)}..${afterCpu.get(d.name)} s`);
       assert.equal(value(samples, 'virt_domain_memory_maximum_bytes', d.name), d.memoryMiB * 1024 * 1024);
       assert.equal(value(samples, 'virt_domain_vcpus', d.name), d.vcpus);
+      // Steal time per vCPU, from each vCPU thread's schedstat.
+      const delays = samples.filter((x) => x.name === 'virt_domain_vcpu_delay_seconds_total' && x.labels['domain'] === d.name);
+      assert.equal(delays.length, d.vcpus);
+      assert.ok(delays.every((x) => x.value >= 0 && x.value <= (afterCpu.get(d.name) ?? 0) + 60), JSON.stringify(delays));
       const running = samples.find((x) => x.name === 'virt_domain_state' && x.labels['domain'] === d.name && x.labels['state'] === 'running');
       assert.equal(running?.value, 1);
     }

@@ -116,7 +116,8 @@ export class SimDomain {
     const weights = Array.from({ length: n }, (_, i) => 1 + ((i * 7 + Math.floor(this.#phase * 10)) % 3) * 0.3);
     const sum = weights.reduce((a, b) => a + b, 0);
     const state = this.state === 'running' ? 'running' : 'blocked';
-    return weights.map((w, i) => ({ id: i, state, timeSeconds: (total * w) / sum, cpu: (i + (this.id ?? 0)) % 16 }));
+    // A little steal time, as on a moderately busy host.
+    return weights.map((w, i) => ({ id: i, state, timeSeconds: (total * w) / sum, delaySeconds: (total * w) / sum / 50, cpu: (i + (this.id ?? 0)) % 16 }));
   }
 
   #memory(nowMs: number): MemoryReading {
