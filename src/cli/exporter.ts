@@ -1,6 +1,7 @@
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { COLLECTORS, type CollectorName } from '../collectors/catalogue.ts';
 import { Collection } from '../collectors/collection.ts';
+import type { CompatSet } from '../collectors/compat.ts';
 import { helpText, loadConfig, settingsFor, type LoadedConfig } from '../config/load.ts';
 import { startMetricsServer, type RunningServer } from '../http/server.ts';
 import { openGuard, type WebGuard } from '../http/web-guard.ts';
@@ -93,6 +94,7 @@ async function run(config: LoadedConfig, log: Logger, parts: Running[]): Promise
     maxRequests: Number(config.get('web.max-requests')),
     isReady: () => true,
     connectionUri: uri,
+    compat: String(config.get('compat')) as CompatSet,
   });
   parts.push({ close: () => server.close() });
 

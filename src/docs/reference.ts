@@ -1,5 +1,6 @@
 import { METRIC_LIST, REGISTRY_METRICS, type MetricSpec } from '../collectors/catalogue.ts';
 import { envName, fullSchema, settingsOf } from '../config/schema.ts';
+import { compatAliases } from '../collectors/compat.ts';
 import { ERROR_CODES } from '../virt/errors.ts';
 
 /**
@@ -60,7 +61,19 @@ The OpenTelemetry column gives the OTLP instrument name and UCUM unit.
 standard \`process_*\` and \`nodejs_*\` metrics of prom-client describe the
 exporter process itself.
 
-${metricsTable()}`;
+${metricsTable()}
+## Compatibility aliases
+
+\`--compat=libvirt-exporter\` also serves these series under the names of
+prometheus-libvirt-exporter, so its dashboards and alerts keep working while
+you move to the native names. An alias carries \`domain\` (no \`uuid\`), and
+\`target_device\` in place of \`device\` or \`interface\`. Aliases are
+Prometheus-only; OTLP always uses the native names.
+
+| Native | Alias |
+|---|---|
+${[...compatAliases('libvirt-exporter')].map(([native, a]) => `| \`${native.name}\` | \`${a.spec.name}\` |`).join('\n')}
+`;
 }
 
 export function configurationPage(): string {

@@ -1,5 +1,6 @@
 import type { Registry } from 'prom-client';
 import { METRIC_LIST, type CollectorName, type MetricSpec } from '../collectors/catalogue.ts';
+import { compatAliases, type CompatSet } from '../collectors/compat.ts';
 import { collectExporter, type ExporterState } from '../collectors/exporter.ts';
 import { COLLECTOR_FNS } from '../collectors/index.ts';
 import type { Sample, Snapshot } from '../collectors/snapshot.ts';
@@ -115,11 +116,18 @@ function promClientText(json: PromClientMetric[], format: ExpositionFormat): str
  * is reused by the concurrent scrapes that share that snapshot.
  */
 export class Exposition {
-  readonly #families = new Map<MetricSpec, { sink: ByteSink; pieces: LinePieces }>();
+  readonly #families = new Map<MetricSpec, { sink: ByteSink; pieces: LinePieces; alias?: { sink: ByteSink; pieces: LinePieces; pick: (l: readonly string[]) => string[] } }>();
+  readonly #aliases: Array<{ spec: MetricSpec; sink: ByteSink }> = [];
   readonly #rendered = new WeakMap<Snapshot, Partial<Record<ExpositionFormat, Promise<Buffer>>>>();
 
-  constructor() {
-    for (const spec of METRIC_LIST) this.#families.set(spec, { sink: new ByteSink(), pieces: pieces(spec) });
+  constructor(compat: CompatSet = '') {
+    const aliases = compatAliases(compat);
+    for (const spec of METRIC_LIST) {
+      const a = aliases.get(spec);
+      const alias = a === undefined ? undefined : { sink: new ByteSink(), pieces: pieces(a.spec), pick: a.pick };
+      if (a !== undefined && alias !== undefined) this.#aliases.push({ spec: a.spec, sink: alias.sink });
+      this.#families.set(spec, { sink: new ByteSink(), pieces: pieces(spec), ...(alias === undefined ? {} : { alias }) });
+    }
   }
 
   /**
@@ -128,18 +136,22 @@ export class Exposition {
    */
   catalogue(snapshot: Snapshot, enabled: ReadonlySet<CollectorName>, state: ExporterState, format: ExpositionFormat): Buffer[] {
     for (const f of this.#families.values()) f.sink.len = 0;
+    for (const a of this.#aliases) a.sink.len = 0;
+    const line = (p: LinePieces, labels: readonly string[], value: string): string => {
+      let out = p.open;
+      if (p.between.length > 0 || labels.length > 0) {
+        out += escapeLabel(labels[0] ?? '');
+        for (let i = 0; i < p.between.length; i++) out += p.between[i] + escapeLabel(labels[i + 1] ?? '');
+        out += p.close;
+      }
+      return out + value + '\n';
+    };
     const emit = (s: Sample): void => {
       const f = this.#families.get(s.metric);
       if (f === undefined) return;
-      const p = f.pieces;
-      const labels = s.labels;
-      let line = p.open;
-      if (p.between.length > 0 || labels.length > 0) {
-        line += escapeLabel(labels[0] ?? '');
-        for (let i = 0; i < p.between.length; i++) line += p.between[i] + escapeLabel(labels[i + 1] ?? '');
-        line += p.close;
-      }
-      f.sink.write(line + formatValue(s.value) + '\n');
+      const value = formatValue(s.value);
+      f.sink.write(line(f.pieces, s.labels, value));
+      if (f.alias !== undefined) f.alias.sink.write(line(f.alias.pieces, f.alias.pick(s.labels), value));
     };
     collectExporter(snapshot, state, emit);
     for (const name of Object.keys(COLLECTOR_FNS) as CollectorName[]) {
@@ -149,6 +161,9 @@ export class Exposition {
     for (const [spec, f] of this.#families) {
       if (f.sink.len === 0) continue;
       chunks.push(Buffer.from(header(spec.name, spec.help, spec.type, spec.unit, format)), f.sink.bytes());
+    }
+    for (const a of this.#aliases) {
+      if (a.sink.len > 0) chunks.push(Buffer.from(header(a.spec.name, a.spec.help, a.spec.type, a.spec.unit, format)), a.sink.bytes());
     }
     return chunks;
   }

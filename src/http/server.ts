@@ -3,6 +3,7 @@ import { gzip } from 'node:zlib';
 import { promisify } from 'node:util';
 import type { Registry } from 'prom-client';
 import type { CollectorName } from '../collectors/catalogue.ts';
+import type { CompatSet } from '../collectors/compat.ts';
 import type { Collection } from '../collectors/collection.ts';
 import type { Logger } from '../util/logger.ts';
 import { CONTENT_TYPES, Exposition, negotiateFormat } from './exposition.ts';
@@ -26,6 +27,8 @@ export interface MetricsServerOptions {
   /** Ready once the driver connection is open. */
   isReady: () => boolean;
   connectionUri: string;
+  /** Alias set served besides the native names ('' = none). */
+  compat?: CompatSet;
 }
 
 export interface RunningServer {
@@ -37,7 +40,7 @@ export interface RunningServer {
 
 export async function startMetricsServer(opts: MetricsServerOptions): Promise<RunningServer> {
   const log = opts.logger.child({ component: 'http' });
-  const exposition = new Exposition();
+  const exposition = new Exposition(opts.compat ?? '');
   let inFlight = 0;
 
   const send = (res: ServerResponse, status: number, type: string, body: string | Buffer, req: IncomingMessage, encoding?: string): void => {

@@ -1,4 +1,5 @@
 import { COLLECTORS } from '../../collectors/catalogue.ts';
+import { COMPAT_SETS } from '../../collectors/compat.ts';
 import { LOG_FORMATS, LOG_LEVELS } from '../../util/logger.ts';
 import type { SchemaFragment, SettingSpec } from './types.ts';
 
@@ -12,6 +13,11 @@ export const coreSchema: SchemaFragment = {
   connect: {
     doc: 'Connection URI (test:///default, test:///PATH.json, xen:///, qemu:///system, qemu:///session); empty detects the host.',
     format: 'virt-uri',
+    default: '',
+  },
+  compat: {
+    doc: 'Also serve the metrics under another exporter\'s names, for its dashboards and alerts (libvirt-exporter), or nothing (empty).',
+    format: [...COMPAT_SETS],
     default: '',
   },
   web: {

@@ -1,0 +1,48 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { COLLECTORS, type CollectorName } from '../../src/collectors/catalogue.ts';
+import { Collection } from '../../src/collectors/collection.ts';
+import { createTestDriver, TestHost } from '../../src/drivers/test/driver.ts';
+import { DEFAULT_HOST } from '../../src/drivers/test/default-host.ts';
+import { Exposition } from '../../src/http/exposition.ts';
+import { connectionFor } from '../../src/virt/connection.ts';
+import { parseUri } from '../../src/virt/uri.ts';
+import { parseMetrics, valueOf } from '../helpers/exporter.ts';
+import { promtoolCheck } from '../helpers/promtool.ts';
+
+const ALL = new Set<CollectorName>(COLLECTORS);
+
+async function snapshotOf(host: TestHost) {
+  const c = new Collection(connectionFor(parseUri('test:///default'), createTestDriver(host), true), { collectors: ALL, timeoutMs: 2000 });
+  return { snap: await c.collect(), errorCounts: c.errorCounts };
+}
+
+describe('Exposition', () => {
+  it('escapes hostile label values so the scrape stays valid', async () => {
+    const file = structuredClone(DEFAULT_HOST);
+    const host = new TestHost(file);
+    const { snap, errorCounts } = await snapshotOf(host);
+    const d = snap.domains[0]!;
+    d.info.name = 'evil"name\\with\nnewline';
+    const text = (await new Exposition().render(snap, ALL, { version: 't', errorCounts }, undefined, 'text')).toString();
+    await promtoolCheck(text);
+    assert.ok(parseMetrics(text).some((s) => s.labels.domain === 'evil"name\\with\nnewline'));
+  });
+
+  it('--compat=libvirt-exporter adds alias series with the same values, and stays promtool-clean', async () => {
+    const { snap, errorCounts } = await snapshotOf(new TestHost(structuredClone(DEFAULT_HOST)));
+    const native = parseMetrics((await new Exposition().render(snap, ALL, { version: 't', errorCounts }, undefined, 'text')).toString());
+    const text = (await new Exposition('libvirt-exporter').render(snap, ALL, { version: 't', errorCounts }, undefined, 'text')).toString();
+    await promtoolCheck(text);
+    const withAliases = parseMetrics(text);
+    assert.equal(
+      valueOf(withAliases, 'libvirt_domain_block_stats_read_bytes_total', { domain: 'db-1', target_device: 'vdb' }),
+      valueOf(native, 'virt_domain_block_read_bytes_total', { domain: 'db-1', device: 'vdb' }),
+    );
+    assert.equal(valueOf(withAliases, 'libvirt_domain_info_cpu_time_seconds_total', { domain: 'web-1' }), valueOf(native, 'virt_domain_cpu_time_seconds_total', { domain: 'web-1' }));
+    assert.ok(withAliases.filter((s) => s.name.startsWith('libvirt_')).every((s) => s.labels.uuid === undefined));
+    assert.equal(native.filter((s) => s.name.startsWith('libvirt_')).length, 0, 'no aliases by default');
+    // Every native series is still there.
+    assert.equal(withAliases.filter((s) => s.name.startsWith('virt_')).length, native.filter((s) => s.name.startsWith('virt_')).length);
+  });
+});
