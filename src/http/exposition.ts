@@ -1,6 +1,6 @@
 import type { Registry } from 'prom-client';
 import { METRIC_LIST, type CollectorName, type MetricSpec } from '../collectors/catalogue.ts';
-import { compatAliases, type CompatSet } from '../collectors/compat.ts';
+import { compatAliases, type CompatAlias, type CompatSet } from '../collectors/compat.ts';
 import { collectExporter, type ExporterState } from '../collectors/exporter.ts';
 import { COLLECTOR_FNS } from '../collectors/index.ts';
 import type { Sample, Snapshot } from '../collectors/snapshot.ts';
@@ -110,33 +110,68 @@ function promClientText(json: PromClientMetric[], format: ExpositionFormat): str
   return out;
 }
 
+interface Family {
+  sink: ByteSink;
+  pieces: LinePieces;
+  alias?: { spec: MetricSpec; sink: ByteSink; pieces: LinePieces; pick: (l: readonly string[]) => string[] };
+}
+
+/** One set of family buffers; a set is owned by one rendered body until every scrape sending it is done. */
+type SinkSet = Map<MetricSpec, Family>;
+
+interface RenderedEntry {
+  chunks: Buffer[];
+  bytes: number;
+  set: SinkSet;
+  users: number;
+  /** Its set went back to the pool: the chunks no longer hold this body. */
+  returned: boolean;
+}
+
+/** A rendered body lent to one scrape: send the chunks, then release. */
+export interface Rendered {
+  readonly chunks: readonly Buffer[];
+  readonly bytes: number;
+  release(): void;
+}
+
+const MAX_FREE_SETS = 2;
+
 /**
- * Renders scrapes from snapshots. One instance serves one listener; its
- * buffers are reused, and the body of a snapshot already rendered in a format
- * is reused by the concurrent scrapes that share that snapshot.
+ * Renders scrapes from snapshots. One instance serves one listener. Bodies
+ * are written into pooled sets of buffers and lent out without copying; the
+ * scrapes that share a snapshot share its body, and a set returns to the pool
+ * when the last of them has finished sending. This keeps a large scrape from
+ * allocating (and leaving to the garbage collector) a fresh body each time.
  */
 export class Exposition {
-  readonly #families = new Map<MetricSpec, { sink: ByteSink; pieces: LinePieces; alias?: { sink: ByteSink; pieces: LinePieces; pick: (l: readonly string[]) => string[] } }>();
-  readonly #aliases: Array<{ spec: MetricSpec; sink: ByteSink }> = [];
-  readonly #rendered = new WeakMap<Snapshot, Partial<Record<ExpositionFormat, Promise<Buffer>>>>();
+  readonly #aliases: ReadonlyMap<MetricSpec, CompatAlias>;
+  readonly #free: SinkSet[] = [];
+  readonly #rendered = new WeakMap<Snapshot, Partial<Record<ExpositionFormat, Promise<RenderedEntry>>>>();
 
   constructor(compat: CompatSet = '') {
-    const aliases = compatAliases(compat);
-    for (const spec of METRIC_LIST) {
-      const a = aliases.get(spec);
-      const alias = a === undefined ? undefined : { sink: new ByteSink(), pieces: pieces(a.spec), pick: a.pick };
-      if (a !== undefined && alias !== undefined) this.#aliases.push({ spec: a.spec, sink: alias.sink });
-      this.#families.set(spec, { sink: new ByteSink(), pieces: pieces(spec), ...(alias === undefined ? {} : { alias }) });
-    }
+    this.#aliases = compatAliases(compat);
   }
 
-  /**
-   * The catalogue's families filled from one snapshot, without the process
-   * metrics, as chunks that view the reused sinks: copy them before the next call.
-   */
-  catalogue(snapshot: Snapshot, enabled: ReadonlySet<CollectorName>, state: ExporterState, format: ExpositionFormat): Buffer[] {
-    for (const f of this.#families.values()) f.sink.len = 0;
-    for (const a of this.#aliases) a.sink.len = 0;
+  #newSet(): SinkSet {
+    const set: SinkSet = new Map();
+    for (const spec of METRIC_LIST) {
+      const a = this.#aliases.get(spec);
+      set.set(spec, {
+        sink: new ByteSink(),
+        pieces: pieces(spec),
+        ...(a === undefined ? {} : { alias: { spec: a.spec, sink: new ByteSink(), pieces: pieces(a.spec), pick: a.pick } }),
+      });
+    }
+    return set;
+  }
+
+  /** Fills a set from one snapshot; returns the chunks (views into the set) of the catalogue's families. */
+  #fill(set: SinkSet, snapshot: Snapshot, enabled: ReadonlySet<CollectorName>, state: ExporterState, format: ExpositionFormat): Buffer[] {
+    for (const f of set.values()) {
+      f.sink.len = 0;
+      if (f.alias !== undefined) f.alias.sink.len = 0;
+    }
     const line = (p: LinePieces, labels: readonly string[], value: string): string => {
       let out = p.open;
       if (p.between.length > 0 || labels.length > 0) {
@@ -147,7 +182,7 @@ export class Exposition {
       return out + value + '\n';
     };
     const emit = (s: Sample): void => {
-      const f = this.#families.get(s.metric);
+      const f = set.get(s.metric);
       if (f === undefined) return;
       const value = formatValue(s.value);
       f.sink.write(line(f.pieces, s.labels, value));
@@ -158,18 +193,16 @@ export class Exposition {
       if (enabled.has(name)) COLLECTOR_FNS[name](snapshot, emit);
     }
     const chunks: Buffer[] = [];
-    for (const [spec, f] of this.#families) {
-      if (f.sink.len === 0) continue;
-      chunks.push(Buffer.from(header(spec.name, spec.help, spec.type, spec.unit, format)), f.sink.bytes());
+    const aliasChunks: Buffer[] = [];
+    for (const [spec, f] of set) {
+      if (f.sink.len > 0) chunks.push(Buffer.from(header(spec.name, spec.help, spec.type, spec.unit, format)), f.sink.bytes());
+      const a = f.alias;
+      if (a !== undefined && a.sink.len > 0) aliasChunks.push(Buffer.from(header(a.spec.name, a.spec.help, a.spec.type, a.spec.unit, format)), a.sink.bytes());
     }
-    for (const a of this.#aliases) {
-      if (a.sink.len > 0) chunks.push(Buffer.from(header(a.spec.name, a.spec.help, a.spec.type, a.spec.unit, format)), a.sink.bytes());
-    }
-    return chunks;
+    return [...chunks, ...aliasChunks];
   }
 
-  /** One scrape's body: catalogue families, then the prom-client registry (process and admin metrics). */
-  render(snapshot: Snapshot, enabled: ReadonlySet<CollectorName>, state: ExporterState, registry: Registry | undefined, format: ExpositionFormat): Promise<Buffer> {
+  #renderEntry(snapshot: Snapshot, enabled: ReadonlySet<CollectorName>, state: ExporterState, registry: Registry | undefined, format: ExpositionFormat): Promise<RenderedEntry> {
     let byFormat = this.#rendered.get(snapshot);
     if (byFormat === undefined) {
       byFormat = {};
@@ -177,20 +210,44 @@ export class Exposition {
     }
     const cached = byFormat[format];
     if (cached !== undefined) return cached;
-    const done = (async () => {
+    const entry = (async (): Promise<RenderedEntry> => {
       const extra = registry === undefined ? '' : promClientText((await registry.getMetricsAsJSON()) as unknown as PromClientMetric[], format);
-      // Filling the shared sinks and copying out of them happen in one synchronous
-      // step, so no other render can interleave.
-      const chunks = this.catalogue(snapshot, enabled, state, format);
+      const set = this.#free.pop() ?? this.#newSet();
+      const chunks = this.#fill(set, snapshot, enabled, state, format);
       chunks.push(Buffer.from(extra + (format === 'openmetrics' ? '# EOF\n' : '')));
-      return Buffer.concat(chunks);
+      return { chunks, bytes: chunks.reduce((n, c) => n + c.length, 0), set, users: 0, returned: false };
     })();
-    byFormat[format] = done;
-    return done;
+    byFormat[format] = entry;
+    return entry;
+  }
+
+  /** One scrape's body: catalogue families, then the prom-client registry (process and admin metrics). */
+  async render(snapshot: Snapshot, enabled: ReadonlySet<CollectorName>, state: ExporterState, registry: Registry | undefined, format: ExpositionFormat): Promise<Rendered> {
+    let entry = await this.#renderEntry(snapshot, enabled, state, registry, format);
+    if (entry.returned) {
+      // Every earlier user of this body finished and its buffers were reused: render again.
+      const byFormat = this.#rendered.get(snapshot);
+      if (byFormat !== undefined) delete byFormat[format];
+      entry = await this.#renderEntry(snapshot, enabled, state, registry, format);
+    }
+    const e = entry;
+    e.users++;
+    let released = false;
+    return {
+      chunks: e.chunks,
+      bytes: e.bytes,
+      release: () => {
+        if (released) return;
+        released = true;
+        if (--e.users > 0) return;
+        e.returned = true;
+        if (this.#free.length < MAX_FREE_SETS) this.#free.push(e.set);
+      },
+    };
   }
 }
 
-/** Convenience for one-off renders (tests, virtctl): a fresh Exposition, text out. */
+/** A one-off render to a string (tests, tools). */
 export async function renderExposition(
   snapshot: Snapshot,
   enabled: ReadonlySet<CollectorName>,
@@ -198,5 +255,10 @@ export async function renderExposition(
   registry: Registry | undefined,
   format: ExpositionFormat,
 ): Promise<string> {
-  return (await new Exposition().render(snapshot, enabled, state, registry, format)).toString('utf8');
+  const r = await new Exposition().render(snapshot, enabled, state, registry, format);
+  try {
+    return Buffer.concat(r.chunks).toString('utf8');
+  } finally {
+    r.release();
+  }
 }

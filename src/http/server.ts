@@ -1,17 +1,22 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { gzip } from 'node:zlib';
-import { promisify } from 'node:util';
+import { finished, pipeline } from 'node:stream/promises';
+import { createGzip } from 'node:zlib';
 import type { Registry } from 'prom-client';
 import type { CollectorName } from '../collectors/catalogue.ts';
 import type { CompatSet } from '../collectors/compat.ts';
 import type { Collection } from '../collectors/collection.ts';
 import type { Logger } from '../util/logger.ts';
-import { CONTENT_TYPES, Exposition, negotiateFormat } from './exposition.ts';
+import { CONTENT_TYPES, Exposition, negotiateFormat, type Rendered } from './exposition.ts';
 import { listen, parseListenAddress } from './listen.ts';
 import { landingPage } from './landing.ts';
 import type { WebGuard } from './web-guard.ts';
 
-const gzipAsync = promisify(gzip);
+/** A scraper that hangs up mid-body is not an error of ours. */
+function clientGone(res: ServerResponse): (err: unknown) => void {
+  return (err) => {
+    if (!res.destroyed && !res.writableEnded) throw err;
+  };
+}
 
 export interface MetricsServerOptions {
   listenAddress: string;
@@ -43,14 +48,41 @@ export async function startMetricsServer(opts: MetricsServerOptions): Promise<Ru
   const exposition = new Exposition(opts.compat ?? '');
   let inFlight = 0;
 
-  const send = (res: ServerResponse, status: number, type: string, body: string | Buffer, req: IncomingMessage, encoding?: string): void => {
+  const send = (res: ServerResponse, status: number, type: string, body: string, req: IncomingMessage): void => {
     for (const [k, v] of Object.entries(opts.guard.headers)) res.setHeader(k, v);
     res.setHeader('Content-Type', type);
-    if (encoding !== undefined) res.setHeader('Content-Encoding', encoding);
-    const payload = typeof body === 'string' ? Buffer.from(body) : body;
+    const payload = Buffer.from(body);
     res.setHeader('Content-Length', payload.length);
     res.writeHead(status);
     res.end(req.method === 'HEAD' ? undefined : payload);
+  };
+
+  /** Streams a lent body (gzip on the libuv pool when accepted); resolves when the response is done. */
+  const sendBody = async (res: ServerResponse, req: IncomingMessage, type: string, body: Rendered): Promise<void> => {
+    for (const [k, v] of Object.entries(opts.guard.headers)) res.setHeader(k, v);
+    res.setHeader('Content-Type', type);
+    const gzip = body.bytes > 1024 && /\bgzip\b/.test(String(req.headers['accept-encoding'] ?? ''));
+    if (req.method === 'HEAD') {
+      res.writeHead(200);
+      res.end();
+      return;
+    }
+    if (gzip) {
+      res.setHeader('Content-Encoding', 'gzip');
+      res.writeHead(200);
+      const gz = createGzip({ level: 1 });
+      const done = pipeline(gz, res);
+      for (const c of body.chunks) gz.write(c);
+      gz.end();
+      await done.catch(clientGone(res));
+      return;
+    }
+    res.setHeader('Content-Length', body.bytes);
+    res.writeHead(200);
+    res.cork();
+    for (const c of body.chunks) res.write(c);
+    res.end();
+    await finished(res).catch(clientGone(res));
   };
 
   const scrape = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -63,11 +95,10 @@ export async function startMetricsServer(opts: MetricsServerOptions): Promise<Ru
       const format = negotiateFormat(req.headers.accept);
       const snapshot = await opts.collection.collect();
       const body = await exposition.render(snapshot, opts.collectors, { version: opts.version, errorCounts: opts.collection.errorCounts }, opts.registry, format);
-      if (body.length > 1024 && /\bgzip\b/.test(String(req.headers['accept-encoding'] ?? ''))) {
-        // Compressed on the libuv thread pool, off the event loop.
-        send(res, 200, CONTENT_TYPES[format], await gzipAsync(body, { level: 1 }), req, 'gzip');
-      } else {
-        send(res, 200, CONTENT_TYPES[format], body, req);
+      try {
+        await sendBody(res, req, CONTENT_TYPES[format], body);
+      } finally {
+        body.release();
       }
     } finally {
       inFlight--;
