@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { finished, pipeline } from 'node:stream/promises';
-import { createGzip } from 'node:zlib';
+import { promisify } from 'node:util';
+import { createGzip, gzip as gzipCallback } from 'node:zlib';
 import type { Registry } from 'prom-client';
 import type { CollectorName } from '../collectors/catalogue.ts';
 import type { CompatSet } from '../collectors/compat.ts';
@@ -10,6 +11,9 @@ import { CONTENT_TYPES, Exposition, negotiateFormat, type Rendered } from './exp
 import { listen, parseListenAddress } from './listen.ts';
 import { landingPage } from './landing.ts';
 import type { WebGuard } from './web-guard.ts';
+
+const gzipAsync = promisify(gzipCallback);
+const ONE_SHOT_GZIP_BYTES = 2 * 1024 * 1024;
 
 /** A scraper that hangs up mid-body is not an error of ours. */
 function clientGone(res: ServerResponse): (err: unknown) => void {
@@ -65,6 +69,16 @@ export async function startMetricsServer(opts: MetricsServerOptions): Promise<Ru
     if (req.method === 'HEAD') {
       res.writeHead(200);
       res.end();
+      return;
+    }
+    if (gzip && body.bytes <= ONE_SHOT_GZIP_BYTES) {
+      // Small bodies: one copy and one compression job beat a stream's per-chunk jobs.
+      const payload = await gzipAsync(Buffer.concat(body.chunks), { level: 1 });
+      res.setHeader('Content-Encoding', 'gzip');
+      res.setHeader('Content-Length', payload.length);
+      res.writeHead(200);
+      res.end(payload);
+      await finished(res).catch(clientGone(res));
       return;
     }
     if (gzip) {
