@@ -2,7 +2,7 @@
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', 'native/**', 'helm/**', 'dashboards/**', '.cache/**'] },
+  { ignores: ['node_modules/**', 'build/**', 'build.tmp/**', 'build.old/**', 'native/**', 'helm/**', 'dashboards/**', '.cache/**'] },
   ...tseslint.configs.recommendedTypeChecked,
   {
     languageOptions: {

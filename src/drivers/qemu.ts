@@ -6,7 +6,8 @@
  */
 import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { PROJECT_ROOT } from '../project.ts';
 import { VirtError } from '../virt/errors.ts';
 import type { VirtUri } from '../virt/uri.ts';
 import type { Driver } from './driver.ts';
@@ -16,7 +17,7 @@ import { QemudClient } from './qemu/client.ts';
 import { resolvePaths, type QemudMode, type QemudPaths } from '../qemud/paths.ts';
 import { DAEMON_KEYS, setting } from '../qemud/settings.ts';
 
-const DEFAULT_QEMUD = fileURLToPath(new URL('../../bin/virt-qemud', import.meta.url));
+const DEFAULT_QEMUD = join(PROJECT_ROOT, 'bin', 'virt-qemud');
 
 /** Starts virt-qemud detached, logging to its log file; returns once it is spawned. */
 export function spawnQemud(binary: string, mode: QemudMode, paths: QemudPaths, settings: OpenContext['settings']): Promise<void> {

@@ -6,11 +6,11 @@
  * garbled or missing reply kills the connection rather than desynchronising
  * it. A dead client stays dead: open a new one.
  */
+import { PROJECT_ROOT } from '../../project.ts';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { access, constants as fsConstants } from 'node:fs/promises';
 import { createConnection, type Socket } from 'node:net';
-import { dirname, isAbsolute, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { isAbsolute, resolve } from 'node:path';
 import type { ReadOptions } from '../types.ts';
 import type { Logger } from '../../util/logger.ts';
 import { VirtError, toVirtError } from '../../virt/errors.ts';
@@ -39,7 +39,6 @@ import {
 import type { XenDomainReading, XenHostReading } from './types.ts';
 
 const DRIVER = 'xen/proxy';
-const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 
 /** Defaults of the xen.* settings this client reads (src/config/schema/xen.ts). */
 export const PROXY_DEFAULTS = {
