@@ -140,15 +140,19 @@ export interface BulkStats {
   errors: ReadError[];
 }
 
-export interface HostInfo {
-  hostname: string;
-  model: string;
+/** CPU topology of a host, as libvirt's virNodeInfo has it. */
+export interface HostTopology {
   cpus: number;
   mhz: number;
   nodes: number;
   sockets: number;
   cores: number;
   threads: number;
+}
+
+export interface HostInfo extends HostTopology {
+  hostname: string;
+  model: string;
   memoryBytes: number;
   freeMemoryBytes?: number;
   hypervisor: string;

@@ -3,13 +3,9 @@
  * between the fake Xen host and native/virt-proxy's test stub). One writer
  * for the fake host and the native tests.
  */
-export interface StateHost {
-  cpus: number;
-  mhz: number;
-  nodes: number;
-  sockets: number;
-  cores: number;
-  threads: number;
+import type { HostTopology } from '../../src/drivers/types.ts';
+
+export interface StateHost extends HostTopology {
   totalPages: number;
   freePages: number;
   version: string;

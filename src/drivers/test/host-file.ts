@@ -1,3 +1,4 @@
+import type { HostTopology } from '../types.ts';
 import { randomUUID } from 'node:crypto';
 import {
   ValidationError,
@@ -53,15 +54,9 @@ export interface TestDomainSpec {
   nics: TestNicSpec[];
 }
 
-export interface TestHostSpec {
+export interface TestHostSpec extends HostTopology {
   hostname: string;
   model: string;
-  cpus: number;
-  mhz: number;
-  nodes: number;
-  sockets: number;
-  cores: number;
-  threads: number;
   memoryMiB: number;
 }
 

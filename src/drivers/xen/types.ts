@@ -1,4 +1,4 @@
-import type { NetCounters } from '../types.ts';
+import type { HostTopology, NetCounters } from '../types.ts';
 
 /**
  * Readings from the hypervisor path (virt-proxy, over --stdio or its socket).
@@ -47,13 +47,7 @@ export interface XenDomainReading {
   vifs?: Array<NetCounters & { interface: string }>;
 }
 
-export interface XenHostReading {
-  cpus: number;
-  mhz: number;
-  nodes: number;
-  sockets: number;
-  cores: number;
-  threads: number;
+export interface XenHostReading extends HostTopology {
   totalBytes: number;
   freeBytes: number;
   xenVersion: string;
