@@ -60,31 +60,49 @@ size_t hello_frame(uint8_t *out, size_t cap)
     return finish_reply(&w);
 }
 
-static size_t reply_version(struct proxy_ctx *ctx, struct wbuf *w, uint8_t type, uint32_t serial)
-{
-    char err[VP_MAX_ERROR_MSG];
+struct xen_ver {
     unsigned major, minor;
     char extra[VP_XEN_EXTRAVERSION_LEN + 1];
-    int st = xb_version(&ctx->xb, &major, &minor, extra, err, sizeof(err));
-    if (st != VP_OK)
-        return error_frame(w->p, w->cap, type, serial, st, err);
+};
+
+/* Reads the Xen version; on failure writes the error frame and returns its length through *failed. */
+static int read_version(struct proxy_ctx *ctx, struct wbuf *w, uint8_t type, uint32_t serial, struct xen_ver *v,
+                        size_t *failed)
+{
+    char err[VP_MAX_ERROR_MSG];
+    int st = xb_version(&ctx->xb, &v->major, &v->minor, v->extra, err, sizeof(err));
+    if (st == VP_OK)
+        return 1;
+    *failed = error_frame(w->p, w->cap, type, serial, st, err);
+    return 0;
+}
+
+static void wb_version(struct wbuf *w, const struct xen_ver *v)
+{
+    wb_u32(w, v->major);
+    wb_u32(w, v->minor);
+    wb_str(w, v->extra, VP_XEN_EXTRAVERSION_LEN);
+}
+
+static size_t reply_version(struct proxy_ctx *ctx, struct wbuf *w, uint8_t type, uint32_t serial)
+{
+    struct xen_ver v;
+    size_t failed;
+    if (!read_version(ctx, w, type, serial, &v, &failed))
+        return failed;
     begin_reply(w, type, serial, VP_OK);
     wb_u16(w, VP_PROTO_VERSION);
-    wb_u32(w, major);
-    wb_u32(w, minor);
-    wb_str(w, extra, VP_XEN_EXTRAVERSION_LEN);
+    wb_version(w, &v);
     wb_str(w, PROXY_VERSION, 32);
     return finish_reply(w);
 }
 
 static size_t reply_host_info(struct proxy_ctx *ctx, struct wbuf *w, uint8_t type, uint32_t serial)
 {
-    char err[VP_MAX_ERROR_MSG];
-    unsigned major, minor;
-    char extra[VP_XEN_EXTRAVERSION_LEN + 1];
-    int st = xb_version(&ctx->xb, &major, &minor, extra, err, sizeof(err));
-    if (st != VP_OK)
-        return error_frame(w->p, w->cap, type, serial, st, err);
+    struct xen_ver v;
+    size_t failed;
+    if (!read_version(ctx, w, type, serial, &v, &failed))
+        return failed;
     vp_xc_physinfo_t pi;
     memset(&pi, 0, sizeof(pi));
     if (ctx->xb.physinfo(ctx->xb.xch, &pi) != 0) {
@@ -100,9 +118,7 @@ static size_t reply_host_info(struct proxy_ctx *ctx, struct wbuf *w, uint8_t typ
     wb_u32(w, XC_PAGE_SIZE);
     wb_u64(w, pi.total_pages);
     wb_u64(w, pi.free_pages);
-    wb_u32(w, major);
-    wb_u32(w, minor);
-    wb_str(w, extra, VP_XEN_EXTRAVERSION_LEN);
+    wb_version(w, &v);
     return finish_reply(w);
 }
 
