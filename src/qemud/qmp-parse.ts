@@ -3,9 +3,20 @@ import type { BlockReading, DomainState, MemoryReading } from '../drivers/types.
 import { VirtError } from '../virt/errors.ts';
 import { isRecord, u64 } from './json.ts';
 
-function malformed(what: string, v: unknown): VirtError {
-  return new VirtError('VIRT_ERR_RPC', `malformed ${what} reply: ${JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? x.toString() : x))?.slice(0, 120)}`);
+function preview(v: unknown): string {
+  try {
+    return JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? x.toString() : x))?.slice(0, 120) ?? String(v);
+  } catch {
+    return Array.isArray(v) ? 'an array' : typeof v;
+  }
 }
+
+function malformed(what: string, v: unknown): VirtError {
+  return new VirtError('VIRT_ERR_RPC', `malformed ${what} reply: ${preview(v)}`);
+}
+
+/** QEMU's own ceiling on vCPUs per machine is far below this. */
+const MAX_VCPU_INDEX = 16383;
 
 /** QEMU RunState -> domain state and reason. */
 export function runStateToDomain(status: string): { state: DomainState; reason: string } {
@@ -51,8 +62,13 @@ export function parseCpusFast(v: unknown): number[] {
   if (!Array.isArray(v)) throw malformed('query-cpus-fast', v);
   const out: number[] = [];
   for (const c of v as unknown[]) {
-    if (!isRecord(c) || typeof c['cpu-index'] !== 'number' || typeof c['thread-id'] !== 'number') throw malformed('query-cpus-fast', c);
-    out[c['cpu-index']] = c['thread-id'];
+    if (!isRecord(c)) throw malformed('query-cpus-fast', c);
+    const index = c['cpu-index'];
+    const tid = c['thread-id'];
+    // The thread id becomes a /proc path: only a real, positive tid will do.
+    if (typeof index !== 'number' || !Number.isSafeInteger(index) || index < 0 || index > MAX_VCPU_INDEX) throw malformed('query-cpus-fast', c);
+    if (typeof tid !== 'number' || !Number.isSafeInteger(tid) || tid <= 0) throw malformed('query-cpus-fast', c);
+    out[index] = tid;
   }
   return out;
 }
