@@ -41,7 +41,12 @@ export function parseUri(input: string): VirtUri {
   switch (scheme) {
     case 'test': {
       if (path === '/default') return { text, scheme, path };
-      const file = decodeURIComponent(path);
+      let file: string;
+      try {
+        file = decodeURIComponent(path);
+      } catch {
+        throw invalid(text, 'the path has a malformed %-escape');
+      }
       if (!isAbsolute(file) || !file.endsWith('.json')) {
         throw invalid(text, 'the test driver takes /default or an absolute path to a .json host file');
       }
