@@ -50,6 +50,7 @@ export const METRICS = {
   // domain
   domains: m('domain', 'virt_domains', 'gauge', '', [], 'Number of domains reported (after include/exclude filters).', 'virt.domains', '{domain}'),
   domainInfo: m('domain', 'virt_domain_info', 'gauge', '', [...DOM, 'os_type', 'arch', 'machine'], 'Descriptive attributes of a domain; the value is always 1.', 'virt.domain.info', '1'),
+  domainReadTimeouts: m('domain', 'virt_domain_read_timeouts_total', 'counter', '', DOM, 'Reads of this domain that missed their deadline (a stuck monitor or process) since the exporter started.', 'virt.domain.read.timeouts', '{timeout}'),
   domainState: m('domain', 'virt_domain_state', 'gauge', '', [...DOM, 'state'], 'Domain state as a state set: 1 for the current state, 0 for the others.', 'virt.domain.state', '1'),
 
   // cpu

@@ -34,6 +34,8 @@ export class Collection {
   /** Failures of the last collection, by collector, code and domain. */
   #failing = new Set<string>();
   #collections = 0;
+  /** Per-domain deadline misses, by domain name; forgotten once a domain is gone. */
+  readonly #timeouts = new Map<string, number>();
 
   constructor(conn: Connection, opts: CollectionOptions) {
     this.#conn = conn;
@@ -89,7 +91,7 @@ export class Collection {
     const hostRead = enabled.has('host') ? timed<HostInfo>(() => this.#conn.hostInfo({ signal }), 'host info read') : undefined;
     const bulkRead =
       domainParts.length > 0
-        ? timed<BulkStats>(() => this.#conn.allDomainStats({ groups, inactive: this.#opts.inactive ?? true, signal }), 'bulk domain stats read')
+        ? timed<BulkStats>(() => this.#conn.allDomainStats({ groups, inactive: this.#opts.inactive ?? true, signal, deadline: startedAt + this.#opts.timeoutMs }), 'bulk domain stats read')
         : undefined;
     const [host, bulk] = await Promise.all([hostRead, bulkRead]);
     clearTimeout(timer);
@@ -108,6 +110,7 @@ export class Collection {
         parts[c] = { success: bulk.error === undefined && errors.length === 0, durationSeconds: bulk.seconds, errors } satisfies PartResult;
       }
       if (bulk.value !== undefined) domains = this.#filter(bulk.value.domains);
+      this.#countTimeouts(readErrors, bulk.value?.domains);
     }
 
     let up = false;
@@ -138,8 +141,23 @@ export class Collection {
       up,
       host: host?.value,
       domains,
+      domainsKnown: bulk === undefined || bulk.value !== undefined,
+      readTimeouts: new Map(this.#timeouts),
       parts,
     };
+  }
+
+  #countTimeouts(errors: readonly ReadError[], read: readonly DomainStats[] | undefined): void {
+    const present = new Set<string>();
+    for (const e of errors) {
+      if (e.domain === undefined) continue;
+      present.add(e.domain);
+      if (e.code === 'VIRT_ERR_OPERATION_TIMEOUT') this.#timeouts.set(e.domain, (this.#timeouts.get(e.domain) ?? 0) + 1);
+    }
+    // An unknown list (failed read) forgets nothing; a known one drops domains that are gone.
+    if (read === undefined) return;
+    for (const d of read) present.add(d.info.name);
+    for (const name of this.#timeouts.keys()) if (!present.has(name)) this.#timeouts.delete(name);
   }
 
   #filter(domains: DomainStats[]): DomainStats[] {

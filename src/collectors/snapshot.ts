@@ -17,6 +17,13 @@ export interface Snapshot {
   up: boolean;
   host: HostInfo | undefined;
   domains: DomainStats[];
+  /**
+   * False when the bulk read failed as a whole: the domain list is unknown,
+   * not empty, and no domain count is reported. Absent means true.
+   */
+  domainsKnown?: boolean;
+  /** Reads of each reported domain (by name) that missed their deadline, since start. */
+  readTimeouts?: ReadonlyMap<string, number>;
   parts: Partial<Record<CollectorName, PartResult>>;
 }
 

@@ -43,6 +43,19 @@ export function spawnQemud(binary: string, mode: QemudMode, paths: QemudPaths, s
   }
 }
 
+/**
+ * How long virt-qemud may take over a bulk read: inside our own read timeout
+ * and inside the caller's deadline, with a margin for the round trip, so that
+ * one stuck domain comes back as an error entry rather than a lost read.
+ */
+export function supervisorBudget(readTimeoutMs: number, deadline: number | undefined, now = Date.now()): number {
+  const own = readTimeoutMs - 250;
+  if (deadline === undefined) return Math.max(100, own);
+  const left = deadline - now;
+  const margin = Math.max(50, Math.round(left * 0.1));
+  return Math.max(20, Math.min(own, left - margin));
+}
+
 export function openQemuDriver(uri: VirtUri, ctx: OpenContext): Promise<Driver> {
   const mode: QemudMode = uri.path === '/system' ? 'system' : 'session';
   const s = ctx.settings;
@@ -79,9 +92,7 @@ export function openQemuDriver(uri: VirtUri, ctx: OpenContext): Promise<Driver> 
     domainInfo: async (key, opts) => (await read('domainInfo', [key], opts)) as DomainInfo,
     domainDefinition: async (key, opts) => read('domainDefinition', [key], opts),
     allDomainStats: async (opts: BulkReadOptions) => {
-      // The supervisor answers within its own deadline, a little inside ours, so
-      // that one slow domain shows up as an error entry rather than a lost read.
-      const timeoutMs = Math.max(100, readTimeout - 250);
+      const timeoutMs = supervisorBudget(readTimeout, opts.deadline);
       return (await read('allDomainStats', [{ groups: [...opts.groups], inactive: opts.inactive ?? false, timeoutMs }], opts)) as BulkStats;
     },
     define: async (definition) => (await write('define', [definition])) as DomainRef,

@@ -168,6 +168,12 @@ export interface BulkReadOptions extends ReadOptions {
   groups: readonly StatsGroup[];
   /** Include shut-off (defined, inactive) domains. */
   inactive?: boolean;
+  /**
+   * Epoch milliseconds by which the whole read must have answered (the
+   * collection's deadline). Drivers fit their own per-domain timeouts inside
+   * it, so that a stuck domain costs only itself instead of the whole read.
+   */
+  deadline?: number;
 }
 
 export interface ListOptions extends ReadOptions {

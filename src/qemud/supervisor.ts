@@ -529,7 +529,9 @@ export class Supervisor {
         const e = toVirtError(err, 'VIRT_ERR_RPC');
         // A monitor that does not answer makes this domain's read fail, not the others'.
         errors.push({ domain: d.def.name, group: 'block', code: e.code, message: e.message });
-        if (e.code === 'VIRT_ERR_RPC' || e.code === 'VIRT_ERR_OPERATION_TIMEOUT') return null;
+        // A broken monitor leaves the domain's state in doubt; a slow one does not:
+        // it stays reported (state, CPU, memory from /proc) with its block part missing.
+        if (e.code === 'VIRT_ERR_RPC') return null;
       }
     } else if (groups.has('block')) {
       out.block = [];

@@ -127,6 +127,54 @@ describe('Collection', () => {
     assert.equal(valueOf(samples, 'virt_domains'), DEFAULT_HOST.domains.length);
   });
 
+  it('a failed bulk read reports no domain count (unknown, not zero), and the deadline reaches the driver', async () => {
+    let deadline: number | undefined;
+    const { driver } = driverWith({
+      allDomainStats: (opts) => {
+        deadline = opts.deadline;
+        return Promise.reject(new Error('daemon gone'));
+      },
+    });
+    const t0 = Date.now();
+    const { text } = await scrapeOnce(driver, 700);
+    assert.ok(deadline !== undefined && deadline >= t0 + 700 && deadline <= Date.now() + 700, `deadline ${String(deadline)}`);
+    const samples = parseMetrics(text);
+    assert.equal(valueOf(samples, 'virt_collector_success', { collector: 'domain' }), 0);
+    assert.ok(!samples.some((x) => x.name === 'virt_domains'), 'no virt_domains while the list is unknown');
+  });
+
+  it('counts deadline misses per domain and forgets a domain once it is gone', async () => {
+    const base = driverWith({});
+    const bulk = base.driver.allDomainStats?.bind(base.driver);
+    let slow: string | undefined = 'web-1';
+    let drop: string | undefined;
+    const driver: Driver = {
+      ...base.driver,
+      allDomainStats: async (opts) => {
+        const r = await bulk!(opts);
+        return {
+          domains: r.domains.filter((d) => d.info.name !== drop),
+          errors: slow === undefined ? [] : [{ domain: slow, group: 'block', code: 'VIRT_ERR_OPERATION_TIMEOUT', message: 'monitor stuck' }],
+        };
+      },
+    };
+    const conn = connectionFor(parseUri('test:///default'), driver, true);
+    const c = new Collection(conn, { collectors: ALL, timeoutMs: 500 });
+    const render = async (): Promise<ReturnType<typeof parseMetrics>> => parseMetrics(await renderExposition(await c.collect(), ALL, { version: 't', errorCounts: c.errorCounts }, undefined, 'text'));
+    await c.collect();
+    let samples = await render();
+    assert.equal(valueOf(samples, 'virt_domain_read_timeouts_total', { domain: 'web-1' }), 2);
+    assert.equal(valueOf(samples, 'virt_domain_read_timeouts_total', { domain: 'web-2' }), 0);
+    slow = undefined;
+    samples = await render();
+    assert.equal(valueOf(samples, 'virt_domain_read_timeouts_total', { domain: 'web-1' }), 2, 'a counter, it does not fall when the domain recovers');
+    drop = 'web-1';
+    await c.collect();
+    drop = undefined;
+    samples = await render();
+    assert.equal(valueOf(samples, 'virt_domain_read_timeouts_total', { domain: 'web-1' }), 0, 'a domain that went away starts over');
+  });
+
   it('include/exclude and inactive filters', async () => {
     const { driver } = driverWith({});
     const conn = connectionFor(parseUri('test:///default'), driver, true);
