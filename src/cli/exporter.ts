@@ -76,6 +76,7 @@ async function run(config: LoadedConfig, log: Logger, parts: Running[]): Promise
   const collection = new Collection(conn, {
     collectors,
     timeoutMs: parseDuration(String(config.get('collect.timeout'))),
+    maxAgeMs: parseDuration(String(config.get('collect.max-age'))),
     inactive: config.get('collect.inactive-domains') === true,
     include: regex('collect.domain-include'),
     exclude: regex('collect.domain-exclude'),

@@ -10,6 +10,8 @@ export interface CollectionOptions {
   collectors: ReadonlySet<CollectorName>;
   /** Deadline of one collection in milliseconds. */
   timeoutMs: number;
+  /** A collection finished less than this long ago is served again (0: never). */
+  maxAgeMs?: number;
   /** Report shut-off domains too (default true). */
   inactive?: boolean;
   include?: RegExp;
@@ -34,6 +36,7 @@ export class Collection {
   /** Failures of the last collection, by collector, code and domain. */
   #failing = new Set<string>();
   #collections = 0;
+  #last: { snapshot: Snapshot; doneAt: number } | undefined;
   /** Per-domain deadline misses, by domain name; forgotten once a domain is gone. */
   readonly #timeouts = new Map<string, number>();
 
@@ -53,10 +56,19 @@ export class Collection {
   }
 
   collect(): Promise<Snapshot> {
+    const maxAge = this.#opts.maxAgeMs ?? 0;
+    if (this.#inFlight === undefined && this.#last !== undefined && maxAge > 0 && performance.now() - this.#last.doneAt < maxAge) {
+      return Promise.resolve(this.#last.snapshot);
+    }
     if (this.#inFlight === undefined) {
-      this.#inFlight = this.#run().finally(() => {
-        this.#inFlight = undefined;
-      });
+      this.#inFlight = this.#run()
+        .then((snapshot) => {
+          this.#last = { snapshot, doneAt: performance.now() };
+          return snapshot;
+        })
+        .finally(() => {
+          this.#inFlight = undefined;
+        });
     }
     return this.#inFlight;
   }

@@ -77,6 +77,13 @@ export function addFormats(): void {
     },
   });
   convict.addFormat({
+    name: 'duration-or-zero',
+    validate(v: unknown) {
+      const ms = parseDuration(String(v));
+      if (ms > 3_600_000) throw new Error('must be 0s or a duration up to 1h');
+    },
+  });
+  convict.addFormat({
     name: 'regex',
     validate(v: unknown) {
       if (typeof v !== 'string') throw new Error('must be a regular expression');

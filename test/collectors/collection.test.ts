@@ -175,6 +175,17 @@ describe('Collection', () => {
     assert.equal(valueOf(samples, 'virt_domain_read_timeouts_total', { domain: 'web-1' }), 0, 'a domain that went away starts over');
   });
 
+  it('max-age serves a finished collection again until it is that old, then collects afresh', async () => {
+    const { driver } = driverWith({});
+    const c = new Collection(connectionFor(parseUri('test:///default'), driver, true), { collectors: ALL, timeoutMs: 1000, maxAgeMs: 150 });
+    const first = await c.collect();
+    assert.equal(await c.collect(), first);
+    assert.equal(c.collections, 1);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.notEqual(await c.collect(), first);
+    assert.equal(c.collections, 2);
+  });
+
   it('include/exclude and inactive filters', async () => {
     const { driver } = driverWith({});
     const conn = connectionFor(parseUri('test:///default'), driver, true);
