@@ -8,28 +8,63 @@ import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, r
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '../util/logger.ts';
+import { VirtError } from '../virt/errors.ts';
 import { validateDefinition, type DomainDefinition } from './definition.ts';
 import type { QemudPaths } from './paths.ts';
 
 const TMP_PREFIX = '.tmp-';
 
+const STORAGE_REASONS: Readonly<Record<string, string>> = {
+  ENOSPC: 'no space left on device',
+  EDQUOT: 'disk quota exceeded',
+  EROFS: 'read-only file system',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  EIO: 'I/O error',
+};
+
+/** A failed write of virt-qemud's own state: the disk's fault, named as such (never an internal error). */
+export function storageError(err: unknown, action: string, path: string): VirtError {
+  const code = (err as NodeJS.ErrnoException).code ?? '';
+  const reason = STORAGE_REASONS[code] ?? (err as Error).message;
+  return new VirtError('VIRT_ERR_OPERATION_FAILED', `cannot ${action} ${path}: ${reason}${code === '' ? '' : ` (${code})`}; nothing was changed`, { cause: err });
+}
+
 export function writeFileAtomic(path: string, data: string, mode = 0o600): void {
   const dir = path.slice(0, path.lastIndexOf('/')) || '/';
   const tmp = join(dir, `${TMP_PREFIX}${randomBytes(6).toString('hex')}-${path.slice(dir.length + 1)}`);
-  const fd = openSync(tmp, 'wx', mode);
+  let fd: number;
+  try {
+    fd = openSync(tmp, 'wx', mode);
+  } catch (err) {
+    throw storageError(err, 'write', path);
+  }
   try {
     const buf = Buffer.from(data, 'utf8');
     let off = 0;
     while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
     fsyncSync(fd);
-  } catch (err) {
     closeSync(fd);
+    renameSync(tmp, path);
+  } catch (err) {
+    try {
+      closeSync(fd);
+    } catch {
+      // already closed
+    }
     unlinkQuiet(tmp);
-    throw err;
+    throw storageError(err, 'write', path);
   }
-  closeSync(fd);
-  renameSync(tmp, path);
   fsyncDir(dir);
+}
+
+/** Removes a state file; only "already gone" is not an error (a read-only disk must not look like success). */
+export function unlinkDurable(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw storageError(err, 'remove', path);
+  }
 }
 
 export function fsyncDir(dir: string): void {
@@ -115,7 +150,7 @@ export class Store {
   }
 
   removeDefinition(name: string): void {
-    unlinkQuiet(join(this.paths.domainsDir, `${name}.json`));
+    unlinkDurable(join(this.paths.domainsDir, `${name}.json`));
     fsyncDir(this.paths.domainsDir);
   }
 
@@ -140,7 +175,7 @@ export class Store {
   }
 
   removeSave(name: string): void {
-    unlinkQuiet(join(this.paths.savesDir, `${name}.json`));
+    unlinkDurable(join(this.paths.savesDir, `${name}.json`));
   }
 
   #readJson<T>(path: string): T | null {
