@@ -206,7 +206,7 @@ async function main(argv: string[]): Promise<number> {
     const config = loadConfig(inv.settingFlags);
     const uri = inv.uri ?? (process.env.VIRT_EXPORTER_CONNECT || detectHost().uri);
     const readOnly = inv.readOnly || !WRITE_COMMANDS.has(inv.command);
-    conn = await open(uri, { readOnly, settings: settingsFor(config.settings, 'xen', 'qemu') });
+    conn = await open(uri, { readOnly, settings: settingsFor(config.settings, 'xen', 'qemu', 'libvirt') });
     await execute(conn, inv, out);
     return 0;
   } catch (err) {
