@@ -241,6 +241,8 @@ export function toDomainStats(rec: StatsRecord, meta: DomainMeta | undefined, gr
 export interface LibvirtDriver extends Driver {
   /** RPCs sent so far, handshakes included (tests count them). */
   readonly rpcCalls: number;
+  /** RPCs the last allDomainStats made: 1 in the steady state (tests count them). */
+  readonly lastBulkRpcs: number;
   /** Values of the configured <metadata> label rules, by UUID, from the cache. */
   metadataLabels(uuid: string): readonly string[] | undefined;
   readonly metadataRules: readonly MetadataRule[];
@@ -262,13 +264,14 @@ export async function openLibvirtDriver(uri: VirtUri, ctx: OpenContext): Promise
   const rules = parseMetadataRules(str(set, 'metadata-labels'), str(set, 'metadata-preset'));
 
   const cache = new Map<string, CacheEntry>();
-  /** Bumped per UUID by every event, so a fetch that raced an event is not cached. */
+  /** Bumped per UUID by every event, so a fetch that raced a newer event is not cached. */
   const versions = new Map<string, number>();
+  const inflight = new Map<string, Promise<DomainMeta | undefined>>();
   let epoch = 0;
-  const invalidate = (uuid: string): void => {
-    cache.delete(uuid);
-    versions.set(uuid, (versions.get(uuid) ?? 0) + 1);
-  };
+  /** RPCs the last bulk read made (1 in the steady state). */
+  let lastBulkRpcs = 0;
+  // Set once the client exists; events only arrive after that.
+  let refresh: (d: WireDomain, opts?: ReadOptions) => Promise<DomainMeta | undefined> = () => Promise.resolve(undefined);
 
   const client = new LibvirtClient({
     socketPath: sock.path,
@@ -280,9 +283,15 @@ export async function openLibvirtDriver(uri: VirtUri, ctx: OpenContext): Promise
     keepaliveCount: num(set, 'keepalive-count'),
     logger: log,
     events: (e) => {
-      log.debug('libvirt lifecycle event', { domain: e.dom.name, event: LIFECYCLE_EVENTS[e.event] ?? e.event });
-      invalidate(e.dom.uuid);
-      if (LIFECYCLE_EVENTS[e.event] === 'undefined') versions.delete(e.dom.uuid);
+      const kind = LIFECYCLE_EVENTS[e.event] ?? String(e.event);
+      log.debug('libvirt lifecycle event', { domain: e.dom.name, event: kind });
+      versions.set(e.dom.uuid, (versions.get(e.dom.uuid) ?? 0) + 1);
+      if (kind === 'undefined') {
+        cache.delete(e.dom.uuid);
+        return;
+      }
+      // Refreshed in the background: scrapes keep using the entry they have until then.
+      refresh(e.dom).catch(() => undefined);
     },
     onDisconnect: () => {
       // Events may have been missed while the link was down.
@@ -321,25 +330,50 @@ export async function openLibvirtDriver(uri: VirtUri, ctx: OpenContext): Promise
     }, (r) => r.string(STRING_MAX), opts);
   }
 
-  async function metaOf(d: WireDomain, opts?: ReadOptions): Promise<DomainMeta | undefined> {
-    const hit = cache.get(d.uuid);
-    if (hit !== undefined) return hit.meta;
+  refresh = (d: WireDomain, opts?: ReadOptions): Promise<DomainMeta | undefined> => {
     const v = versions.get(d.uuid) ?? 0;
+    const key = `${d.uuid}/${v}/${epoch}`;
+    const running = inflight.get(key);
+    if (running !== undefined) return running;
     const e = epoch;
-    try {
-      const meta = parseDomainXml(await xmlOf(d, opts), rules);
-      if ((versions.get(d.uuid) ?? 0) === v && epoch === e) cache.set(d.uuid, { meta });
-      return meta;
-    } catch (err) {
-      if (err instanceof VirtError && (err.code === 'VIRT_ERR_NO_DOMAIN' || err.code === 'VIRT_ERR_OPERATION_TIMEOUT')) return undefined;
-      throw err;
-    }
+    const p = (async () => {
+      try {
+        const meta = parseDomainXml(await xmlOf(d, opts), rules);
+        if ((versions.get(d.uuid) ?? 0) === v && epoch === e) cache.set(d.uuid, { meta });
+        return meta;
+      } catch (err) {
+        if (err instanceof VirtError && (err.code === 'VIRT_ERR_NO_DOMAIN' || err.code === 'VIRT_ERR_OPERATION_TIMEOUT')) return undefined;
+        throw err;
+      } finally {
+        inflight.delete(key);
+      }
+    })();
+    inflight.set(key, p);
+    return p;
+  };
+
+  /** A domain's XML facts: the cached ones (even while an event-driven refresh runs), else fetched now. */
+  function metaOf(d: WireDomain, opts?: ReadOptions, counter?: { n: number }): Promise<DomainMeta | undefined> {
+    const hit = cache.get(d.uuid);
+    if (hit !== undefined) return Promise.resolve(hit.meta);
+    if (counter !== undefined) counter.n++;
+    return refresh(d, opts);
   }
 
   let host: { info: HostInfo; at: number } | undefined;
 
+  /** The bulk read in flight, if any: cached host facts are only as good as the link it tests. */
+  let bulkInFlight: Promise<unknown> | undefined;
+
   async function hostInfo(opts?: ReadOptions): Promise<HostInfo> {
-    if (host !== undefined && Date.now() - host.at < hostRefreshMs) return host.info;
+    if (host !== undefined && Date.now() - host.at < hostRefreshMs) {
+      const cached = host.info;
+      // A collection starts its host and bulk reads in the same tick: let the bulk read begin, and
+      // answer from the cache only if that one RPC reaches the daemon (virt_up stays honest).
+      await new Promise((r) => setImmediate(r));
+      if (bulkInFlight !== undefined) await bulkInFlight;
+      return cached;
+    }
     const [node, hostname, type, hv, free] = await Promise.all([
       read(Proc.NODE_GET_INFO, undefined, readNodeInfo, opts),
       read(Proc.CONNECT_GET_HOSTNAME, undefined, (r) => r.string(STRING_MAX), opts),
@@ -376,12 +410,38 @@ export async function openLibvirtDriver(uri: VirtUri, ctx: OpenContext): Promise
     });
   }
 
+  async function bulkRead(opts: BulkReadOptions): Promise<BulkStats> {
+    const groups = new Set<string>(opts.groups);
+    let types = StatsType.STATE | StatsType.CPU_TOTAL | StatsType.BALLOON | StatsType.VCPU;
+    if (groups.has('net')) types |= StatsType.INTERFACE;
+    if (groups.has('block')) types |= StatsType.BLOCK;
+    const flags = StatsFlag.NOWAIT | (opts.inactive === true ? 0 : StatsFlag.ACTIVE);
+    const counter = { n: 1 };
+    const recs = await read(Proc.CONNECT_GET_ALL_DOMAIN_STATS, (w) => w.uint(0).uint(types).uint(flags), readAllDomainStats, opts);
+    const errors: ReadError[] = [];
+    const metas = await Promise.all(
+      recs.map((r) =>
+        metaOf(r.dom, opts, counter).catch((err: unknown) => {
+          const e = err instanceof VirtError ? err : new VirtError('VIRT_ERR_OPERATION_FAILED', String(err));
+          errors.push({ group: 'state', domain: r.dom.name, code: e.code, message: `domain XML of ${r.dom.name}: ${e.message}` });
+          return undefined;
+        }),
+      ),
+    );
+    lastBulkRpcs = counter.n;
+    const domains = recs.map((r, i) => toDomainStats(r, metas[i], groups));
+    return { domains, errors } satisfies BulkStats;
+  }
+
   const driver: LibvirtDriver = {
     name: 'libvirt',
     socketPath: sock.path,
     metadataRules: rules,
     get rpcCalls() {
       return client.calls;
+    },
+    get lastBulkRpcs() {
+      return lastBulkRpcs;
     },
     metadataLabels: (uuid) => cache.get(uuid)?.meta.labels,
     close: () => {
@@ -431,25 +491,14 @@ export async function openLibvirtDriver(uri: VirtUri, ctx: OpenContext): Promise
       return info;
     },
     domainDefinition: async (key, opts) => ({ xml: await xmlOf(await lookup(key, opts), opts) }),
-    allDomainStats: async (opts: BulkReadOptions) => {
-      const groups = new Set<string>(opts.groups);
-      let types = StatsType.STATE | StatsType.CPU_TOTAL | StatsType.BALLOON | StatsType.VCPU;
-      if (groups.has('net')) types |= StatsType.INTERFACE;
-      if (groups.has('block')) types |= StatsType.BLOCK;
-      const flags = StatsFlag.NOWAIT | (opts.inactive === true ? 0 : StatsFlag.ACTIVE);
-      const recs = await read(Proc.CONNECT_GET_ALL_DOMAIN_STATS, (w) => w.uint(0).uint(types).uint(flags), readAllDomainStats, opts);
-      const errors: ReadError[] = [];
-      const metas = await Promise.all(
-        recs.map((r) =>
-          metaOf(r.dom, opts).catch((err: unknown) => {
-            const e = err instanceof VirtError ? err : new VirtError('VIRT_ERR_OPERATION_FAILED', String(err));
-            errors.push({ group: 'state', domain: r.dom.name, code: e.code, message: `domain XML of ${r.dom.name}: ${e.message}` });
-            return undefined;
-          }),
-        ),
-      );
-      const domains = recs.map((r, i) => toDomainStats(r, metas[i], groups));
-      return { domains, errors } satisfies BulkStats;
+    allDomainStats: (opts: BulkReadOptions) => {
+      const p = bulkRead(opts);
+      const tracked = p.finally(() => {
+        if (bulkInFlight === tracked) bulkInFlight = undefined;
+      });
+      bulkInFlight = tracked;
+      tracked.catch(() => undefined);
+      return p;
     },
 
     define: async (definition) => {
