@@ -10,7 +10,9 @@ import { after, before, describe, it } from 'node:test';
 import { openLibvirtDriver, type LibvirtDriver } from '../../../src/drivers/libvirt/driver.ts';
 import { Collection } from '../../../src/collectors/collection.ts';
 import { COLLECTORS } from '../../../src/collectors/catalogue.ts';
-import { connectionFor } from '../../../src/virt/connection.ts';
+import { connectionFor, open } from '../../../src/virt/connection.ts';
+import { isVirtError } from '../../../src/virt/errors.ts';
+import { LibvirtError } from '../../../src/drivers/libvirt/protocol.ts';
 import { parseUri } from '../../../src/virt/uri.ts';
 import { silentLogger } from '../../../src/util/logger.ts';
 import { parseMetrics, scrape, startExporter, valueOf, type ParsedSample, type StartedExporter } from '../../helpers/exporter.ts';
@@ -159,6 +161,16 @@ describe('libvirt driver against a private libvirtd and real QEMU', { timeout: 3
       assert.ok(snap.domains.every((d) => d.info.osType === 'hvm'));
     } finally {
       await driver.close?.();
+    }
+  });
+
+  it('libvirt\'s refusals are typed: resuming a running domain is VIRT_ERR_OPERATION_INVALID with libvirt\'s code', async () => {
+    const rw = await open(`libvirt+qemu:///system?socket=${lv.rwSocket}`, { readOnly: false });
+    try {
+      await assert.rejects(rw.resume('lv-run'), (e: unknown) => e instanceof LibvirtError && e.code === 'VIRT_ERR_OPERATION_INVALID' && e.libvirtCode === 55);
+      await assert.rejects(rw.start('no-such'), (e: unknown) => isVirtError(e, 'VIRT_ERR_NO_DOMAIN'));
+    } finally {
+      await rw.close();
     }
   });
 
