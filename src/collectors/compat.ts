@@ -110,6 +110,13 @@ const LIBVIRT_EXPORTER_FAMILIES: readonly CompatFamily[] = [
   fam('domain', 'libvirt_domain_info', 'gauge', '', ['domain', 'os_type', 'os_type_arch', 'os_type_machine'], 'Metadata labels for the domain; the value is always 1.', (snap, emit) => {
     for (const { info } of snap.domains) emit([info.name, info.osType ?? '', info.arch ?? '', info.machine ?? ''], 1);
   }),
+  fam('domain', 'libvirt_domain_openstack_info', 'gauge', '', ['domain', 'instance_name', 'instance_id', 'flavor_name', 'user_name', 'user_id', 'project_name', 'project_id'], 'OpenStack Nova metadata of the domain (with --libvirt.metadata-preset=nova-1.0 or nova-1.1); the value is always 1.', (snap, emit) => {
+    for (const { info } of snap.domains) {
+      const l = info.labels;
+      if (l?.['instance_name'] === undefined) continue;
+      emit([info.name, l['instance_name'], info.uuid, l['flavor'] ?? '', l['user_name'] ?? '', l['user_id'] ?? '', l['project_name'] ?? '', l['project_id'] ?? ''], 1);
+    }
+  }),
   fam('domain', 'libvirt_domain_info_state', 'gauge', '', ['domain', 'state_desc'], 'Code of the domain state (libvirt\'s virDomainState).', (snap, emit) => {
     for (const { info } of snap.domains) {
       const code = DOMAIN_STATES.indexOf(info.state);

@@ -1,11 +1,15 @@
 import { DOMAIN_STATES } from '../drivers/types.ts';
-import { METRICS } from './catalogue.ts';
+import { domainInfoWith, METRICS } from './catalogue.ts';
 import type { CollectorFn } from './snapshot.ts';
 
 export const collectDomain: CollectorFn = (snap, emit) => {
   emit({ metric: METRICS.domains, labels: [], value: snap.domains.length });
+  // Configured extra labels (libvirt <metadata>) go on virt_domain_info only; names from the first domain that has any.
+  const extra = Object.keys(snap.domains.find((d) => d.info.labels !== undefined)?.info.labels ?? {});
+  const infoSpec = domainInfoWith(extra);
   for (const { info } of snap.domains) {
-    emit({ metric: METRICS.domainInfo, labels: [info.name, info.uuid, info.osType ?? '', info.arch ?? '', info.machine ?? ''], value: 1 });
+    const base = [info.name, info.uuid, info.osType ?? '', info.arch ?? '', info.machine ?? ''];
+    emit({ metric: infoSpec, labels: extra.length === 0 ? base : [...base, ...extra.map((k) => info.labels?.[k] ?? '')], value: 1 });
     for (const state of DOMAIN_STATES) {
       emit({ metric: METRICS.domainState, labels: [info.name, info.uuid, state], value: info.state === state ? 1 : 0 });
     }

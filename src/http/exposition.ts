@@ -1,5 +1,5 @@
 import type { Registry } from 'prom-client';
-import { METRIC_LIST, type CollectorName, type MetricSpec } from '../collectors/catalogue.ts';
+import { METRIC_LIST, METRICS, type CollectorName, type MetricSpec } from '../collectors/catalogue.ts';
 import { compatAliases, compatFamilies, type CompatAlias, type CompatFamily, type CompatSet } from '../collectors/compat.ts';
 import { collectExporter, type ExporterState } from '../collectors/exporter.ts';
 import { COLLECTOR_FNS } from '../collectors/index.ts';
@@ -185,8 +185,13 @@ export class Exposition {
       return out + value + '\n';
     };
     const emit = (s: Sample): void => {
-      const f = set.get(s.metric);
-      if (f === undefined) return;
+      let f = set.get(s.metric);
+      if (f === undefined) {
+        // virt_domain_info with configured extra labels: a variant spec, given its sink on first use.
+        if (s.metric.name !== METRICS.domainInfo.name) return;
+        f = { sink: new ByteSink(), pieces: pieces(s.metric) };
+        set.set(s.metric, f);
+      }
       const value = formatValue(s.value);
       f.sink.write(line(f.pieces, s.labels, value));
       if (f.alias !== undefined) f.alias.sink.write(line(f.alias.pieces, f.alias.pick(s.labels), value));

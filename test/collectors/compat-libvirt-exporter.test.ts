@@ -78,7 +78,7 @@ function snapshot(): Snapshot {
     parts: Object.fromEntries(COLLECTORS.map((c) => [c, { success: true, durationSeconds: 0.01, errors: [] }])),
     domains: [
       {
-        info: { name: 'instance-0001', uuid: '6695eb01-f6a4-8304-79aa-97f2502e193f', id: 1, state: 'running', maxMemoryBytes: 2 ** 30, memoryBytes: 2 ** 30, vcpus: 2, cpuTimeSeconds: 12.5, osType: 'hvm', arch: 'x86_64', machine: 'pc-q35-7.2' },
+        info: { name: 'instance-0001', uuid: '6695eb01-f6a4-8304-79aa-97f2502e193f', id: 1, state: 'running', maxMemoryBytes: 2 ** 30, memoryBytes: 2 ** 30, vcpus: 2, cpuTimeSeconds: 12.5, osType: 'hvm', arch: 'x86_64', machine: 'pc-q35-7.2', labels: { instance_name: 'web-1', flavor: 'm1.small', project_id: 'p-1', project_name: 'demo', user_id: 'u-1', user_name: 'alice' } },
         cpu: { userSeconds: 10, systemSeconds: 2 },
         vcpus: [{ id: 0, state: 'running', timeSeconds: 6, delaySeconds: 0.5 }, { id: 1, state: 'running', timeSeconds: 6, delaySeconds: 0.25 }],
         memory: { maximumBytes: 2 ** 30, currentBytes: 2 ** 30, balloonBytes: 2 ** 30, rssBytes: 2 ** 29, guest: { totalBytes: 1000, freeBytes: 250, availableBytes: 600, swapInBytes: 4096, swapOutBytes: 8192, majorFaults: 3, minorFaults: 30, diskCachesBytes: 100 } },
@@ -101,8 +101,6 @@ describe('--compat=libvirt-exporter', () => {
     for (const q of DASHBOARD_QUERIES) for (const [n, ls] of labelsIn(q)) wanted.set(n, new Set([...(wanted.get(n) ?? []), ...ls]));
     for (const n of README_NAMES) if (!wanted.has(n)) wanted.set(n, new Set());
     assert.ok(wanted.size >= 30, `recorded ${wanted.size} names`);
-    // The OpenStack info series needs Nova metadata, which this snapshot does not carry (docs/libvirt.md).
-    wanted.delete('libvirt_domain_openstack_info');
     const missing: string[] = [];
     for (const [name, labels] of wanted) {
       const hits = samples.filter((s) => s.name === name);
@@ -123,6 +121,10 @@ describe('--compat=libvirt-exporter', () => {
     assert.equal(valueOf(samples, 'libvirt_domain_block_stats_info', { domain: 'instance-0001', target_device: 'vda', source_file: '/var/lib/nova/instances/x/disk' }), 1);
     assert.equal(valueOf(samples, 'libvirt_domain_interface_stats_info', { domain: 'instance-0001', target_device: 'tap0', mac_address: '52:54:00:00:00:01' }), 1);
     assert.equal(samples.filter((s) => s.name.startsWith('libvirt_')).filter((s) => 'uuid' in s.labels).length, 0);
+    assert.equal(valueOf(samples, 'libvirt_domain_openstack_info', { domain: 'instance-0001', instance_name: 'web-1', instance_id: '6695eb01-f6a4-8304-79aa-97f2502e193f', flavor_name: 'm1.small', project_name: 'demo', user_id: 'u-1' }), 1);
+    // Configured metadata labels ride on virt_domain_info, and on nothing else.
+    assert.equal(valueOf(samples, 'virt_domain_info', { domain: 'instance-0001', instance_name: 'web-1', project_id: 'p-1', os_type: 'hvm' }), 1);
+    assert.equal(samples.filter((s) => s.name.startsWith('virt_') && s.name !== 'virt_domain_info' && 'instance_name' in s.labels).length, 0);
   });
 
   it('serves nothing extra without --compat', async () => {

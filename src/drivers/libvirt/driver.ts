@@ -112,7 +112,7 @@ interface CacheEntry {
 }
 
 /** A DomainStats out of one stats record, with the domain's cached XML facts. */
-export function toDomainStats(rec: StatsRecord, meta: DomainMeta | undefined, groups: ReadonlySet<string>): DomainStats {
+export function toDomainStats(rec: StatsRecord, meta: DomainMeta | undefined, groups: ReadonlySet<string>, rules: readonly MetadataRule[] = []): DomainStats {
   const p = rec.params;
   const stateNo = n(p, 'state.state') ?? 0;
   const state = DOMAIN_STATES[stateNo] ?? 'nostate';
@@ -130,6 +130,7 @@ export function toDomainStats(rec: StatsRecord, meta: DomainMeta | undefined, gr
   put(info, 'osType', meta?.osType);
   put(info, 'arch', meta?.arch);
   put(info, 'machine', meta?.machine);
+  if (rules.length > 0) info.labels = Object.fromEntries(rules.map((r, i) => [r.label, meta?.labels[i] ?? '']));
   const out: DomainStats = { info };
   if (groups.has('cpu')) {
     const user = secs(n(p, 'cpu.user'));
@@ -429,7 +430,7 @@ export async function openLibvirtDriver(uri: VirtUri, ctx: OpenContext): Promise
       ),
     );
     lastBulkRpcs = counter.n;
-    const domains = recs.map((r, i) => toDomainStats(r, metas[i], groups));
+    const domains = recs.map((r, i) => toDomainStats(r, metas[i], groups, rules));
     return { domains, errors } satisfies BulkStats;
   }
 

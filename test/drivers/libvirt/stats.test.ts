@@ -42,6 +42,8 @@ function raw(r: Raw, dom: string, key: string): number {
   return Number(v);
 }
 
+const NOVA = '<nova:instance xmlns:nova="http://openstack.org/xmlns/libvirt/nova/1.1"><nova:name>web-1</nova:name><nova:flavor name="m1.tiny"/><nova:owner><nova:user uuid="u-9">alice</nova:user><nova:project uuid="p-9">demo</nova:project></nova:owner></nova:instance>';
+
 const STATES = ['nostate', 'running', 'blocked', 'paused', 'shutdown', 'shutoff', 'crashed', 'pmsuspended'];
 
 describe('libvirt driver against a private libvirtd and real QEMU', { timeout: 300_000 }, () => {
@@ -54,7 +56,7 @@ describe('libvirt driver against a private libvirtd and real QEMU', { timeout: 3
     const disk1 = await lv.qemuImg('run.qcow2');
     const disk2 = await lv.qemuImg('pause.qcow2');
     const defs: Array<[string, string]> = [
-      ['lv-run', domainXml({ name: 'lv-run', disk: disk1, userNic: true, tap })],
+      ['lv-run', domainXml({ name: 'lv-run', disk: disk1, userNic: true, tap, metadata: NOVA })],
       ['lv-pause', domainXml({ name: 'lv-pause', disk: disk2 })],
       ['lv-off', domainXml({ name: 'lv-off' })],
     ];
@@ -66,7 +68,7 @@ describe('libvirt driver against a private libvirtd and real QEMU', { timeout: 3
     }
     await lv.virsh(['start', 'lv-run']);
     await lv.virsh(['start', '--paused', 'lv-pause']);
-    exporter = await startExporter(['--connect', `libvirt+qemu:///system?socket=${lv.rwSocket}`, '--collect.timeout', '2s', '--libvirt.keepalive-interval-ms', '1000', '--libvirt.keepalive-count', '3']);
+    exporter = await startExporter(['--connect', `libvirt+qemu:///system?socket=${lv.rwSocket}`, '--collect.timeout', '2s', '--libvirt.keepalive-interval-ms', '1000', '--libvirt.keepalive-count', '3', '--libvirt.metadata-preset', 'nova-1.1', '--libvirt.metadata-labels', 'missing=http://example.com/none x/y']);
   });
 
   after(async () => {
@@ -125,6 +127,10 @@ describe('libvirt driver against a private libvirtd and real QEMU', { timeout: 3
     assert.equal(user.length, 1);
     assert.equal(user[0]?.labels['mac'], '52:54:00:10:00:01');
     assert.equal(m.filter((s) => s.name === 'virt_domain_network_receive_bytes_total' && s.labels['interface'] === user[0]?.labels['interface']).length, 0);
+    // <metadata> labels (Nova 1.1 preset plus one custom rule) on virt_domain_info only; missing elements give ''.
+    assert.equal(valueOf(m, 'virt_domain_info', { domain: 'lv-run', instance_name: 'web-1', flavor: 'm1.tiny', user_id: 'u-9', user_name: 'alice', project_id: 'p-9', project_name: 'demo', missing: '' }), 1);
+    assert.equal(valueOf(m, 'virt_domain_info', { domain: 'lv-pause', instance_name: '', project_name: '' }), 1);
+    assert.equal(m.filter((s) => s.name !== 'virt_domain_info' && 'instance_name' in s.labels).length, 0);
     // Shut-off domains come from the same call, with no live readings.
     assert.equal(valueOf(m, 'virt_domain_memory_current_bytes', { domain: 'lv-off' }), 0);
     assert.equal(m.filter((s) => s.name === 'virt_domain_block_read_bytes_total' && s.labels['domain'] === 'lv-off').length, 0);
