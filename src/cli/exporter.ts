@@ -61,7 +61,7 @@ async function run(config: LoadedConfig, log: Logger, parts: Running[]): Promise
     const v = String(config.get(key));
     return v === '' ? undefined : new RegExp(v);
   };
-  const driverSettings = settingsFor(config.settings, 'xen', 'qemu');
+  const driverSettings = settingsFor(config.settings, 'xen', 'qemu', 'libvirt');
 
   // Validate everything that can fail on bad input before opening or binding anything.
   const guard: WebGuard = String(config.get('web.config.file')) === '' ? openGuard : await loadGuard(String(config.get('web.config.file')), log);

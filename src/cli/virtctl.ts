@@ -15,7 +15,7 @@ Commands:
   list [--all]              running (and with --all, shut-off) domains
   dominfo DOMAIN            state, memory, vCPUs and CPU time of a domain
   domstats [DOMAIN]         every reading the collectors see (all domains or one)
-  define FILE               define a domain from a JSON definition
+  define FILE               define a domain from a JSON definition (or libvirt XML, libvirt+ URIs)
   undefine DOMAIN           remove a shut-off domain's definition
   start DOMAIN              boot a shut-off domain
   shutdown DOMAIN [--force] ask the guest to power off (--force: destroy after the grace period)
@@ -94,7 +94,10 @@ async function readDefinition(file: string): Promise<unknown> {
   try {
     const st = await stat(path);
     if (st.size > 1024 * 1024) throw new VirtError('VIRT_ERR_INVALID_ARG', `definition file ${path} is larger than 1 MiB`);
-    return JSON.parse(await readFile(path, 'utf8')) as unknown;
+    const text = await readFile(path, 'utf8');
+    // libvirt domain XML is passed through as given (the libvirt driver validates it by libvirt itself).
+    if (text.trimStart().startsWith('<')) return { xml: text };
+    return JSON.parse(text) as unknown;
   } catch (err) {
     if (err instanceof VirtError) throw err;
     throw new VirtError('VIRT_ERR_XML_ERROR', `cannot read definition ${path}: ${(err as Error).message}`, { cause: err });
@@ -206,7 +209,7 @@ async function main(argv: string[]): Promise<number> {
     const config = loadConfig(inv.settingFlags);
     const uri = inv.uri ?? (process.env.VIRT_EXPORTER_CONNECT || detectHost().uri);
     const readOnly = inv.readOnly || !WRITE_COMMANDS.has(inv.command);
-    conn = await open(uri, { readOnly, settings: settingsFor(config.settings, 'xen', 'qemu') });
+    conn = await open(uri, { readOnly, settings: settingsFor(config.settings, 'xen', 'qemu', 'libvirt') });
     await execute(conn, inv, out);
     return 0;
   } catch (err) {

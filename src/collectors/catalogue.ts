@@ -119,6 +119,23 @@ export const REGISTRY_METRICS = {
   adminRequests: m('exporter', 'virt_admin_requests_total', 'counter', '', ['action', 'outcome'], 'Admin API requests by action and outcome, allowed and refused.', 'virt.admin.requests', '{request}'),
 } as const satisfies Record<string, MetricSpec>;
 
+const infoVariants = new Map<string, MetricSpec>();
+/**
+ * virt_domain_info with extra labels chosen by configuration (libvirt
+ * <metadata> rules); one frozen spec per label set, so renderers can key on it.
+ */
+export function domainInfoWith(extra: readonly string[]): MetricSpec {
+  if (extra.length === 0) return METRICS.domainInfo;
+  const key = extra.join('\0');
+  let spec = infoVariants.get(key);
+  if (spec === undefined) {
+    const base = METRICS.domainInfo;
+    spec = Object.freeze({ ...base, labels: Object.freeze([...base.labels, ...extra]) });
+    infoVariants.set(key, spec);
+  }
+  return spec;
+}
+
 export type MetricId = keyof typeof METRICS;
 export const METRIC_LIST: readonly MetricSpec[] = Object.values(METRICS);
 

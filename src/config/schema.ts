@@ -3,6 +3,7 @@ import { parseDuration } from '../util/deadline.ts';
 import { parseUri } from '../virt/uri.ts';
 import { adminSchema } from './schema/admin.ts';
 import { coreSchema } from './schema/core.ts';
+import { libvirtSchema } from './schema/libvirt.ts';
 import { qemuSchema } from './schema/qemu.ts';
 import { telemetrySchema } from './schema/telemetry.ts';
 import type { SchemaFragment, SettingSpec } from './schema/types.ts';
@@ -31,7 +32,7 @@ export function envName(key: string): string {
 
 /** The whole schema: every area's fragment, each leaf given its environment variable. */
 export function fullSchema(): SchemaFragment {
-  const merged: SchemaFragment = { ...coreSchema, ...qemuSchema, ...xenSchema, ...adminSchema, ...telemetrySchema };
+  const merged: SchemaFragment = { ...coreSchema, ...qemuSchema, ...xenSchema, ...libvirtSchema, ...adminSchema, ...telemetrySchema };
   const withEnv = (node: SchemaFragment, prefix: string): SchemaFragment => {
     const out: SchemaFragment = {};
     for (const [k, child] of Object.entries(node)) {

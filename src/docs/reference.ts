@@ -1,6 +1,6 @@
 import { METRIC_LIST, REGISTRY_METRICS, type MetricSpec } from '../collectors/catalogue.ts';
 import { envName, fullSchema, settingsOf } from '../config/schema.ts';
-import { compatAliases } from '../collectors/compat.ts';
+import { compatAliases, compatFamilies } from '../collectors/compat.ts';
 import { ERROR_CODES } from '../virt/errors.ts';
 
 /**
@@ -73,6 +73,12 @@ Prometheus-only; OTLP always uses the native names.
 | Native | Alias |
 |---|---|
 ${[...compatAliases('libvirt-exporter')].map(([native, a]) => `| \`${native.name}\` | \`${a.spec.name}\` |`).join('\n')}
+
+These are computed from the same readings, with that exporter's label names:
+
+| Series | Labels | What |
+|---|---|---|
+${compatFamilies('libvirt-exporter').map((f) => `| \`${f.spec.name}\` | ${f.spec.labels.map((l) => `\`${l}\``).join(', ')} | ${f.spec.help.replace(/ \(--compat=libvirt-exporter\)$/, '')} |`).join('\n')}
 `;
 }
 

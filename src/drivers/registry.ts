@@ -21,6 +21,7 @@ const FACTORIES: Record<DriverScheme, () => Promise<DriverFactory>> = {
   test: async () => (await import('./test/driver.ts')).openTestDriver,
   qemu: async () => (await import('./qemu.ts')).openQemuDriver,
   xen: async () => (await import('./xen/index.ts')).openXenDriver,
+  libvirt: async () => (await import('./libvirt/driver.ts')).openLibvirtDriver,
 };
 
 export async function driverFactory(scheme: DriverScheme): Promise<DriverFactory> {

@@ -41,6 +41,12 @@ export interface DomainInfo extends DomainRef {
   machine?: string;
   autostart?: boolean;
   persistent?: boolean;
+  /**
+   * Extra virt_domain_info labels chosen by configuration (the libvirt driver's
+   * <metadata> rules), by label name; '' when the element is missing. Every
+   * domain of one reading has the same names. Never put on other series.
+   */
+  labels?: Readonly<Record<string, string>>;
 }
 
 export const VCPU_STATES = ['offline', 'running', 'blocked'] as const;

@@ -1,6 +1,6 @@
 import type { Registry } from 'prom-client';
-import { METRIC_LIST, type CollectorName, type MetricSpec } from '../collectors/catalogue.ts';
-import { compatAliases, type CompatAlias, type CompatSet } from '../collectors/compat.ts';
+import { METRIC_LIST, METRICS, type CollectorName, type MetricSpec } from '../collectors/catalogue.ts';
+import { compatAliases, compatFamilies, type CompatAlias, type CompatFamily, type CompatSet } from '../collectors/compat.ts';
 import { collectExporter, type ExporterState } from '../collectors/exporter.ts';
 import { COLLECTOR_FNS } from '../collectors/index.ts';
 import type { Sample, Snapshot } from '../collectors/snapshot.ts';
@@ -146,11 +146,13 @@ const MAX_FREE_SETS = 2;
  */
 export class Exposition {
   readonly #aliases: ReadonlyMap<MetricSpec, CompatAlias>;
+  readonly #families: readonly CompatFamily[];
   readonly #free: SinkSet[] = [];
   readonly #rendered = new WeakMap<Snapshot, Partial<Record<ExpositionFormat, Promise<RenderedEntry>>>>();
 
   constructor(compat: CompatSet = '') {
     this.#aliases = compatAliases(compat);
+    this.#families = compatFamilies(compat);
   }
 
   #newSet(): SinkSet {
@@ -163,6 +165,7 @@ export class Exposition {
         ...(a === undefined ? {} : { alias: { spec: a.spec, sink: new ByteSink(), pieces: pieces(a.spec), pick: a.pick } }),
       });
     }
+    for (const fam of this.#families) set.set(fam.spec, { sink: new ByteSink(), pieces: pieces(fam.spec) });
     return set;
   }
 
@@ -182,8 +185,13 @@ export class Exposition {
       return out + value + '\n';
     };
     const emit = (s: Sample): void => {
-      const f = set.get(s.metric);
-      if (f === undefined) return;
+      let f = set.get(s.metric);
+      if (f === undefined) {
+        // virt_domain_info with configured extra labels: a variant spec, given its sink on first use.
+        if (s.metric.name !== METRICS.domainInfo.name) return;
+        f = { sink: new ByteSink(), pieces: pieces(s.metric) };
+        set.set(s.metric, f);
+      }
       const value = formatValue(s.value);
       f.sink.write(line(f.pieces, s.labels, value));
       if (f.alias !== undefined) f.alias.sink.write(line(f.alias.pieces, f.alias.pick(s.labels), value));
@@ -191,6 +199,9 @@ export class Exposition {
     collectExporter(snapshot, state, emit);
     for (const name of Object.keys(COLLECTOR_FNS) as CollectorName[]) {
       if (enabled.has(name)) COLLECTOR_FNS[name](snapshot, emit);
+    }
+    for (const fam of this.#families) {
+      if (fam.collector === 'exporter' || enabled.has(fam.collector)) fam.collect(snapshot, (labels, value) => emit({ metric: fam.spec, labels, value }));
     }
     const chunks: Buffer[] = [];
     const aliasChunks: Buffer[] = [];

@@ -33,5 +33,13 @@ export function detectHost(probe: DetectProbe = realProbe): Detection {
   if (probe.exists(system.roSocket)) return { uri: 'qemu:///system', reason: `virt-qemud socket ${system.roSocket} exists` };
   const session = resolvePaths('session', {}, probe.env);
   if (probe.exists(session.roSocket)) return { uri: 'qemu:///session', reason: `virt-qemud socket ${session.roSocket} exists` };
-  return { uri: 'test:///default', reason: 'no Xen and no virt-qemud socket found; serving the embedded test host' };
+  // A host run by libvirt's own daemons: the modular virtqemud, else the monolithic libvirtd.
+  for (const [file, what] of [
+    ['virtqemud-sock-ro', 'modular virtqemud'],
+    ['libvirt-sock-ro', 'monolithic libvirtd (or virtproxyd)'],
+  ] as const) {
+    const path = `/run/libvirt/${file}`;
+    if (probe.exists(path)) return { uri: 'libvirt+qemu:///system', reason: `${what} read-only socket ${path} exists` };
+  }
+  return { uri: 'test:///default', reason: 'no Xen and no virt-qemud or libvirt daemon socket found; serving the embedded test host' };
 }

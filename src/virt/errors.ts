@@ -20,6 +20,7 @@ export const ERROR_CODES = {
   VIRT_ERR_DOM_EXIST: { status: 409, exit: 5, summary: 'A domain with that name or UUID already exists.' },
   VIRT_ERR_RPC: { status: 502, exit: 9, summary: 'A protocol reply was malformed, truncated or oversized.' },
   VIRT_ERR_AUTH_FAILED: { status: 401, exit: 6, summary: 'Missing, malformed or unknown credentials.' },
+  VIRT_ERR_AUTH_UNAVAILABLE: { status: 502, exit: 6, summary: 'The daemon demands an authentication method virt-exporter does not speak (SASL), or polkit refused; the message names the socket and the setting to change.' },
   VIRT_ERR_RATE_LIMITED: { status: 429, exit: 10, summary: 'Too many requests from this principal; retry later.' },
 } as const;
 

@@ -43,6 +43,10 @@ function checkDomain(d: unknown): string | undefined {
   if (!num(i.maxMemoryBytes) || !num(i.memoryBytes) || !num(i.vcpus) || !num(i.cpuTimeSeconds)) return 'info with a non-numeric memory, vCPU or CPU field';
   if (i.id !== null && i.id !== undefined && !num(i.id)) return 'info with a non-numeric id';
   for (const k of ['osType', 'arch', 'machine', 'stateReason'] as const) if (i[k] !== undefined && !str(i[k], 256)) return `info.${k} is not a short string`;
+  if (i.labels !== undefined) {
+    const l = i.labels;
+    if (!isObj(l) || Object.keys(l).length > 64 || !Object.entries(l).every(([k, v]) => /^[a-zA-Z_][a-zA-Z0-9_]{0,63}$/.test(k) && str(v, 1024))) delete i.labels;
+  }
   if (d.cpu !== undefined && !(isObj(d.cpu) && optNum(d.cpu.userSeconds) && optNum(d.cpu.systemSeconds))) delete d.cpu;
   if (d.vcpus !== undefined) {
     d.vcpus = Array.isArray(d.vcpus) ? d.vcpus.filter((v: unknown) => isObj(v) && num(v.id) && VSTATES.has(v.state as string) && optNum(v.timeSeconds) && optNum(v.delaySeconds) && optNum(v.cpu)) : undefined;

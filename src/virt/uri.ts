@@ -1,7 +1,11 @@
 import { isAbsolute } from 'node:path';
 import { VirtError } from './errors.ts';
 
-export type DriverScheme = 'test' | 'xen' | 'qemu';
+export type DriverScheme = 'test' | 'xen' | 'qemu' | 'libvirt';
+
+/** Hypervisor drivers reached through a libvirt daemon (libvirt+HV:///PATH). */
+export const LIBVIRT_HYPERVISORS = ['qemu', 'xen', 'test'] as const;
+export type LibvirtHypervisor = (typeof LIBVIRT_HYPERVISORS)[number];
 
 export interface VirtUri {
   /** The URI as given (trimmed). */
@@ -9,6 +13,8 @@ export interface VirtUri {
   readonly scheme: DriverScheme;
   /** "/default", "/system", "/session", "/" or an absolute host-file path. */
   readonly path: string;
+  /** For scheme "libvirt": the daemon's hypervisor driver and an explicit socket (?socket=PATH). */
+  readonly libvirt?: { readonly hypervisor: LibvirtHypervisor; readonly socket?: string };
 }
 
 export const ACCEPTED_URIS = [
@@ -17,6 +23,10 @@ export const ACCEPTED_URIS = [
   'xen:///',
   'qemu:///system',
   'qemu:///session',
+  'libvirt+qemu:///system[?socket=PATH]',
+  'libvirt+qemu:///session[?socket=PATH]',
+  'libvirt+xen:///system[?socket=PATH]',
+  'libvirt+test:///default[?socket=PATH]',
 ] as const;
 
 function invalid(text: string, reason: string): VirtError {
@@ -37,6 +47,7 @@ export function parseUri(input: string): VirtUri {
   const [, rawScheme = '', host = '', path = '/', query, fragment] = m;
   const scheme = rawScheme.toLowerCase();
   if (host !== '') throw invalid(text, `remote host ${JSON.stringify(host)} is not supported; run one exporter per host`);
+  if (scheme.startsWith('libvirt+')) return parseLibvirtUri(text, scheme.slice('libvirt+'.length), path, query, fragment);
   if (query !== undefined || fragment !== undefined) throw invalid(text, 'query strings and fragments are not supported');
   switch (scheme) {
     case 'test': {
@@ -62,4 +73,22 @@ export function parseUri(input: string): VirtUri {
     default:
       throw invalid(text, `unknown driver ${JSON.stringify(scheme)}`);
   }
+}
+
+function parseLibvirtUri(text: string, hv: string, path: string, query: string | undefined, fragment: string | undefined): VirtUri {
+  if (fragment !== undefined) throw invalid(text, 'fragments are not supported');
+  if (!(LIBVIRT_HYPERVISORS as readonly string[]).includes(hv)) throw invalid(text, `libvirt hypervisor driver ${JSON.stringify(hv)} is not one of ${LIBVIRT_HYPERVISORS.join(', ')}`);
+  const hypervisor = hv as LibvirtHypervisor;
+  const paths: Record<LibvirtHypervisor, readonly string[]> = { qemu: ['/system', '/session'], xen: ['/system'], test: ['/default'] };
+  if (!paths[hypervisor].includes(path)) throw invalid(text, `libvirt+${hypervisor} takes ${paths[hypervisor].join(' or ')}`);
+  let socket: string | undefined;
+  if (query !== undefined) {
+    const params = new URLSearchParams(query.slice(1));
+    for (const k of params.keys()) if (k !== 'socket') throw invalid(text, `unknown parameter ${JSON.stringify(k)}; only socket=PATH is accepted`);
+    const all = params.getAll('socket');
+    if (all.length > 1) throw invalid(text, 'socket given more than once');
+    socket = all[0];
+    if (socket !== undefined && (!isAbsolute(socket) || socket.split('/').includes('..'))) throw invalid(text, 'socket must be an absolute path without ".."');
+  }
+  return { text, scheme: 'libvirt', path, libvirt: socket === undefined ? { hypervisor } : { hypervisor, socket } };
 }

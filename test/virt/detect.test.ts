@@ -19,6 +19,15 @@ describe('detectHost', () => {
     assert.equal(detectHost(probe({ '/sys/hypervisor/type': 'kvm', '/run/virt-exporter/qemu/virt-qemud-sock-ro': '' })).uri, 'qemu:///system');
     assert.equal(detectHost(probe({ '/rt/qemu/virt-qemud-sock-ro': '' })).uri, 'qemu:///session');
   });
+  it('finds a libvirt daemon, modular first, after virt-qemud', () => {
+    const modular = detectHost(probe({ '/run/libvirt/virtqemud-sock-ro': '', '/run/libvirt/libvirt-sock-ro': '' }));
+    assert.equal(modular.uri, 'libvirt+qemu:///system');
+    assert.match(modular.reason, /virtqemud-sock-ro/);
+    const mono = detectHost(probe({ '/run/libvirt/libvirt-sock-ro': '' }));
+    assert.equal(mono.uri, 'libvirt+qemu:///system');
+    assert.match(mono.reason, /libvirtd.*libvirt-sock-ro/);
+    assert.equal(detectHost(probe({ '/run/virt-exporter/qemu/virt-qemud-sock-ro': '', '/run/libvirt/libvirt-sock-ro': '' })).uri, 'qemu:///system');
+  });
   it('falls back to the embedded test host and says why', () => {
     const d = detectHost(probe({}));
     assert.equal(d.uri, 'test:///default');

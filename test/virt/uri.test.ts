@@ -11,6 +11,10 @@ describe('parseUri', () => {
     assert.equal(parseUri('xen:///system').path, '/');
     assert.equal(parseUri('qemu:///system').path, '/system');
     assert.equal(parseUri(' qemu:///session ').path, '/session');
+    assert.deepEqual(parseUri('libvirt+qemu:///system'), { text: 'libvirt+qemu:///system', scheme: 'libvirt', path: '/system', libvirt: { hypervisor: 'qemu' } });
+    assert.deepEqual(parseUri('libvirt+qemu:///session?socket=/run/user/1/libvirt/virtqemud-sock').libvirt, { hypervisor: 'qemu', socket: '/run/user/1/libvirt/virtqemud-sock' });
+    assert.equal(parseUri('libvirt+xen:///system').libvirt?.hypervisor, 'xen');
+    assert.equal(parseUri('libvirt+test:///default?socket=/tmp/x/libvirt-sock').libvirt?.socket, '/tmp/x/libvirt-sock');
   });
 
   const bad: Array<[string, RegExp]> = [
@@ -20,6 +24,13 @@ describe('parseUri', () => {
     ['qemu://remote.example/system', /remote host "remote.example"/],
     ['qemu:///', /\/system or \/session/],
     ['qemu:///system?socket=/x', /query strings/],
+    ['libvirt+vbox:///session', /not one of qemu, xen, test/],
+    ['libvirt+qemu:///default', /\/system or \/session/],
+    ['libvirt+xen:///session', /takes \/system/],
+    ['libvirt+qemu:///system?socket=rel/sock', /absolute path/],
+    ['libvirt+qemu:///system?socket=/a/../b', /absolute path/],
+    ['libvirt+qemu:///system?mode=direct', /only socket=PATH/],
+    ['libvirt+qemu:///system#frag', /fragments/],
     ['test:relative.json', /SCHEME:\/\/\/PATH/],
     ['test:///etc/passwd', /\.json/],
     ['test:///a/../b.json', /\.\./],

@@ -11,7 +11,7 @@ for (const name of COLLECTORS) {
 /** Settings of the exporter itself: connection, web listener, collection, logging. */
 export const coreSchema: SchemaFragment = {
   connect: {
-    doc: 'Connection URI (test:///default, test:///PATH.json, xen:///, qemu:///system, qemu:///session); empty detects the host.',
+    doc: 'Connection URI (test:///default, test:///PATH.json, xen:///, qemu:///system, qemu:///session, libvirt+qemu:///system[?socket=PATH], libvirt+xen:///system, libvirt+test:///default); empty detects the host.',
     format: 'virt-uri',
     default: '',
   },

@@ -1,0 +1,86 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { LengthPrefixedDecoder, RpcTransport } from '../../src/rpc/transport.ts';
+import { isVirtError } from '../../src/virt/errors.ts';
+
+function frame(serial: number, body = ''): Buffer {
+  const b = Buffer.alloc(8 + body.length);
+  b.writeUInt32BE(b.length - 4, 0);
+  b.writeUInt32BE(serial, 4);
+  b.write(body, 8);
+  return b;
+}
+
+describe('LengthPrefixedDecoder', () => {
+  it('reassembles frames split anywhere and splits coalesced ones', () => {
+    const d = new LengthPrefixedDecoder({ maxFrameBytes: 100, minFrameBytes: 4, inclusive: false, peer: 'p' });
+    const all = Buffer.concat([frame(1, 'ab'), frame(2, 'cdef'), frame(3)]);
+    const out: Buffer[] = [];
+    for (let i = 0; i < all.length; i++) out.push(...d.push(all.subarray(i, i + 1)));
+    assert.deepEqual(out.map((f) => f.readUInt32BE(0)), [1, 2, 3]);
+    assert.equal(out[1]?.subarray(4).toString(), 'cdef');
+  });
+  it('refuses an oversized or undersized length word before buffering it', () => {
+    const d = new LengthPrefixedDecoder({ maxFrameBytes: 100, minFrameBytes: 4, inclusive: false, peer: 'p' });
+    assert.throws(() => d.push(Buffer.from([0, 0, 1, 0])), (e: unknown) => isVirtError(e, 'VIRT_ERR_RPC'));
+    const d2 = new LengthPrefixedDecoder({ maxFrameBytes: 100, minFrameBytes: 4, inclusive: false, peer: 'p' });
+    assert.throws(() => d2.push(Buffer.from([0, 0, 0, 1, 9])), (e: unknown) => isVirtError(e, 'VIRT_ERR_RPC'));
+  });
+});
+
+describe('RpcTransport', () => {
+  it('matches replies out of order, fails every pending call when the peer dies, then reconnects', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'virt-rpc-'));
+    const path = join(dir, 'sock');
+    const socks: Socket[] = [];
+    let mode: 'reverse' | 'die' = 'reverse';
+    const server = createServer((s) => {
+      socks.push(s);
+      const d = new LengthPrefixedDecoder({ maxFrameBytes: 100, minFrameBytes: 4, inclusive: false, peer: 'c' });
+      const held: number[] = [];
+      s.on('error', () => undefined);
+      s.on('data', (c: Buffer) => {
+        for (const f of d.push(c)) {
+          held.push(f.readUInt32BE(0));
+          if (mode === 'die' && held.length === 2) s.destroy();
+          if (mode === 'reverse' && held.length === 2) for (const serial of held.reverse()) s.write(frame(serial, `r${serial}`));
+        }
+      });
+    });
+    await new Promise<void>((r) => server.listen(path, r));
+    const t = new RpcTransport<Buffer>({
+      peer: 'test peer',
+      socketPath: path,
+      decoder: () => new LengthPrefixedDecoder({ maxFrameBytes: 100, minFrameBytes: 4, inclusive: false, peer: 'test peer' }),
+      serialOf: (f) => f.readUInt32BE(0),
+      maxOutboundBytes: 100,
+      connectTimeoutMs: 1000,
+      backoff: { initialMs: 1, maxMs: 1 },
+    });
+    try {
+      const opts = { timeoutMs: 2000, what: 'x' };
+      const [a, b] = await Promise.all([t.call((s) => frame(s), opts), t.call((s) => frame(s), opts)]);
+      assert.equal(a.subarray(4).toString(), `r${a.readUInt32BE(0)}`);
+      assert.notEqual(a.readUInt32BE(0), b.readUInt32BE(0));
+      mode = 'die';
+      socks[0]?.destroy();
+      await new Promise((r) => setTimeout(r, 20));
+      const results = await Promise.allSettled([t.call((s) => frame(s), opts), t.call((s) => frame(s), opts)]);
+      for (const r of results) assert.ok(r.status === 'rejected' && isVirtError(r.reason, 'VIRT_ERR_NO_CONNECT'));
+      mode = 'reverse';
+      await new Promise((r) => setTimeout(r, 5));
+      const again = await Promise.all([t.call((s) => frame(s), opts), t.call((s) => frame(s), opts)]);
+      assert.equal(again.length, 2);
+      assert.equal(socks.length, 3);
+    } finally {
+      t.close();
+      for (const s of socks) s.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
