@@ -87,6 +87,10 @@ export interface Receiver {
   setStatus(status: number): void;
   /** Delay before answering (a slow receiver). */
   setDelay(ms: number): void;
+  /** Down: every HTTP connection is reset at once and gRPC answers UNAVAILABLE at once. */
+  setDown(down: boolean): void;
+  /** Requests held right now (answer not sent yet), and the most ever held at once. */
+  pending(): { now: number; max: number };
   /** Requests that could not be decoded (a test fails on any). */
   errors: Error[];
   close(): Promise<void>;
@@ -201,17 +205,32 @@ export async function startReceiver(status = 200): Promise<Receiver> {
   const errors: Error[] = [];
   let current = status;
   let delayMs = 0;
+  let down = false;
+  let held = 0;
+  let maxHeld = 0;
+  const timers = new Set<NodeJS.Timeout>();
   const waiters = new Set<() => void>();
   const record = (r: OtlpRequest): void => {
     requests.push(r);
     for (const w of [...waiters]) w();
   };
   const later = (fn: () => void): void => {
-    if (delayMs > 0) setTimeout(fn, delayMs);
-    else fn();
+    if (delayMs <= 0) return fn();
+    held++;
+    maxHeld = Math.max(maxHeld, held);
+    const timer = setTimeout(() => {
+      timers.delete(timer);
+      held--;
+      fn();
+    }, delayMs);
+    timers.add(timer);
   };
 
   const http: Server = createServer((req, res) => {
+    if (down) {
+      req.socket.destroy();
+      return;
+    }
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
@@ -255,6 +274,10 @@ export async function startReceiver(status = 200): Promise<Receiver> {
   const handler =
     (signal: 'metrics' | 'traces'): grpc.handleUnaryCall<unknown, unknown> =>
     (call, callback) => {
+      if (down) {
+        callback({ code: grpc.status.UNAVAILABLE, details: 'receiver down' });
+        return;
+      }
       try {
         const metadata: Record<string, string> = {};
         for (const [k, v] of Object.entries(call.metadata.getMap())) metadata[k] = str(v);
@@ -318,7 +341,12 @@ export async function startReceiver(status = 200): Promise<Receiver> {
     setDelay: (ms) => {
       delayMs = ms;
     },
+    setDown: (d) => {
+      down = d;
+    },
+    pending: () => ({ now: held, max: maxHeld }),
     close: async () => {
+      for (const t of timers) clearTimeout(t);
       http.closeAllConnections();
       await new Promise<void>((resolve) => http.close(() => resolve()));
       grpcServer.forceShutdown();
