@@ -12,6 +12,17 @@ export const TELEMETRY_DEFAULTS = {
   'telemetry.resource-attributes': '',
 } as const;
 
+/** The standard OTEL_* variable each flag stands for (and wins over); --help and docs/opentelemetry.md list them. */
+export const FLAG_VARIABLES: Readonly<Record<keyof typeof TELEMETRY_DEFAULTS, string>> = {
+  'telemetry.otlp-endpoint': 'OTEL_EXPORTER_OTLP_ENDPOINT',
+  'telemetry.otlp-protocol': 'OTEL_EXPORTER_OTLP_PROTOCOL',
+  'telemetry.otlp-interval': 'OTEL_METRIC_EXPORT_INTERVAL',
+  'telemetry.otlp-timeout': 'OTEL_EXPORTER_OTLP_TIMEOUT',
+  'telemetry.otlp-headers': 'OTEL_EXPORTER_OTLP_HEADERS',
+  'telemetry.otlp-temporality': 'OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE',
+  'telemetry.resource-attributes': 'OTEL_RESOURCE_ATTRIBUTES',
+};
+
 export type TelemetrySettings = Readonly<Record<string, string | number | boolean | undefined>>;
 
 export const OTLP_PROTOCOLS = ['http/protobuf', 'http/json', 'grpc'] as const;
