@@ -6,7 +6,9 @@
  * @grpc/proto-loader), never with a hand-written decoder.
  */
 import { createRequire } from 'node:module';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { readFileSync } from 'node:fs';
+import { createServer, type IncomingMessage, type RequestListener, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -200,7 +202,15 @@ function flatHeaders(h: IncomingMessage['headers']): Record<string, string> {
   return out;
 }
 
-export async function startReceiver(status = 200): Promise<Receiver> {
+/** PEM files for an OTLP/HTTP receiver on https (and client certificates required when `ca` is given). */
+export interface ReceiverTls {
+  cert: string;
+  key: string;
+  /** CA of the client certificates to require (mutual TLS). */
+  ca?: string;
+}
+
+export async function startReceiver(status = 200, tls?: ReceiverTls): Promise<Receiver> {
   const requests: OtlpRequest[] = [];
   const errors: Error[] = [];
   let current = status;
@@ -226,7 +236,7 @@ export async function startReceiver(status = 200): Promise<Receiver> {
     timers.add(timer);
   };
 
-  const http: Server = createServer((req, res) => {
+  const listener: RequestListener = (req, res) => {
     if (down) {
       req.socket.destroy();
       return;
@@ -261,7 +271,14 @@ export async function startReceiver(status = 200): Promise<Receiver> {
         }
       });
     });
-  });
+  };
+  const http: Server =
+    tls === undefined
+      ? createServer(listener)
+      : createHttpsServer(
+          { cert: readFileSync(tls.cert), key: readFileSync(tls.key), ...(tls.ca === undefined ? {} : { ca: readFileSync(tls.ca), requestCert: true, rejectUnauthorized: true }) },
+          listener,
+        );
   await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
   const httpPort = (http.address() as AddressInfo).port;
 
@@ -324,7 +341,7 @@ export async function startReceiver(status = 200): Promise<Receiver> {
     });
   const metricsRequests = (): OtlpRequest[] => requests.filter((r) => r.signal === 'metrics');
   return {
-    url: `http://127.0.0.1:${httpPort}`,
+    url: `${tls === undefined ? 'http' : 'https'}://127.0.0.1:${httpPort}`,
     grpcUrl: `http://127.0.0.1:${grpcPort}`,
     requests,
     errors,
