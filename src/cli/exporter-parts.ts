@@ -4,6 +4,7 @@ import type { Collection } from '../collectors/collection.ts';
 import { settingsFor, type FlatSettings, type LoadedConfig } from '../config/load.ts';
 import type { WebGuard } from '../http/web-guard.ts';
 import type { Logger } from '../util/logger.ts';
+import type { Connection } from '../virt/connection.ts';
 import { VirtError } from '../virt/errors.ts';
 
 /** Optional parts of the exporter, loaded only when configured. */
@@ -30,16 +31,25 @@ export async function startAdmin(
   return startAdminEndpoint({ uri, adminSettings, driverSettings, registry, logger: log });
 }
 
+/** Refuses bad telemetry flags and OTEL_* variables (VIRT_ERR_CONFIG) before anything is opened or bound. */
+export async function checkTelemetry(config: LoadedConfig): Promise<void> {
+  const { readOtlpConfig } = await import('../telemetry/settings.ts');
+  readOtlpConfig(settingsFor(config.settings, 'telemetry'));
+}
+
 export async function startTelemetry(
   config: LoadedConfig,
   collection: Collection,
   collectors: ReadonlySet<CollectorName>,
   log: Logger,
+  conn: Pick<Connection, 'hostInfo'>,
+  exportFailures: Map<string, number>,
 ): Promise<{ close(): Promise<void> } | undefined> {
   const settings = settingsFor(config.settings, 'telemetry');
-  // Loaded only when a push is configured: the OTel SDK is not needed otherwise.
-  if (String(settings['telemetry.otlp-endpoint'] ?? '') === '') return undefined;
+  // Loaded only when a push is configured (flag or OTEL_EXPORTER_OTLP_*ENDPOINT): the OTel SDK is not needed otherwise.
+  const { readOtlpConfig } = await import('../telemetry/settings.ts');
+  if (readOtlpConfig(settings) === undefined) return undefined;
   const { startOtlpPush } = await import('../telemetry/otlp.ts');
   const { VERSION } = await import('../version.ts');
-  return startOtlpPush({ settings, collection, collectors, logger: log, version: VERSION });
+  return startOtlpPush({ settings, collection, collectors, logger: log, version: VERSION, hostInfo: () => conn.hostInfo(), exportFailures });
 }

@@ -11,7 +11,7 @@ import { VERSION } from '../version.ts';
 import { open, type Connection } from '../virt/connection.ts';
 import { detectHost } from '../virt/detect.ts';
 import { isVirtError } from '../virt/errors.ts';
-import { startAdmin, startTelemetry, loadGuard } from './exporter-parts.ts';
+import { checkTelemetry, startAdmin, startTelemetry, loadGuard } from './exporter-parts.ts';
 
 interface Running {
   close(): Promise<void>;
@@ -64,6 +64,7 @@ async function run(config: LoadedConfig, log: Logger, parts: Running[]): Promise
   const driverSettings = settingsFor(config.settings, 'xen', 'qemu', 'libvirt');
 
   // Validate everything that can fail on bad input before opening or binding anything.
+  await checkTelemetry(config);
   const guard: WebGuard = String(config.get('web.config.file')) === '' ? openGuard : await loadGuard(String(config.get('web.config.file')), log);
   parts.push({ close: () => Promise.resolve(guard.close()) });
 
@@ -83,6 +84,8 @@ async function run(config: LoadedConfig, log: Logger, parts: Running[]): Promise
     logger: log.child({ component: 'collector' }),
   });
 
+  // Failed OTLP exports, counted by the push and rendered on /metrics (virt_otel_export_failures_total).
+  const otelExportFailures = new Map<string, number>();
   const server: RunningServer = await startMetricsServer({
     listenAddress: String(config.get('web.listen-address')),
     telemetryPath: String(config.get('web.telemetry-path')),
@@ -96,12 +99,13 @@ async function run(config: LoadedConfig, log: Logger, parts: Running[]): Promise
     isReady: () => true,
     connectionUri: uri,
     compat: String(config.get('compat')) as CompatSet,
+    otelExportFailures,
   });
   parts.push({ close: () => server.close() });
 
   const admin = await startAdmin(config, uri, registry, log, driverSettings);
   if (admin !== undefined) parts.push(admin);
-  const telemetry = await startTelemetry(config, collection, collectors, log);
+  const telemetry = await startTelemetry(config, collection, collectors, log, conn, otelExportFailures);
   if (telemetry !== undefined) parts.push(telemetry);
 
   log.info('shutting down', { signal: await stopped });

@@ -1,4 +1,5 @@
 import type { BulkStats, DomainStats, HostInfo, ReadError, StatsGroup } from '../drivers/types.ts';
+import { inSpan } from '../telemetry/tracing.ts';
 import { withDeadline } from '../util/deadline.ts';
 import { silentLogger, type Logger } from '../util/logger.ts';
 import type { Connection } from '../virt/connection.ts';
@@ -61,14 +62,16 @@ export class Collection {
       return Promise.resolve(this.#last.snapshot);
     }
     if (this.#inFlight === undefined) {
-      this.#inFlight = this.#run()
-        .then((snapshot) => {
-          this.#last = { snapshot, doneAt: performance.now() };
-          return snapshot;
-        })
-        .finally(() => {
-          this.#inFlight = undefined;
-        });
+      // One span per collection (child of the scrape or export that started it), one child per driver read.
+      this.#inFlight = inSpan('virt.collection', { 'virt.driver': this.#conn.driverName }, (span) =>
+        this.#run().then((snap) => {
+          span.setAttributes({ 'virt.up': snap.up, 'virt.domains': snap.domains.length });
+          this.#last = { snapshot: snap, doneAt: performance.now() };
+          return snap;
+        }),
+      ).finally(() => {
+        this.#inFlight = undefined;
+      });
     }
     return this.#inFlight;
   }
@@ -92,7 +95,7 @@ export class Collection {
     const timed = async <T>(fn: () => Promise<T>, what: string): Promise<{ value?: T; error?: ReadError; seconds: number }> => {
       const s = performance.now();
       try {
-        const value = await withDeadline(fn(), signal, what);
+        const value = await withDeadline(inSpan(what, { 'virt.driver': this.#conn.driverName }, fn), signal, what);
         return { value, seconds: (performance.now() - s) / 1000 };
       } catch (err) {
         const e = toVirtError(err);

@@ -88,7 +88,7 @@ export interface CompatFamily {
 }
 
 function fam(collector: CompatFamily['collector'], name: string, type: MetricSpec['type'], unit: MetricSpec['unit'], labels: readonly string[], help: string, collect: CompatFamily['collect']): CompatFamily {
-  const spec: MetricSpec = Object.freeze({ name, help: `${help} (--compat=libvirt-exporter)`, type, unit, labels: Object.freeze([...labels]), collector, otel: Object.freeze({ name: '', unit: '' }) });
+  const spec: MetricSpec = Object.freeze({ name, help: `${help} (--compat=libvirt-exporter)`, type, unit, labels: Object.freeze([...labels]), collector, otel: Object.freeze({ name: '', unit: '', int: false, attributes: Object.freeze({}), description: '' }) });
   return { spec, collector, collect };
 }
 

@@ -6,6 +6,8 @@ export interface ExporterState {
   version: string;
   /** Cumulative error counts by "collector\0code". */
   errorCounts: ReadonlyMap<string, number>;
+  /** Failed OTLP exports by "signal\0reason" (absent when the push is off). */
+  otelExportFailures?: ReadonlyMap<string, number> | undefined;
 }
 
 /** The exporter's own health, from the snapshot plus counters kept across collections. */
@@ -21,6 +23,10 @@ export function collectExporter(snap: Snapshot, state: ExporterState, emit: (s: 
   for (const [key, count] of state.errorCounts) {
     const [collector = '', code = ''] = key.split('\0');
     emit({ metric: METRICS.collectionErrors, labels: [collector, code], value: count });
+  }
+  for (const [key, count] of state.otelExportFailures ?? []) {
+    const [signal = '', reason = ''] = key.split('\0');
+    emit({ metric: METRICS.otelExportFailures, labels: [signal, reason], value: count });
   }
   emit({ metric: METRICS.buildInfo, labels: [state.version, process.versions.node], value: 1 });
 }

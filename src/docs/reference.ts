@@ -25,7 +25,7 @@ function formatName(format: unknown): string {
 export function metricsTable(metrics: readonly MetricSpec[] = [...METRIC_LIST, ...Object.values(REGISTRY_METRICS)]): string {
   const rows = ['| Metric | Type | Labels | Collector | OpenTelemetry | Help |', '|---|---|---|---|---|---|'];
   for (const m of metrics) {
-    rows.push(`| \`${m.name}\` | ${m.type} | ${m.labels.map((l) => `\`${l}\``).join(', ')} | ${m.collector} | \`${m.otel.name}\` (${cell(m.otel.unit)}) | ${cell(m.help)} |`);
+    rows.push(`| \`${m.name}\` | ${m.type} | ${m.labels.map((l) => `\`${l}\``).join(', ')} | ${m.collector} | \`${m.otel.name}\`${Object.entries(m.otel.attributes).map(([k, v]) => ` \`${k}=${v}\``).join('')} (${cell(m.otel.unit)}) | ${cell(m.help)} |`);
   }
   return rows.join('\n') + '\n';
 }

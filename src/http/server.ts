@@ -6,6 +6,7 @@ import type { Registry } from 'prom-client';
 import type { CollectorName } from '../collectors/catalogue.ts';
 import type { CompatSet } from '../collectors/compat.ts';
 import type { Collection } from '../collectors/collection.ts';
+import { tracedHandler } from '../telemetry/tracing.ts';
 import type { Logger } from '../util/logger.ts';
 import { CONTENT_TYPES, Exposition, negotiateFormat, type Rendered } from './exposition.ts';
 import { listen, parseListenAddress } from './listen.ts';
@@ -38,6 +39,8 @@ export interface MetricsServerOptions {
   connectionUri: string;
   /** Alias set served besides the native names ('' = none). */
   compat?: CompatSet;
+  /** Failed OTLP exports by "signal\0reason" (virt_otel_export_failures_total), when the push is on. */
+  otelExportFailures?: ReadonlyMap<string, number>;
 }
 
 export interface RunningServer {
@@ -108,7 +111,7 @@ export async function startMetricsServer(opts: MetricsServerOptions): Promise<Ru
     try {
       const format = negotiateFormat(req.headers.accept);
       const snapshot = await opts.collection.collect();
-      const body = await exposition.render(snapshot, opts.collectors, { version: opts.version, errorCounts: opts.collection.errorCounts }, opts.registry, format);
+      const body = await exposition.render(snapshot, opts.collectors, { version: opts.version, errorCounts: opts.collection.errorCounts, otelExportFailures: opts.otelExportFailures }, opts.registry, format);
       try {
         await sendBody(res, req, CONTENT_TYPES[format], body);
       } finally {
@@ -119,6 +122,15 @@ export async function startMetricsServer(opts: MetricsServerOptions): Promise<Ru
     }
   };
 
+  // A span per scrape (child of the scraper's traceparent); the collection it reads is its child.
+  const tracedScrape = tracedHandler(opts.telemetryPath, (req, res) => {
+    scrape(req, res).catch((err: unknown) => {
+      log.error('scrape failed', { err });
+      if (!res.headersSent) send(res, 500, 'text/plain; charset=utf-8', 'internal error while rendering metrics\n', req);
+      else res.destroy();
+    });
+  });
+
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
     const path = (req.url ?? '/').split('?')[0] ?? '/';
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -128,11 +140,7 @@ export async function startMetricsServer(opts: MetricsServerOptions): Promise<Ru
     }
     if (!opts.guard.check(req, res)) return;
     if (path === opts.telemetryPath) {
-      scrape(req, res).catch((err: unknown) => {
-        log.error('scrape failed', { err });
-        if (!res.headersSent) send(res, 500, 'text/plain; charset=utf-8', 'internal error while rendering metrics\n', req);
-        else res.destroy();
-      });
+      tracedScrape(req, res);
       return;
     }
     switch (path) {

@@ -32,10 +32,3 @@ export function otelAttributeNames(spec: MetricSpec): readonly string[] {
   }
   return names;
 }
-
-export function toAttributes(spec: MetricSpec, values: readonly string[]): Record<string, string> {
-  const names = otelAttributeNames(spec);
-  const out: Record<string, string> = {};
-  for (let i = 0; i < names.length; i++) out[names[i] as string] = values[i] ?? '';
-  return out;
-}

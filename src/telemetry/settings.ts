@@ -1,29 +1,63 @@
 import { parseDuration } from '../util/deadline.ts';
 import { VirtError } from '../virt/errors.ts';
 
-/** Defaults applied when a 'telemetry.*' key is absent (library use without convict). */
+/** Defaults applied when a 'telemetry.*' key is absent (library use without convict). Empty means: the OTEL_* variable, else its default. */
 export const TELEMETRY_DEFAULTS = {
   'telemetry.otlp-endpoint': '',
-  'telemetry.otlp-interval': '30s',
-  'telemetry.otlp-timeout': '10s',
+  'telemetry.otlp-protocol': '',
+  'telemetry.otlp-interval': '',
+  'telemetry.otlp-timeout': '',
   'telemetry.otlp-headers': '',
+  'telemetry.otlp-temporality': '',
   'telemetry.resource-attributes': '',
 } as const;
 
+/** The standard OTEL_* variable each flag stands for (and wins over); --help and docs/opentelemetry.md list them. */
+export const FLAG_VARIABLES: Readonly<Record<keyof typeof TELEMETRY_DEFAULTS, string>> = {
+  'telemetry.otlp-endpoint': 'OTEL_EXPORTER_OTLP_ENDPOINT',
+  'telemetry.otlp-protocol': 'OTEL_EXPORTER_OTLP_PROTOCOL',
+  'telemetry.otlp-interval': 'OTEL_METRIC_EXPORT_INTERVAL',
+  'telemetry.otlp-timeout': 'OTEL_EXPORTER_OTLP_TIMEOUT',
+  'telemetry.otlp-headers': 'OTEL_EXPORTER_OTLP_HEADERS',
+  'telemetry.otlp-temporality': 'OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE',
+  'telemetry.resource-attributes': 'OTEL_RESOURCE_ATTRIBUTES',
+};
+
 export type TelemetrySettings = Readonly<Record<string, string | number | boolean | undefined>>;
 
-export interface OtlpConfig {
-  /** Full URL the OTLP/HTTP JSON requests go to. */
-  url: string;
-  intervalMs: number;
-  /** Per-export timeout, never longer than the interval. */
-  timeoutMs: number;
+export const OTLP_PROTOCOLS = ['http/protobuf', 'http/json', 'grpc'] as const;
+export type OtlpProtocol = (typeof OTLP_PROTOCOLS)[number];
+export type Signal = 'metrics' | 'traces';
+
+/** One signal's exporter: what the flags decide; everything left undefined the OTel exporter reads from OTEL_* itself. */
+export interface SignalConfig {
+  protocol: OtlpProtocol;
+  /** From --telemetry.otlp-endpoint; undefined: OTEL_EXPORTER_OTLP_[SIGNAL_]ENDPOINT. */
+  url: string | undefined;
+  /** From --telemetry.otlp-headers (merged over OTEL_EXPORTER_OTLP_HEADERS, these win). */
   headers: Record<string, string>;
+  /** From --telemetry.otlp-timeout; undefined: OTEL_EXPORTER_OTLP_[SIGNAL_]TIMEOUT, else 10 s. */
+  timeoutMs: number | undefined;
+  /** The endpoint as shown in logs (no credentials). */
+  shown: string;
+}
+
+export interface OtlpConfig {
+  metrics: SignalConfig | undefined;
+  traces: SignalConfig | undefined;
+  /** Export interval: --telemetry.otlp-interval, else OTEL_METRIC_EXPORT_INTERVAL, else 60 s. */
+  intervalMs: number;
+  /** Bound of one export cycle (collection and request): OTEL_METRIC_EXPORT_TIMEOUT, else 30 s; never above the interval. */
+  exportTimeoutMs: number;
+  /** --telemetry.otlp-temporality, when set (else OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE applies). */
+  temporality: 'cumulative' | 'delta' | undefined;
+  /** --telemetry.resource-attributes: they win over OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME. */
   resourceAttributes: Record<string, string>;
 }
 
 function configError(key: string, value: string, why: string): VirtError {
-  return new VirtError('VIRT_ERR_CONFIG', `telemetry.${key} ${JSON.stringify(value)}: ${why}`);
+  const name = key.startsWith('OTEL_') ? key : `telemetry.${key}`;
+  return new VirtError('VIRT_ERR_CONFIG', `${name} ${JSON.stringify(value)}: ${why}`);
 }
 
 /** Hides a password in a URL before it is shown in an error or a log line. */
@@ -32,26 +66,49 @@ export function redactUrl(text: string): string {
 }
 
 /**
- * The OTLP/HTTP metrics URL. As with OTEL_EXPORTER_OTLP_ENDPOINT, a bare base
- * URL (no path) gets the signal path /v1/metrics; any other path is used as is.
+ * Checks an endpoint URL (flag or variable) and returns it normalised. As
+ * OTEL_EXPORTER_OTLP_ENDPOINT, it is a base URL to which each signal's path
+ * is added; one whose path already ends in /v1/metrics is taken as the
+ * metrics URL (as before), and the traces URL is its sibling /v1/traces.
  */
-export function parseEndpoint(value: string): string {
+export function parseEndpoint(value: string, key = 'otlp-endpoint'): URL {
   let url: URL;
   try {
     url = new URL(value);
   } catch {
-    throw configError('otlp-endpoint', redactUrl(value), 'is not a URL; expected e.g. http://collector:4318/v1/metrics');
+    throw configError(key, redactUrl(value), 'is not a URL; expected e.g. http://collector:4318 (HTTP) or http://collector:4317 (gRPC)');
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw configError('otlp-endpoint', redactUrl(value), 'must be an http:// or https:// URL (OTLP over HTTP with JSON)');
+    throw configError(key, redactUrl(value), 'must be an http:// or https:// URL');
   }
   if (url.username !== '' || url.password !== '') {
     // Credentials in a URL end up in logs; headers are marked sensitive.
-    throw configError('otlp-endpoint', redactUrl(value), 'must not carry credentials; use telemetry.otlp-headers (e.g. authorization=Bearer%20TOKEN)');
+    throw configError(key, redactUrl(value), 'must not carry credentials; use telemetry.otlp-headers (e.g. authorization=Bearer%20TOKEN)');
   }
-  if (url.hash !== '') throw configError('otlp-endpoint', value, 'must not have a #fragment');
-  if (url.pathname === '/') url.pathname = '/v1/metrics';
+  if (url.hash !== '') throw configError(key, value, 'must not have a #fragment');
+  return url;
+}
+
+/** The URL one signal is sent to over OTLP/HTTP, from the base endpoint. */
+export function signalUrl(base: URL, signal: Signal): string {
+  const url = new URL(base.toString());
+  const path = url.pathname.replace(/\/+$/, '');
+  if (/\/v1\/(metrics|traces)$/.test(path)) url.pathname = path.replace(/(metrics|traces)$/, signal);
+  else url.pathname = `${path}/v1/${signal}`;
   return url.toString();
+}
+
+export function parseProtocol(value: string, key = 'otlp-protocol'): OtlpProtocol {
+  const v = value.trim();
+  if ((OTLP_PROTOCOLS as readonly string[]).includes(v)) return v as OtlpProtocol;
+  throw configError(key, value, `is not one of ${OTLP_PROTOCOLS.join(', ')}`);
+}
+
+export function parseTemporality(value: string): 'cumulative' | 'delta' | undefined {
+  const v = value.trim().toLowerCase();
+  if (v === '') return undefined;
+  if (v === 'cumulative' || v === 'delta') return v;
+  throw configError('otlp-temporality', value, 'is not cumulative or delta');
 }
 
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
@@ -117,17 +174,62 @@ export function parseTimeout(value: string): number {
 
 function str(settings: TelemetrySettings, key: keyof typeof TELEMETRY_DEFAULTS): string {
   const v = settings[key];
-  return v === undefined ? TELEMETRY_DEFAULTS[key] : String(v);
+  return v === undefined ? TELEMETRY_DEFAULTS[key] : String(v).trim();
 }
 
-/** Reads and validates the 'telemetry.*' settings; undefined when no endpoint is set (push off). */
-export function readOtlpConfig(settings: TelemetrySettings): OtlpConfig | undefined {
+function env(vars: NodeJS.ProcessEnv, name: string): string | undefined {
+  const v = vars[name]?.trim();
+  return v === undefined || v === '' ? undefined : v;
+}
+
+/** A positive number of milliseconds from an OTEL_* variable (the SDK's rule: invalid ones are ignored). */
+function envMs(vars: NodeJS.ProcessEnv, name: string): number | undefined {
+  const v = env(vars, name);
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  return Number.isFinite(n) && n > 0 ? n : undefined;
+}
+
+/** Whether OTEL_SDK_DISABLED turns the SDK off (only the value true, case-insensitive, does). */
+export function sdkDisabled(vars: NodeJS.ProcessEnv = process.env): boolean {
+  return env(vars, 'OTEL_SDK_DISABLED')?.toLowerCase() === 'true';
+}
+
+/**
+ * Reads and validates the 'telemetry.*' settings and decides, with the
+ * OTEL_* environment, which signals are pushed: a signal is on when the
+ * endpoint flag, OTEL_EXPORTER_OTLP_ENDPOINT or its signal-specific variable
+ * is set, and OTEL_<SIGNAL>_EXPORTER is not "none". Flags win over variables.
+ * Undefined when nothing is pushed (or OTEL_SDK_DISABLED=true).
+ */
+export function readOtlpConfig(settings: TelemetrySettings, vars: NodeJS.ProcessEnv = process.env): OtlpConfig | undefined {
   // Validate everything even when off, so a typo is reported before it matters.
-  const endpoint = str(settings, 'telemetry.otlp-endpoint').trim();
-  const intervalMs = parseInterval(str(settings, 'telemetry.otlp-interval'));
-  const timeoutMs = Math.min(parseTimeout(str(settings, 'telemetry.otlp-timeout')), intervalMs);
+  const endpointFlag = str(settings, 'telemetry.otlp-endpoint');
+  const base = endpointFlag === '' ? undefined : parseEndpoint(endpointFlag);
+  const protocolFlag = str(settings, 'telemetry.otlp-protocol');
+  const protocolFromFlag = protocolFlag === '' ? undefined : parseProtocol(protocolFlag);
+  const intervalFlag = str(settings, 'telemetry.otlp-interval');
+  const intervalMs = intervalFlag === '' ? (envMs(vars, 'OTEL_METRIC_EXPORT_INTERVAL') ?? 60_000) : parseInterval(intervalFlag);
+  const timeoutFlag = str(settings, 'telemetry.otlp-timeout');
+  const timeoutMs = timeoutFlag === '' ? undefined : parseTimeout(timeoutFlag);
   const headers = parseHeaders(str(settings, 'telemetry.otlp-headers'));
+  const temporality = parseTemporality(str(settings, 'telemetry.otlp-temporality'));
   const resourceAttributes = parseResourceAttributes(str(settings, 'telemetry.resource-attributes'));
-  if (endpoint === '') return undefined;
-  return { url: parseEndpoint(endpoint), intervalMs, timeoutMs, headers, resourceAttributes };
+  if (sdkDisabled(vars)) return undefined;
+
+  const signal = (s: Signal): SignalConfig | undefined => {
+    const upper = s.toUpperCase();
+    if (env(vars, `OTEL_${upper}_EXPORTER`)?.split(',').map((x) => x.trim()).includes('none') === true) return undefined;
+    const envEndpoint = env(vars, `OTEL_EXPORTER_OTLP_${upper}_ENDPOINT`) ?? env(vars, 'OTEL_EXPORTER_OTLP_ENDPOINT');
+    if (base === undefined && envEndpoint === undefined) return undefined;
+    const protocol = protocolFromFlag ?? parseProtocol(env(vars, `OTEL_EXPORTER_OTLP_${upper}_PROTOCOL`) ?? env(vars, 'OTEL_EXPORTER_OTLP_PROTOCOL') ?? 'http/protobuf', 'OTEL_EXPORTER_OTLP_PROTOCOL');
+    let url: string | undefined;
+    if (base !== undefined) url = protocol === 'grpc' ? base.origin : signalUrl(base, s);
+    return { protocol, url, headers, timeoutMs, shown: redactUrl(url ?? envEndpoint ?? '') };
+  };
+  const metrics = signal('metrics');
+  const traces = signal('traces');
+  if (metrics === undefined && traces === undefined) return undefined;
+  const exportTimeoutMs = Math.min(envMs(vars, 'OTEL_METRIC_EXPORT_TIMEOUT') ?? 30_000, intervalMs);
+  return { metrics, traces, intervalMs, exportTimeoutMs, temporality, resourceAttributes };
 }

@@ -1,3 +1,5 @@
+import { isSpanContextValid, trace } from '@opentelemetry/api';
+
 /**
  * A small structured logger (logfmt or JSON lines), injected everywhere so
  * src/ never writes to the console directly.
@@ -56,7 +58,10 @@ export function createLogger(opts: LoggerOptions = {}, base: LogFields = {}): Lo
   const now = opts.now ?? (() => new Date());
   const emit = (level: LogLevel, msg: string, fields?: LogFields): void => {
     if (RANK[level] < min) return;
-    const all: LogFields = { ts: now().toISOString(), level, ...base, msg, ...fields };
+    // Inside an active span (traces on), the line names it, so logs and traces join.
+    const span = trace.getActiveSpan()?.spanContext();
+    const ids = span !== undefined && isSpanContextValid(span) ? { trace_id: span.traceId, span_id: span.spanId } : undefined;
+    const all: LogFields = { ts: now().toISOString(), level, ...base, msg, ...ids, ...fields };
     if (format === 'json') {
       write(JSON.stringify(all, (_k, v: unknown) => jsonValue(v)));
     } else {

@@ -14,6 +14,7 @@ import { Authenticator } from './auth.ts';
 import { loadAdminConfig } from './config.ts';
 import { DomainGate, PrincipalRateLimiter } from './limits.ts';
 import { adminRequestsCounter } from './metrics.ts';
+import { tracedConnection, tracedHandler } from '../../telemetry/tracing.ts';
 
 export type AdminSettings = Readonly<Record<string, string | number | boolean | undefined>>;
 
@@ -98,8 +99,9 @@ export async function startAdminServer(opts: StartAdminOptions): Promise<AdminSe
   }
 
   const audit = await AuditLog.open(config.auditLog, logger);
-  const handler = createAdminHandler({
-    connection,
+  // Tracing hook: a span per request (child of its traceparent), the driver operation its child.
+  const handler = tracedHandler('admin', createAdminHandler({
+    connection: tracedConnection(connection),
     authenticator: new Authenticator(config.tokens, config.certificates),
     limiter: new PrincipalRateLimiter(config.rateLimit.intervalMs, config.rateLimit.burst),
     gate: new DomainGate(config.maxInFlightPerDomain),
@@ -109,7 +111,7 @@ export async function startAdminServer(opts: StartAdminOptions): Promise<AdminSe
     maxBodyBytes: setting(settings, 'admin.max-body-bytes'),
     operationTimeoutMs: opts.operationTimeoutMs ?? 120_000,
     saveDirectory: config.saveDirectory,
-  });
+  }));
 
   const serverOptions = {
     maxHeaderSize: setting(settings, 'admin.max-header-bytes'),

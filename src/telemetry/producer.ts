@@ -1,0 +1,167 @@
+import { ValueType, type Attributes, type HrTime } from '@opentelemetry/api';
+import {
+  AggregationTemporality,
+  DataPointType,
+  InstrumentType,
+  type CollectionResult,
+  type DataPoint,
+  type MetricData,
+  type MetricProducer,
+} from '@opentelemetry/sdk-metrics';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { METRIC_LIST, type CollectorName, type MetricSpec, type OtelSpec } from '../collectors/catalogue.ts';
+import { collectExporter, type ExporterState } from '../collectors/exporter.ts';
+import { COLLECTOR_FNS } from '../collectors/index.ts';
+import type { Sample, Snapshot } from '../collectors/snapshot.ts';
+import { otelAttributeNames } from './attributes.ts';
+
+export interface SnapshotProducerOptions {
+  /** The collection /metrics reads too (in-flight reads are shared). */
+  collection: { collect(): Promise<Snapshot>; readonly errorCounts: ReadonlyMap<string, number> };
+  collectors: ReadonlySet<CollectorName>;
+  version: string;
+  /** The OTLP export failures so far, by "signal\0reason". */
+  exportFailures?: ReadonlyMap<string, number>;
+  /** Temporality the exporter wants for counters (asked on every collection; default cumulative). */
+  temporality?: (type: InstrumentType) => AggregationTemporality;
+  scope: { name: string; version: string };
+  /** Milliseconds since the epoch when the exporter process started: the start of its own counters. */
+  processStartMs?: number;
+  now?: () => number;
+}
+
+/** What is remembered of one counter series between two collections (only while it exists). */
+interface SeriesState {
+  /** Start of the cumulative stream (ms). */
+  startMs: number;
+  lastValue: number;
+  lastMs: number;
+}
+
+function hr(ms: number): HrTime {
+  const s = Math.floor(ms / 1000);
+  return [s, Math.round((ms - s * 1000) * 1e6)];
+}
+
+function key(name: string, attributes: Attributes): string {
+  let s = name;
+  for (const k of Object.keys(attributes).sort()) s += `\0${k}\0${String(attributes[k])}`;
+  return s;
+}
+
+/**
+ * The OTel SDK's extension point for an external source of metrics: each
+ * collect() reads ONE snapshot through the Collection that /metrics renders
+ * from, runs the same collector functions, and turns their samples into
+ * OTLP metric data. Nothing of a series outlives its last appearance: a
+ * domain that is gone is absent from the next export, and the state kept
+ * (per counter: its start time and last value) is bounded by what exists now.
+ *
+ * Start times of cumulative counters: the exporter's own counters started
+ * with the process; a hypervisor counter whose start the driver does not
+ * report starts, per the data model's rule for an unknown start, at its first
+ * observation (that point is a "true reset point": start = time), and a
+ * counter that goes down has been reset and starts again at the previous
+ * observation. Values are the hypervisor's, unchanged, as /metrics shows.
+ * With delta temporality a counter reports the increase since the previous
+ * export (nothing for a first observation, whose increase is unknown).
+ */
+export class SnapshotMetricProducer implements MetricProducer {
+  readonly #opts: SnapshotProducerOptions;
+  readonly #now: () => number;
+  readonly #specs: MetricSpec[];
+  #series = new Map<string, SeriesState>();
+
+  constructor(opts: SnapshotProducerOptions) {
+    this.#opts = opts;
+    this.#now = opts.now ?? Date.now;
+    this.#specs = METRIC_LIST.filter((s) => s.collector === 'exporter' || opts.collectors.has(s.collector));
+  }
+
+  /** Counter series remembered now (for tests of bounded memory). */
+  get seriesCount(): number {
+    return this.#series.size;
+  }
+
+  async collect(): Promise<CollectionResult> {
+    const snapshot = await this.#opts.collection.collect();
+    return { resourceMetrics: { resource: resourceFromAttributes({}), scopeMetrics: [{ scope: this.#opts.scope, metrics: this.toMetricData(snapshot) }] }, errors: [] };
+  }
+
+  /** The snapshot as OTLP metric data, one MetricData per OTel name. */
+  toMetricData(snapshot: Snapshot): MetricData[] {
+    const nowMs = this.#now();
+    const end = hr(nowMs);
+    const delta = (this.#opts.temporality?.(InstrumentType.OBSERVABLE_COUNTER) ?? AggregationTemporality.CUMULATIVE) === AggregationTemporality.DELTA;
+    const enabled = new Set(this.#specs);
+    const groups = new Map<string, { otel: OtelSpec; counter: boolean; points: DataPoint<number>[] }>();
+    const nextSeries = new Map<string, SeriesState>();
+    const processStart = this.#opts.processStartMs ?? nowMs;
+
+    const emit = (s: Sample): void => {
+      const spec = s.metric;
+      if (!enabled.has(spec)) return;
+      const attributes: Attributes = {};
+      const names = otelAttributeNames(spec);
+      for (let i = 0; i < names.length; i++) attributes[names[i] as string] = s.labels[i] ?? '';
+      for (const [k, v] of Object.entries(spec.otel.attributes)) attributes[k] = v;
+      let value = s.value;
+      if (spec.otel.int && !Number.isInteger(value)) value = Math.round(value);
+      let group = groups.get(spec.otel.name);
+      if (group === undefined) {
+        group = { otel: spec.otel, counter: spec.type === 'counter', points: [] };
+        groups.set(spec.otel.name, group);
+      }
+      if (spec.type !== 'counter') {
+        group.points.push({ startTime: end, endTime: end, attributes, value });
+        return;
+      }
+      const k = key(spec.otel.name, attributes);
+      if (nextSeries.has(k)) return; // duplicate series: /metrics keeps the first too
+      const prev = this.#series.get(k);
+      let state: SeriesState;
+      if (prev === undefined) {
+        // Exporter counters count since the process started; hypervisor counters from an unknown start.
+        const startMs = spec.collector === 'exporter' ? processStart : nowMs;
+        state = { startMs, lastValue: value, lastMs: nowMs };
+        if (delta) {
+          if (spec.collector === 'exporter') group.points.push({ startTime: hr(startMs), endTime: end, attributes, value });
+        } else {
+          group.points.push({ startTime: hr(startMs), endTime: end, attributes, value });
+        }
+      } else {
+        const reset = value < prev.lastValue;
+        state = { startMs: reset ? prev.lastMs : prev.startMs, lastValue: value, lastMs: nowMs };
+        if (delta) group.points.push({ startTime: hr(prev.lastMs), endTime: end, attributes, value: reset ? value : value - prev.lastValue });
+        else group.points.push({ startTime: hr(state.startMs), endTime: end, attributes, value });
+      }
+      nextSeries.set(k, state);
+    };
+
+    const state: ExporterState = { version: this.#opts.version, errorCounts: this.#opts.collection.errorCounts, otelExportFailures: this.#opts.exportFailures };
+    collectExporter(snapshot, state, emit);
+    for (const name of Object.keys(COLLECTOR_FNS) as CollectorName[]) {
+      if (this.#opts.collectors.has(name)) COLLECTOR_FNS[name](snapshot, emit);
+    }
+    // Only what this snapshot has is remembered: vanished series are forgotten at once.
+    this.#series = nextSeries;
+
+    const out: MetricData[] = [];
+    for (const [name, g] of groups) {
+      if (g.points.length === 0) continue;
+      const descriptor = { name, description: g.otel.description, unit: g.otel.unit, valueType: g.otel.int ? ValueType.INT : ValueType.DOUBLE };
+      if (g.counter) {
+        out.push({
+          descriptor,
+          aggregationTemporality: delta ? AggregationTemporality.DELTA : AggregationTemporality.CUMULATIVE,
+          dataPointType: DataPointType.SUM,
+          isMonotonic: true,
+          dataPoints: g.points,
+        });
+      } else {
+        out.push({ descriptor, aggregationTemporality: AggregationTemporality.CUMULATIVE, dataPointType: DataPointType.GAUGE, dataPoints: g.points });
+      }
+    }
+    return out;
+  }
+}
