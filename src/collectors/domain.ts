@@ -11,7 +11,8 @@ export const collectDomain: CollectorFn = (snap, emit) => {
   for (const { info } of snap.domains) {
     const base = [info.name, info.uuid, info.osType ?? '', info.arch ?? '', info.machine ?? ''];
     emit({ metric: infoSpec, labels: extra.length === 0 ? base : [...base, ...extra.map((k) => info.labels?.[k] ?? '')], value: 1 });
-    emit({ metric: METRICS.domainReadTimeouts, labels: [info.name, info.uuid], value: snap.readTimeouts?.get(info.name) ?? 0 });
+    // Only running domains are read (a shut-off one keeps just info and state).
+    if (info.state !== 'shutoff') emit({ metric: METRICS.domainReadTimeouts, labels: [info.name, info.uuid], value: snap.readTimeouts?.get(info.name) ?? 0 });
     for (const state of DOMAIN_STATES) {
       emit({ metric: METRICS.domainState, labels: [info.name, info.uuid, state], value: info.state === state ? 1 : 0 });
     }

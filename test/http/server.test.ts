@@ -131,15 +131,19 @@ describe('metrics server over the test driver', () => {
   it('close() lets an in-flight scrape finish', async () => {
     const slowHost = new TestHost(structuredClone(DEFAULT_HOST));
     const base = createTestDriver(slowHost);
+    let inFlight: () => void = () => undefined;
+    const started = new Promise<void>((r) => (inFlight = r));
     const s = await serve({
       ...base,
       allDomainStats: async (o) => {
+        inFlight();
         await new Promise((r) => setTimeout(r, 300));
         return base.allDomainStats!(o);
       },
     });
     const pending = get(`${s.url}/metrics`);
-    await new Promise((r) => setTimeout(r, 50));
+    // Close only once the scrape is really in flight (a busy machine may take a while to connect).
+    await started;
     await s.server.close();
     const res = await pending;
     assert.equal(res.status, 200);

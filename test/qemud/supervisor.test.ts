@@ -104,6 +104,8 @@ void describe('the two sockets and the framed protocol', () => {
     const other = sandbox();
     try {
       await startDaemon(other, ['--ro-socket-group', 'root']);
+      // The mode is set right after the socket appears; on a busy machine that may be a moment later.
+      await waitFor(() => (statSync(other.roSocket).mode & 0o777) === 0o660, 5000, 'the read-only socket mode');
       const st = statSync(other.roSocket);
       assert.equal(st.mode & 0o777, 0o660);
       assert.equal(st.gid, 0);
