@@ -116,6 +116,7 @@ export const METRICS = {
  */
 export const REGISTRY_METRICS = {
   adminRequests: m('exporter', 'virt_admin_requests_total', 'counter', '', ['action', 'outcome'], 'Admin API requests by action and outcome, allowed and refused.', 'virt.admin.requests', '{request}'),
+  otelExportFailures: m('exporter', 'virt_otel_export_failures_total', 'counter', '', ['signal', 'reason'], 'OTLP export failures by signal and reason since start.', 'virt.otel.export.failures', '{failure}'),
 } as const satisfies Record<string, MetricSpec>;
 
 export type MetricId = keyof typeof METRICS;
