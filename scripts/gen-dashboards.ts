@@ -2,7 +2,7 @@
  * Generates the Grafana dashboards in dashboards/ with Grafana's own
  * TypeScript SDK (@grafana/grafana-foundation-sdk), and the Prometheus rules
  * (scripts/rules.ts) into dashboards/rules/, the Helm chart's files/ and
- * docs/alerts.md. Every selector is built from a metric catalogue entry, so a
+ * docs/alerts.md, and the chart's README from its values.yaml. Every selector is built from a metric catalogue entry, so a
  * renamed or removed metric breaks generation (and the staleness test)
  * instead of silently emptying a panel. Counters only through rate()/increase().
  *
@@ -33,6 +33,7 @@ import * as stat from '@grafana/grafana-foundation-sdk/stat';
 import * as table from '@grafana/grafana-foundation-sdk/table';
 import * as timeseries from '@grafana/grafana-foundation-sdk/timeseries';
 import { METRICS, REGISTRY_METRICS, type MetricId, type MetricSpec } from '../src/collectors/catalogue.ts';
+import { chartReadme } from './gen-chart-readme.ts';
 import { alertsDoc, rulesYaml } from './rules.ts';
 
 export const DS: DataSourceRef = { type: 'prometheus', uid: '${datasource}' };
@@ -695,6 +696,7 @@ export function generateAll(): Map<string, string> {
   out.set(RULES_FILE, rules);
   out.set('helm/virt-exporter/files/virt-exporter.rules.yml', rules);
   out.set('docs/alerts.md', alertsDoc());
+  out.set('helm/virt-exporter/README.md', chartReadme());
   return out;
 }
 
