@@ -34,7 +34,7 @@ import * as table from '@grafana/grafana-foundation-sdk/table';
 import * as timeseries from '@grafana/grafana-foundation-sdk/timeseries';
 import { METRICS, REGISTRY_METRICS, type MetricId, type MetricSpec } from '../src/collectors/catalogue.ts';
 import { chartReadme } from './gen-chart-readme.ts';
-import { alertsDoc, rulesYaml } from './rules.ts';
+import { OTEL_FAILURES, alertsDoc, catalogueMetric, rulesYaml } from './rules.ts';
 
 export const DS: DataSourceRef = { type: 'prometheus', uid: '${datasource}' };
 const RATE_WINDOW = '$__rate_interval';
@@ -99,10 +99,11 @@ function perRequest(time: MetricSpec, requests: MetricSpec, scope: Scope): strin
 
 /**
  * A per-instance zero for counters that may not exist yet (nothing happened):
- * `expr or zeroPerInstance(...)` reads 0 instead of "No data".
+ * `expr or on (instance) zeroPerInstance(...)` reads 0 instead of "No data"
+ * on the hosts where nothing happened, and only there.
  */
 function zeroPerInstance(scope: Scope, labels: Record<string, string>): string {
-  let out = `sum by (job, instance) (0 * ${g(M.up, scope)})`;
+  let out = `sum by (instance) (0 * ${g(M.up, scope)})`;
   for (const [k, v] of Object.entries(labels)) out = `label_replace(${out}, "${k}", "${v}", "", "")`;
   return out;
 }
@@ -597,7 +598,7 @@ function exporterHealth(): Record<string, unknown> {
           description: 'Driver read errors per second by collector and stable error code (docs/errors.md); 0 when none.',
           targets: [
             {
-              expr: `sum by (instance, collector, code) (${r(M.collectionErrors)}) or ${zeroPerInstance('host', { collector: 'all', code: 'none' })}`,
+              expr: `sum by (instance, collector, code) (${r(M.collectionErrors)}) or on (instance) ${zeroPerInstance('host', { collector: 'all', code: 'none' })}`,
               legend: '{{instance}} {{collector}} {{code}}',
             },
           ],
@@ -636,7 +637,7 @@ function exporterHealth(): Record<string, unknown> {
           description: 'Admin API requests per second by action and outcome (allowed and refused); 0 when none or when the admin endpoint is off.',
           targets: [
             {
-              expr: `sum by (instance, action, outcome) (${r(R.adminRequests)}) or ${zeroPerInstance('host', { action: 'all', outcome: 'none' })}`,
+              expr: `sum by (instance, action, outcome) (${r(R.adminRequests)}) or on (instance) ${zeroPerInstance('host', { action: 'all', outcome: 'none' })}`,
               legend: '{{instance}} {{action}} {{outcome}}',
             },
           ],
@@ -648,7 +649,7 @@ function exporterHealth(): Record<string, unknown> {
           description: 'OTLP push failures per second by signal and reason; 0 when none or when OTLP push is off.',
           targets: [
             {
-              expr: `sum by (instance, signal, reason) (${r(R.otelExportFailures)}) or ${zeroPerInstance('host', { signal: 'all', reason: 'none' })}`,
+              expr: `sum by (instance, signal, reason) (${r(catalogueMetric(OTEL_FAILURES))}) or on (instance) ${zeroPerInstance('host', { signal: 'all', reason: 'none' })}`,
               legend: '{{instance}} {{signal}} {{reason}}',
             },
           ],

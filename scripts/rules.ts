@@ -9,7 +9,7 @@
  * through `promtool test rules` with firing and non-firing series.
  */
 import YAML from 'yaml';
-import { METRICS, REGISTRY_METRICS, type MetricSpec } from '../src/collectors/catalogue.ts';
+import { METRIC_LIST, METRICS, REGISTRY_METRICS, type MetricSpec } from '../src/collectors/catalogue.ts';
 
 const M = METRICS;
 
@@ -77,7 +77,18 @@ export interface AlertSpec {
   actions: string[];
 }
 
-const OTEL_FAILURES = counter(REGISTRY_METRICS.otelExportFailures);
+/**
+ * A catalogue entry by its Prometheus name, wherever in the catalogue it is
+ * defined (snapshot metrics or registry counters); throws when it is missing.
+ */
+export function catalogueMetric(name: string): MetricSpec {
+  const spec = [...METRIC_LIST, ...Object.values(REGISTRY_METRICS)].find((m) => m.name === name);
+  if (spec === undefined) throw new Error(`${name} is not in src/collectors/catalogue.ts`);
+  return spec;
+}
+
+/** Counted by the OTLP exporter (collector 'exporter', OTel name virt.otel.export.failures). */
+export const OTEL_FAILURES = counter(catalogueMetric('virt_otel_export_failures_total'));
 
 export const ALERTS: readonly AlertSpec[] = [
   {
