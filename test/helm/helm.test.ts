@@ -1,8 +1,8 @@
 /**
- * Static checks of the Helm chart. Debian ships no `helm` package, so nothing
- * is rendered here; instead the chart is checked against the exporter itself:
- * values referenced exist, flags passed are real flags, defaults match the
- * code's defaults, and template blocks are balanced.
+ * Static checks of the Helm chart against the exporter itself: values
+ * referenced exist, flags passed are real flags, defaults match the code's
+ * defaults, and template blocks are balanced. The rendered chart is checked
+ * by render.test.ts.
  */
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';

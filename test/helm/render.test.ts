@@ -196,6 +196,13 @@ void describe('Helm chart rendered by helm-render (Go text/template + sprig, bui
     }
   });
 
+  void it('NOTES warn when the admin endpoint cannot reach a read-write socket', () => {
+    assert.match(render(['ci/libvirt-xen-values.yaml']).notes, /WARNING: the admin endpoint writes through libvirt's read-write socket \(\/run\/libvirt\/libvirt-sock\)/);
+    assert.match(render(['ci/everything-values.yaml']).notes, /WARNING: the admin endpoint needs virt-qemud's read-write socket/);
+    assert.doesNotMatch(render(['ci/libvirt-values.yaml']).notes, /WARNING/);
+    assert.match(render([]).notes, /Driver: qemu \(qemu:\/\/\/system\)/);
+  });
+
   void it('policy: admin off by default (no port, flag, Service or Secret)', () => {
     const d = m('(defaults)');
     assert.ok(!args(d).some((a) => a.startsWith('--admin.')), 'no admin flags');
