@@ -145,30 +145,42 @@ void describe('dashboards and rules on a real Prometheus', { timeout: 240_000 },
     assert.match(first, /^virt_up\{driver="qemu"\} 1$/m, 'exporter B reached virt-qemud before the error is injected');
     qemud.kill('SIGKILL');
 
-    const port = await freePort();
-    api = `http://127.0.0.1:${port}`;
-    writeFileSync(
-      join(dir, 'prometheus.yml'),
-      [
-        'global:',
-        `  scrape_interval: ${SCRAPE_INTERVAL_S}s`,
-        `  scrape_timeout: ${SCRAPE_INTERVAL_S}s`,
-        `  evaluation_interval: ${SCRAPE_INTERVAL_S}s`,
-        'rule_files:',
-        `  - ${JSON.stringify(join(ROOT, RULES_FILE))}`,
-        'scrape_configs:',
-        `  - job_name: ${JOB}`,
-        '    static_configs:',
-        `      - targets: ["127.0.0.1:${a.port}", "127.0.0.1:${b.port}"]`,
-        '',
-      ].join('\n'),
-    );
-    prom = spawn('prometheus', [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    prom.stderr?.on('data', (d: Buffer) => (promLog += d.toString()));
-    const spawned = new Promise<void>((_, reject) => prom?.once('error', (err) => reject(new Error(`prometheus is required (Debian package "prometheus"): ${err.message}`))));
-    await Promise.race([spawned, until('Prometheus ready', async () => ((await fetch(`${api}/-/ready`)).ok ? true : undefined), 60_000)]);
+    // Prometheus cannot listen on port 0: take a free port, and take another if someone else got it first.
+    for (let attempt = 1; ; attempt++) {
+      const port = await freePort();
+      api = `http://127.0.0.1:${port}`;
+      writeFileSync(
+        join(dir, 'prometheus.yml'),
+        [
+          'global:',
+          `  scrape_interval: ${SCRAPE_INTERVAL_S}s`,
+          `  scrape_timeout: ${SCRAPE_INTERVAL_S}s`,
+          `  evaluation_interval: ${SCRAPE_INTERVAL_S}s`,
+          'rule_files:',
+          `  - ${JSON.stringify(join(ROOT, RULES_FILE))}`,
+          'scrape_configs:',
+          `  - job_name: ${JOB}`,
+          '    static_configs:',
+          `      - targets: ["127.0.0.1:${a.port}", "127.0.0.1:${b.port}"]`,
+          '',
+        ].join('\n'),
+      );
+      promLog = '';
+      const child = spawn('prometheus', [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, `data-${attempt}`)}`, `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn'], {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      prom = child;
+      child.stderr.on('data', (d: Buffer) => (promLog += d.toString()));
+      const exited = new Promise<'exited'>((resolve, reject) => {
+        child.once('error', (err) => reject(new Error(`prometheus is required (Debian package "prometheus"): ${err.message}`)));
+        child.once('exit', () => resolve('exited'));
+      });
+      const ready = until('Prometheus ready', async () => ((await fetch(`${api}/-/ready`)).ok ? ('ready' as const) : undefined), 60_000);
+      ready.catch(() => undefined); // when it exits first, the poll's later timeout is not an error of its own
+      const outcome = await Promise.race([exited, ready]);
+      if (outcome === 'ready') break;
+      if (attempt >= 3 || !/address already in use/.test(promLog)) throw new Error(`prometheus exited:\n${promLog}`);
+    }
     // A few scrapes of both targets, and the error counted on B.
     await until(
       'eight scrapes of both exporters and the injected error',
