@@ -17,6 +17,8 @@ export interface Found {
   legend?: string;
   unit?: string;
   panel?: Json;
+  /** Panel expressions: Grafana asks for a range (a graph) rather than one instant. */
+  range?: boolean;
 }
 
 export function committed(): Map<string, Json> {
@@ -52,7 +54,7 @@ export function expressions(): Found[] {
   for (const [file, d] of committed()) {
     for (const p of panelsOf(d)) {
       const unit = (((p.fieldConfig as Json | undefined)?.defaults as Json | undefined)?.unit as string | undefined) ?? '';
-      for (const t of (p.targets ?? []) as Json[]) out.push({ file, where: `panel "${String(p.title)}"`, expr: String(t.expr), legend: (t.legendFormat as string | undefined) ?? '', unit, panel: p });
+      for (const t of (p.targets ?? []) as Json[]) out.push({ file, where: `panel "${String(p.title)}"`, expr: String(t.expr), legend: (t.legendFormat as string | undefined) ?? '', unit, panel: p, range: t.instant !== true });
     }
     for (const v of variablesOf(d).filter((x) => x.type === 'query')) {
       const q = variableQuery(v);

@@ -118,6 +118,17 @@ void describe('dashboards and rules on a real Prometheus', { timeout: 240_000 },
     return body.data.result;
   };
 
+  /** NaN anywhere in the last seconds, step by step, as a graph would draw them. */
+  const checkRange = async (where: string, expr: string): Promise<void> => {
+    const end = Date.now() / 1000;
+    const res = await fetch(`${api}/api/v1/query_range?query=${encodeURIComponent(expr)}&start=${end - 6}&end=${end}&step=1`);
+    const body = (await res.json()) as { status: string; error?: string; data?: { result: Array<{ metric: Record<string, string>; values: Array<[number, string]> }> } };
+    assert.equal(body.status, 'success', `${expr}: ${body.error ?? ''}`);
+    for (const s of body.data?.result ?? []) {
+      for (const [t, v] of s.values) assert.ok(!Number.isNaN(Number(v)), `${where}: NaN at ${t} in ${JSON.stringify(s.metric)} for ${expr}`);
+    }
+  };
+
   const check = async (where: string, expr: string, legend?: string): Promise<PromSeries[]> => {
     const result = await query(expr);
     assert.ok(result.length > 0, `${where}: no series for ${expr}`);
@@ -239,6 +250,7 @@ void describe('dashboards and rules on a real Prometheus', { timeout: 240_000 },
     for (const e of expressions().filter((x) => x.panel !== undefined)) {
       const vars = { ...VARS, job: JOB, instance: '.*', domain: 'web' };
       await check(`${e.file} ${e.where}`, substitute(e.expr, vars), e.legend);
+      if (e.range === true) await checkRange(`${e.file} ${e.where}`, substitute(e.expr, vars));
       n++;
     }
     assert.ok(n > 70, `ran ${n} panel expressions`);
@@ -247,8 +259,10 @@ void describe('dashboards and rules on a real Prometheus', { timeout: 240_000 },
   void it('on the other domains (paused, shut off, no balloon) the domain board has no NaN and its core panels still have data', async () => {
     for (const domain of ['db', 'batch', 'spare']) {
       for (const e of expressions().filter((x) => x.file === 'virt-exporter-domain.json' && x.panel !== undefined)) {
-        const result = await query(substitute(e.expr, { ...VARS, job: JOB, instance: '.*', domain }));
+        const expr = substitute(e.expr, { ...VARS, job: JOB, instance: '.*', domain });
+        const result = await query(expr);
         for (const s of result) assert.ok(!Number.isNaN(Number(s.value[1])), `${domain} ${e.where}: NaN in ${e.expr}`);
+        if (e.range === true) await checkRange(`${domain} ${e.where}`, expr);
       }
       // A shut-off domain has no devices to read; the others do.
       const core = ['State', 'vCPUs', 'Maximum memory', 'Definition', 'Memory allocation (host view)'];
