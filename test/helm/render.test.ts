@@ -308,6 +308,11 @@ void describe('Helm chart rendered by helm-render (Go text/template + sprig, bui
     assert.equal(rule.metadata.labels?.release, 'kube-prometheus-stack');
   });
 
+  void it("Chart.yaml's kubeVersion is enforced as Helm does", () => {
+    assert.doesNotThrow(() => render([], { kubeVersion: 'v1.25.0' }));
+    assert.throws(() => render([], { kubeVersion: 'v1.24.9' }), (err: unknown) => err instanceof RenderError && /chart requires kubeVersion: >=1\.25\.0-0 which is incompatible with Kubernetes v1\.24\.9/.test(err.message));
+  });
+
   void it('values.schema.json rejects bad values with a message naming the value', () => {
     const bad: Array<[string, RegExp]> = [
       ['driver: kvm\n', /driver must be one of the following: "qemu", "xen", "libvirt", "test"/],

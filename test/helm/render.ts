@@ -24,7 +24,7 @@ export function renderer(): string {
   if (version.error !== undefined || version.status !== 0) {
     throw new Error(`go is required to build the chart renderer (Debian package golang-go, see .ci/apt-packages.txt): ${String(version.error ?? version.stderr)}`);
   }
-  for (const lib of ['github.com/Masterminds/sprig', 'github.com/ghodss/yaml', 'github.com/xeipuuv/gojsonschema']) {
+  for (const lib of ['github.com/Masterminds/sprig', 'github.com/Masterminds/semver', 'github.com/ghodss/yaml', 'github.com/xeipuuv/gojsonschema']) {
     if (!existsSync(join(GOPATH, 'src', lib))) throw new Error(`${lib} is missing from ${GOPATH}; install the Debian packages listed in .ci/apt-packages.txt`);
   }
   const hash = createHash('sha256').update(readFileSync(SOURCE)).update(version.stdout).digest('hex').slice(0, 16);
@@ -55,7 +55,7 @@ export type K8sObject = Record<string, unknown> & { apiVersion: string; kind: st
 export class RenderError extends Error {}
 
 /** Renders the chart with the values files (paths relative to the chart) and extra values as YAML text. */
-export function render(valuesFiles: string[], opts: { chart?: string; extra?: string; name?: string; namespace?: string; apiVersions?: string[]; tmpFile?: string } = {}): Rendered {
+export function render(valuesFiles: string[], opts: { chart?: string; extra?: string; name?: string; namespace?: string; apiVersions?: string[]; kubeVersion?: string; tmpFile?: string } = {}): Rendered {
   const args = ['-chart', opts.chart ?? CHART, '-name', opts.name ?? 'virt', '-namespace', opts.namespace ?? 'virt-system'];
   for (const f of valuesFiles) args.push('-f', join(opts.chart ?? CHART, f));
   if (opts.extra !== undefined) {
@@ -63,6 +63,7 @@ export function render(valuesFiles: string[], opts: { chart?: string; extra?: st
     args.push('-f', opts.tmpFile);
   }
   if (opts.apiVersions !== undefined) args.push('-api-versions', opts.apiVersions.join(','));
+  if (opts.kubeVersion !== undefined) args.push('-kube-version', opts.kubeVersion);
   const r = spawnSync(renderer(), args, { encoding: 'utf8', timeout: 60_000 });
   if (r.status !== 0) throw new RenderError(r.stderr.trim());
   return JSON.parse(r.stdout) as Rendered;

@@ -3,7 +3,8 @@
 // a chart the way Helm 3 does: Go text/template with sprig's functions plus
 // what Helm adds (include, tpl, required, fail, toYaml, fromYaml,
 // fromYamlArray, toJson, fromJson, lookup, .Capabilities, .Files), values
-// merged like Helm (chart values, then each -f file; null deletes a key) and
+// merged like Helm (chart values, then each -f file; null deletes a key), the
+// chart's kubeVersion checked against -kube-version, and values
 // validated against values.schema.json with gojsonschema, as Helm does.
 //
 //	helm-render -chart DIR [-f values.yaml ...] [-name RELEASE] [-namespace NS]
@@ -26,6 +27,7 @@ import (
 	"strings"
 	"text/template"
 
+	"github.com/Masterminds/semver"
 	"github.com/Masterminds/sprig"
 	"github.com/ghodss/yaml"
 	"github.com/xeipuuv/gojsonschema"
@@ -227,6 +229,20 @@ func main() {
 	parts := strings.SplitN(kv, ".", 3)
 	if len(parts) < 2 {
 		fail("-kube-version must look like v1.29.0")
+	}
+	// Like Helm: the chart's kubeVersion constraint must admit the target Kubernetes.
+	if meta.KubeVersion != "" {
+		c, err := semver.NewConstraint(meta.KubeVersion)
+		if err != nil {
+			fail("Chart.yaml kubeVersion %q: %v", meta.KubeVersion, err)
+		}
+		v, err := semver.NewVersion(kv)
+		if err != nil {
+			fail("-kube-version %q: %v", *kube, err)
+		}
+		if !c.Check(v) {
+			fail("chart requires kubeVersion: %s which is incompatible with Kubernetes v%s", meta.KubeVersion, kv)
+		}
 	}
 	versions := apiVersions{"v1", "apps/v1", "batch/v1", "policy/v1", "networking.k8s.io/v1", "rbac.authorization.k8s.io/v1", "scheduling.k8s.io/v1"}
 	for _, a := range strings.Split(*apis, ",") {
