@@ -25,6 +25,7 @@ import { PodMonitor, PrometheusRule, ServiceMonitor } from '@kubernetes-models/p
 import { fullSchema, settingsOf } from '../../src/config/schema.ts';
 import { parseResourceAttributes } from '../../src/telemetry/settings.ts';
 import { RULES_FILE } from '../../scripts/gen-dashboards.ts';
+import { JOB_SELECTOR } from '../../scripts/rules.ts';
 import { CHART, ROOT, RenderError, objectsOf, render, renderer, type K8sObject } from './render.ts';
 
 type Json = Record<string, unknown>;
@@ -306,6 +307,12 @@ void describe('Helm chart rendered by helm-render (Go text/template + sprig, bui
     const expected = (shipped.groups[1]?.rules ?? []).filter((r) => r.alert !== 'VirtDomainPausedLong').map((r) => ({ ...r, labels: { ...(r.labels as Json), team: 'virt' } }));
     assert.deepEqual(alerts, expected);
     assert.equal(rule.metadata.labels?.release, 'kube-prometheus-stack');
+    // The alerts' job matcher is the shipped one, or the one given.
+    assert.match(readFileSync(join(CHART, 'templates/prometheusrule.yaml'), 'utf8'), new RegExp(JOB_SELECTOR.replace(/[.*\\"]/g, (c) => `\\${c}`)));
+    const custom = objectsOf(renderExtra('prometheusRule:\n  enabled: true\n  jobSelector: job="hv-metrics"\n')).find((o) => o.object.kind === 'PrometheusRule')?.object;
+    const down = (((custom?.spec as Json).groups as Array<{ rules: Json[] }>)[1]?.rules ?? []).find((r) => r.alert === 'VirtExporterDown');
+    assert.equal(down?.expr, 'up{job="hv-metrics"} == 0');
+    assert.equal((groups[1]?.rules ?? []).find((r) => r.alert === 'VirtExporterDown')?.expr, `up{${JOB_SELECTOR}} == 0`);
   });
 
   void it("Chart.yaml's kubeVersion is enforced as Helm does", () => {
@@ -323,6 +330,7 @@ void describe('Helm chart rendered by helm-render (Go text/template + sprig, bui
       ['libvirt:\n  hypervisor: lxc\n', /libvirt\.hypervisor must be one of the following/],
       ['telemetry:\n  resourceAttributes:\n    a: "x\\ny"\n', /telemetry\.resourceAttributes\.a: Does not match pattern/],
       ['prometheus:\n  monitor:\n    sampleLimit: -1\n', /prometheus\.monitor\.sampleLimit: Must be greater than or equal to 0/],
+      ['prometheusRule:\n  jobSelector: hv-metrics\n', /prometheusRule\.jobSelector: Does not match pattern/],
     ];
     for (const [values, message] of bad) {
       assert.throws(
