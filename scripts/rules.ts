@@ -315,7 +315,7 @@ export function alertsDoc(): string {
     '`PrometheusRule`: `prometheusRule.enabled=true`). Load the file with',
     '`rule_files:` in prometheus.yml, or let the Prometheus Operator pick up the',
     'PrometheusRule. The exporter-down alert selects scrape jobs matching',
-    `\`${JOB_SELECTOR}\`; name your job accordingly or edit the selector.`,
+    `\`${JOB_SELECTOR}\`; name your job accordingly or edit the selector (chart: \`prometheusRule.jobSelector\`).`,
     '',
     '## Recording rules',
     '',
