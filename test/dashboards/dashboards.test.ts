@@ -4,72 +4,33 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { METRIC_LIST, METRICS, type MetricId } from '../../src/collectors/catalogue.ts';
-import { DASHBOARD_DIR, NOT_CHARTED, generateDashboards } from '../../scripts/gen-dashboards.ts';
+import { METRIC_LIST, METRICS, REGISTRY_METRICS, type MetricId } from '../../src/collectors/catalogue.ts';
+import { DASHBOARD_DIR, DOMAIN_UID, EXTERNAL_METRICS, NOT_CHARTED, PER_SECOND_UNITS, ROOT, generateAll, generateDashboards } from '../../scripts/gen-dashboards.ts';
+import { committed, expressions, panelsOf, variablesOf, type Json } from './model.ts';
 import { selectorsOf } from './promql.ts';
-
-interface Found {
-  file: string;
-  where: string;
-  expr: string;
-}
-
-type Json = Record<string, unknown>;
-
-function committed(): Map<string, Json> {
-  const out = new Map<string, Json>();
-  for (const f of readdirSync(DASHBOARD_DIR).filter((n) => n.endsWith('.json'))) {
-    out.set(f, JSON.parse(readFileSync(join(DASHBOARD_DIR, f), 'utf8')) as Json);
-  }
-  return out;
-}
-
-function panelsOf(d: Json): Json[] {
-  const out: Json[] = [];
-  for (const p of (d.panels ?? []) as Json[]) {
-    out.push(p);
-    out.push(...((p.panels ?? []) as Json[]));
-  }
-  return out;
-}
-
-/** Every PromQL expression in the committed dashboards: panel targets and variable queries' selectors. */
-function expressions(): Found[] {
-  const out: Found[] = [];
-  for (const [file, d] of committed()) {
-    for (const p of panelsOf(d)) {
-      for (const t of (p.targets ?? []) as Json[]) out.push({ file, where: `panel "${String(p.title)}"`, expr: String(t.expr) });
-    }
-    for (const v of ((d.templating as Json).list ?? []) as Json[]) {
-      const q = String(v.definition);
-      const m = /^label_values\((.*),\s*([A-Za-z_][A-Za-z0-9_]*)\)$/.exec(q);
-      assert.ok(m !== null, `${file}: variable ${String(v.name)} uses label_values(selector, label): ${q}`);
-      out.push({ file, where: `variable $${String(v.name)}`, expr: m[1] as string });
-    }
-  }
-  return out;
-}
 
 /** Grafana's variables replaced by values Prometheus accepts, as Grafana does before sending. */
 function substitute(expr: string): string {
   return expr.replace(/\$__rate_interval|\$__interval|\$__range/g, '5m').replace(/\$(job|instance|domain)\b/g, 'x');
 }
 
-const BY_NAME = new Map(METRIC_LIST.map((m) => [m.name, m]));
+const BY_NAME = new Map([...METRIC_LIST, ...Object.values(REGISTRY_METRICS)].map((m) => [m.name, { type: m.type }]));
+for (const [name, e] of Object.entries(EXTERNAL_METRICS)) BY_NAME.set(name, { type: e.type });
+const DS = { type: 'prometheus', uid: '${datasource}' };
 
 void describe('Grafana dashboards', () => {
-  void it('are committed exactly as the generator produces them from the catalogue', () => {
-    const fresh = generateDashboards();
+  void it('are committed exactly as the generator produces them with the foundation SDK (dashboards, rules, chart copy, docs/alerts.md)', () => {
     const files = readdirSync(DASHBOARD_DIR).filter((n) => n.endsWith('.json')).sort();
-    assert.deepEqual(files, [...fresh.keys()].sort(), 'dashboards/ holds exactly the generated files');
-    for (const [name, text] of fresh) {
-      assert.equal(readFileSync(join(DASHBOARD_DIR, name), 'utf8'), text, `dashboards/${name} is stale: run node scripts/gen-dashboards.ts`);
+    assert.deepEqual(files, [...generateDashboards().keys()].sort(), 'dashboards/ holds exactly the generated files');
+    assert.deepEqual(files, ['virt-exporter-domain.json', 'virt-exporter-health.json', 'virt-exporter-host.json']);
+    for (const [path, text] of generateAll()) {
+      assert.equal(readFileSync(join(ROOT, path), 'utf8'), text, `${path} is stale: run npm run dashboards`);
     }
   });
 
-  void it('select only catalogue metrics, and counters only through rate() or increase()', () => {
+  void it('select only catalogue metrics (or the listed Prometheus/process ones), and counters only through rate() or increase()', () => {
     const all = expressions();
-    assert.ok(all.length > 40, `found ${all.length} expressions`);
+    assert.ok(all.length > 70, `found ${all.length} expressions`);
     for (const { file, where, expr } of all) {
       const uses = selectorsOf(expr);
       assert.ok(uses.length > 0, `${file} ${where}: no metric in ${expr}`);
@@ -85,35 +46,73 @@ void describe('Grafana dashboards', () => {
     }
   });
 
-  void it('chart every catalogue metric not explicitly set aside', () => {
+  void it('chart every catalogue metric not explicitly set aside, and the exporter-health board charts the registry counters', () => {
     const used = new Set(expressions().flatMap((e) => selectorsOf(e.expr).map((u) => u.metric)));
     const missing = (Object.keys(METRICS) as MetricId[]).filter((id) => !used.has(METRICS[id].name) && NOT_CHARTED[id] === undefined).map((id) => METRICS[id].name);
     assert.deepEqual(missing, [], 'add these to scripts/gen-dashboards.ts or to NOT_CHARTED with a reason');
+    for (const m of Object.values(REGISTRY_METRICS)) assert.ok(used.has(m.name), `${m.name} is charted`);
   });
 
-  void it('use the ${DS_PROMETHEUS} input for every panel and query, and have the expected variables', () => {
+  void it('have a datasource variable used by every panel, target and query variable, then $job, $instance (and $domain)', () => {
     for (const [file, d] of committed()) {
-      const inputs = d.__inputs as Json[];
-      assert.deepEqual(
-        inputs.map((x) => [x.name, x.type, x.pluginId]),
-        [['DS_PROMETHEUS', 'datasource', 'prometheus']],
-        file,
-      );
-      for (const p of panelsOf(d).filter((x) => x.type !== 'row')) {
-        assert.deepEqual(p.datasource, { type: 'prometheus', uid: '${DS_PROMETHEUS}' }, `${file} panel ${String(p.title)}`);
-        for (const t of p.targets as Json[]) assert.deepEqual(t.datasource, { type: 'prometheus', uid: '${DS_PROMETHEUS}' });
-      }
-      const vars = ((d.templating as Json).list as Json[]).map((v) => v.name);
-      assert.deepEqual(vars, file.includes('domain') ? ['job', 'instance', 'domain'] : ['job', 'instance'], file);
-      const uids = new Set<number>();
+      const vars = variablesOf(d);
+      assert.deepEqual(vars[0], { ...vars[0], type: 'datasource', name: 'datasource', query: 'prometheus' }, file);
+      assert.deepEqual(vars.map((v) => v.name), file.includes('domain') ? ['datasource', 'job', 'instance', 'domain'] : ['datasource', 'job', 'instance'], file);
+      for (const v of vars.slice(1)) assert.deepEqual(v.datasource, DS, `${file} variable ${String(v.name)}`);
+      const ids = new Set<number>();
       for (const p of panelsOf(d)) {
-        assert.ok(!uids.has(p.id as number), `${file}: duplicate panel id ${String(p.id)}`);
-        uids.add(p.id as number);
+        assert.ok(!ids.has(p.id as number), `${file}: duplicate panel id ${String(p.id)}`);
+        ids.add(p.id as number);
+        if (p.type === 'row') continue;
+        assert.deepEqual(p.datasource, DS, `${file} panel ${String(p.title)}`);
+        for (const t of p.targets as Json[]) assert.deepEqual(t.datasource, DS);
       }
     }
-    const domain = committed().get('virt-exporter-domain.json') as Json;
-    const domainVar = ((domain.templating as Json).list as Json[]).find((v) => v.name === 'domain') as Json;
-    assert.match(String(domainVar.definition), /^label_values\(virt_domain_info\{/);
+    const domainVar = variablesOf(committed().get('virt-exporter-domain.json') as Json).find((v) => v.name === 'domain') as Json;
+    assert.match(JSON.stringify(domainVar.query), /label_values\(virt_domain_info\{/);
+  });
+
+  void it('describe every panel, put {{instance}} in every legend, and chart plain rates in a per-second unit', () => {
+    for (const [file, d] of committed()) {
+      for (const p of panelsOf(d).filter((x) => x.type !== 'row')) {
+        assert.ok(typeof p.description === 'string' && p.description.length > 10, `${file} panel ${String(p.title)} has a description`);
+      }
+    }
+    for (const e of expressions().filter((x) => x.panel !== undefined)) {
+      assert.match(e.legend ?? '', /\{\{instance\}\}/, `${e.file} ${e.where}: legend "${e.legend ?? ''}" names the instance`);
+      const plainRate = /\brate\(/.test(e.expr) && !e.expr.includes(' / ') && e.panel?.type !== 'stat';
+      if (plainRate) assert.ok(PER_SECOND_UNITS.has(e.unit ?? ''), `${e.file} ${e.where}: a rate in unit "${e.unit ?? ''}" (${e.expr})`);
+    }
+  });
+
+  void it('guard every ratio of rates against 0/0 with "> 0" on the denominator', () => {
+    let ratios = 0;
+    for (const e of expressions()) {
+      for (const m of e.expr.matchAll(/ \/ (.*)$/g)) {
+        const den = m[1] as string;
+        if (!den.includes('rate(')) continue;
+        ratios++;
+        assert.match(den, /^\(rate\(.*\) > 0\)$/, `${e.file} ${e.where}: denominator ${den}`);
+      }
+    }
+    assert.ok(ratios >= 3, `found ${ratios} ratios`);
+  });
+
+  void it('link every top-N panel to the domain board, carrying domain and instance', () => {
+    let topN = 0;
+    for (const [file, d] of committed()) {
+      for (const p of panelsOf(d)) {
+        if (!((p.targets ?? []) as Json[]).some((t) => /^topk\(/.test(String(t.expr)))) continue;
+        topN++;
+        const links = (((p.fieldConfig as Json).defaults as Json).links ?? []) as Json[];
+        assert.equal(links.length, 1, `${file} ${String(p.title)} has a drill-down link`);
+        const url = String(links[0]?.url);
+        assert.ok(url.startsWith(`/d/${DOMAIN_UID}/`), url);
+        for (const v of ['var-domain=${__field.labels.domain}', 'var-instance=${__field.labels.instance}', '${datasource:queryparam}', '${__url_time_range}']) assert.ok(url.includes(v), `${url} has ${v}`);
+        for (const t of p.targets as Json[]) assert.match(String(t.expr), /by \(job, instance, domain\)|^topk\(10, virt_/, 'the top-N series carry job, instance and domain');
+      }
+    }
+    assert.ok(topN >= 4, `found ${topN} top-N panels`);
   });
 
   void it('parse with promtool (as recording rules)', () => {
@@ -141,5 +140,6 @@ void describe('Grafana dashboards', () => {
       { metric: 'x_total', enclosing: '', ranged: false },
       { metric: 'y', enclosing: '', ranged: false },
     ]);
+    assert.deepEqual(selectorsOf('label_replace(sum by (i) (0 * u), "a", "b", "", "")'), [{ metric: 'u', enclosing: 'sum', ranged: false }]);
   });
 });

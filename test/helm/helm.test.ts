@@ -1,8 +1,8 @@
 /**
- * Static checks of the Helm chart. Debian ships no `helm` package, so nothing
- * is rendered here; instead the chart is checked against the exporter itself:
- * values referenced exist, flags passed are real flags, defaults match the
- * code's defaults, and template blocks are balanced.
+ * Static checks of the Helm chart against the exporter itself: values
+ * referenced exist, flags passed are real flags, defaults match the code's
+ * defaults, and template blocks are balanced. The rendered chart is checked
+ * by render.test.ts.
  */
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -162,9 +162,9 @@ void describe('Helm chart helm/virt-exporter (static)', () => {
     for (const l of privileged) assert.ok(l.open.includes('if $xenHypervisor'), `"${l.line.trim()}" only on the Xen hypervisor path (inside: ${l.open.join(' > ')})`);
     const helpers = template('_helpers.tpl');
     assert.match(helpers, /define "virt-exporter\.xenHypervisor"[\s\S]*?eq \.Values\.driver "xen"\) \(eq \.Values\.xen\.mode "hypervisor"\)/);
-    // Host mounts are read-only except the qemu socket dir when the admin endpoint needs the read-write socket.
+    // Host mounts are read-only except the qemu/libvirt socket dirs when the admin endpoint needs the read-write socket.
     for (const [i, l] of lines.entries()) {
-      if (!/mountPath: \{\{ \.Values\.(qemu|xen)\./.test(l.line) && !/mountPath: \/host/.test(l.line) && !/mountPath: \{\{ dir/.test(l.line)) continue;
+      if (!/mountPath: \{\{ \.Values\.(qemu|xen|libvirt)\./.test(l.line) && !/mountPath: \/host/.test(l.line) && !/mountPath: \{\{ dir/.test(l.line)) continue;
       const next = lines[i + 1]?.line ?? '';
       if (l.line.includes('xen.devXen')) continue;
       assert.match(next, /readOnly: (true|\{\{ not \.Values\.admin\.enabled \}\})/, `${l.line.trim()} is read-only`);
@@ -183,6 +183,6 @@ void describe('Helm chart helm/virt-exporter (static)', () => {
     const kinds = templateFiles()
       .filter((f) => f.endsWith('.yaml'))
       .map((f) => /^kind: (\w+)$/m.exec(template(f))?.[1]);
-    assert.deepEqual(kinds.sort(), ['DaemonSet', 'NetworkPolicy', 'PodMonitor', 'Secret', 'Secret', 'Service', 'Service', 'ServiceAccount', 'ServiceMonitor']);
+    assert.deepEqual(kinds.sort(), ['DaemonSet', 'NetworkPolicy', 'PodMonitor', 'PrometheusRule', 'Secret', 'Secret', 'Service', 'Service', 'ServiceAccount', 'ServiceMonitor']);
   });
 });

@@ -16,6 +16,11 @@
 {{- end }}
 {{- end }}
 
+{{/* The namespace of every object: namespaceOverride, else the release's. */}}
+{{- define "virt-exporter.namespace" -}}
+{{- default .Release.Namespace .Values.namespaceOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
 {{- define "virt-exporter.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
@@ -45,7 +50,8 @@ app.kubernetes.io/component: metrics
 {{- end }}
 
 {{- define "virt-exporter.image" -}}
-{{- $repo := printf "%s/%s" .Values.image.registry .Values.image.repository | trimPrefix "/" }}
+{{- $registry := default .Values.image.registry .Values.global.imageRegistry }}
+{{- $repo := printf "%s/%s" $registry .Values.image.repository | trimPrefix "/" }}
 {{- if .Values.image.digest }}
 {{- printf "%s@%s" $repo .Values.image.digest }}
 {{- else }}
@@ -62,9 +68,12 @@ app.kubernetes.io/component: metrics
 {{- else if eq .Values.driver "xen" }}
 {{- "xen:///" }}
 {{- else if eq .Values.driver "test" }}
-{{- "test:///default" }}
+{{- .Values.test.uri }}
+{{- else if eq .Values.driver "libvirt" }}
+{{- printf "libvirt+%s:///system" .Values.libvirt.hypervisor }}
+{{- with .Values.libvirt.socket }}{{ printf "?socket=%s" . }}{{ end }}
 {{- else }}
-{{- fail (printf "driver must be qemu, xen or test, not %q" .Values.driver) }}
+{{- fail (printf "driver must be qemu, xen, libvirt or test, not %q" .Values.driver) }}
 {{- end }}
 {{- end }}
 
@@ -74,6 +83,15 @@ app.kubernetes.io/component: metrics
 {{- fail (printf "xen.mode must be proxy or hypervisor, not %q" .Values.xen.mode) }}
 {{- end }}
 {{- if and (eq .Values.driver "xen") (eq .Values.xen.mode "hypervisor") }}true{{ end }}
+{{- end }}
+
+{{/* OTLP resource attributes as the exporter parses them: key=value pairs, values %-encoded (a "," or "%" in a value stays in the value). */}}
+{{- define "virt-exporter.resourceAttributes" -}}
+{{- $attributes := list "host.name=$(NODE_NAME)" "k8s.node.name=$(NODE_NAME)" "k8s.pod.name=$(POD_NAME)" "k8s.namespace.name=$(POD_NAMESPACE)" }}
+{{- range $k, $v := .Values.telemetry.resourceAttributes }}
+{{- $attributes = append $attributes (printf "%s=%s" $k (toString $v | replace "%" "%25" | replace "," "%2C")) }}
+{{- end }}
+{{- join "," $attributes }}
 {{- end }}
 
 {{- define "virt-exporter.scheme" -}}
