@@ -168,6 +168,13 @@ export class PrivateLibvirtd {
     this.#child = null;
   }
 
+  /** Rewrites one libvirtd.conf setting (takes effect at the next launch). */
+  setConf(key: string, value: string): void {
+    const file = join(this.dir, 'etc', 'libvirtd.conf');
+    const lines = readFileSync(file, 'utf8').split('\n').filter((l) => !l.startsWith(`${key} =`));
+    writeFileSync(file, [...lines.filter((l) => l !== ''), `${key} = ${value}`, ''].join('\n'));
+  }
+
   async restart(): Promise<void> {
     await this.stopDaemon();
     await this.launch();

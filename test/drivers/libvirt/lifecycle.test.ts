@@ -34,7 +34,7 @@ describe('libvirt lifecycle against libvirtd\'s test driver', { timeout: 180_000
     f = await startAdmin({ connection: rw, dir: t.dir });
   });
   after(async () => {
-    await f?.close();
+    await f?.close().catch(() => undefined); // the last test closes it already
     await rw?.close();
     await cleanup?.();
     await lv?.stop();
@@ -117,5 +117,21 @@ describe('libvirt lifecycle against libvirtd\'s test driver', { timeout: 180_000
     }
     virtctl('undefine', 'lv-ctl');
     assert.equal((await virshList()).has('lv-ctl'), false);
+  });
+
+  it('a daemon that demands SASL: a clear error naming the socket and the setting, for reads and writes', async () => {
+    await f.close();
+    await rw.close();
+    lv.setConf('auth_unix_ro', '"sasl"');
+    lv.setConf('auth_unix_rw', '"sasl"');
+    await lv.restart();
+    for (const readOnly of [true, false]) {
+      await assert.rejects(open(uri, { readOnly }), (e: unknown) => {
+        assert.ok(isVirtError(e, 'VIRT_ERR_AUTH_UNAVAILABLE'), String(e));
+        assert.ok(e.message.includes(readOnly ? lv.roSocket : lv.rwSocket), e.message);
+        assert.match(e.message, readOnly ? /auth_unix_ro/ : /auth_unix_rw/);
+        return true;
+      });
+    }
   });
 });
