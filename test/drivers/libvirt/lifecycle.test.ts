@@ -12,6 +12,8 @@ import { open, type Connection } from '../../../src/virt/connection.ts';
 import { isVirtError } from '../../../src/virt/errors.ts';
 import { ROOT } from '../../helpers/exporter.ts';
 import { call, startAdmin, tempDir, TOKENS, type AdminFixture, type Reply } from '../../http/admin/fixtures.ts';
+import { LibvirtClient } from '../../../src/drivers/libvirt/client.ts';
+import { Proc, readNodeInfo } from '../../../src/drivers/libvirt/protocol.ts';
 import { PrivateLibvirtd } from './daemon.ts';
 
 const D = '/api/v1/domains';
@@ -117,6 +119,24 @@ describe('libvirt lifecycle against libvirtd\'s test driver', { timeout: 180_000
     }
     virtctl('undefine', 'lv-ctl');
     assert.equal((await virshList()).has('lv-ctl'), false);
+  });
+
+  it('answers libvirtd\'s own keepalive pings: a daemon that drops silent clients after 1 s keeps us', async () => {
+    lv.setConf('keepalive_interval', '1');
+    lv.setConf('keepalive_count', '1');
+    await lv.restart();
+    let lost = 0;
+    const c = new LibvirtClient({ socketPath: lv.roSocket, name: 'test:///default', readOnly: true, maxMessageBytes: 1 << 25, connectTimeoutMs: 5000, keepaliveIntervalMs: 60_000, keepaliveCount: 5, onDisconnect: () => lost++ });
+    try {
+      await c.connect({ timeoutMs: 5000 });
+      const calls = c.calls;
+      await new Promise((r) => setTimeout(r, 4000)); // idle: only the daemon's pings and our pongs cross
+      await c.call(Proc.NODE_GET_INFO, undefined, readNodeInfo, { timeoutMs: 5000 });
+      assert.equal(lost, 0);
+      assert.equal(c.calls - calls, 1, 'no reconnect handshake');
+    } finally {
+      c.close();
+    }
   });
 
   it('a daemon that demands SASL: a clear error naming the socket and the setting, for reads and writes', async () => {
