@@ -4,6 +4,8 @@
 // docs/benchmarks.md with the command that produced it.
 //
 //   node bench/run.ts [--only test|qemu|guests] [--sizes 100,1000,10000] [--scrapes 60]
+//   node bench/run.ts --libvirt [--libvirt-sizes 10,30,60]: only the libvirt benchmark (bench/libvirt.ts);
+//     its section of docs/benchmarks.md is replaced, the rest kept.
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -15,6 +17,8 @@ import { ROOT, startExporter } from '../test/helpers/exporter.ts';
 const { values: opts } = parseArgs({
   options: {
     only: { type: 'string' },
+    libvirt: { type: 'boolean', default: false },
+    'libvirt-sizes': { type: 'string', default: '10,30,60' },
     sizes: { type: 'string', default: '100,1000,10000' },
     scrapes: { type: 'string', default: '60' },
   },
@@ -108,6 +112,50 @@ function runChild(script: string, args: string[]): Promise<string> {
 // Measure what an installation runs: the compiled copy under build/.
 if (spawnSync('sh', [`${ROOT}scripts/build.sh`], { stdio: 'inherit' }).status !== 0) throw new Error('scripts/build.sh failed');
 
+const LIBVIRT_BEGIN = '<!-- libvirt benchmark: npm run bench -- --libvirt -->';
+const LIBVIRT_END = '<!-- end of libvirt benchmark -->';
+if (opts.libvirt === true) {
+  const table = await runChild('bench/libvirt.ts', ['--sizes', opts['libvirt-sizes'] ?? '10,30,60']);
+  const day = new Date().toISOString().slice(0, 10);
+  const where = `${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.versions.node}`;
+  const section = `${LIBVIRT_BEGIN}
+## libvirt hosts (\`npm run bench -- --libvirt\`)
+
+Produced by \`npm run bench -- ${process.argv.slice(2).join(' ')}\` on ${day} (${where}), on a shared
+machine. N real QEMU domains (TCG, no OS, 64 MiB, 1 vCPU, a 16 MiB qcow2 on
+virtio, a virtio user-mode NIC, a balloon) under a private libvirtd, scraped
+over loopback with curl, virt-exporter's libvirt driver alternating with
+Debian's prometheus-libvirt-exporter (kumina 0.2.0, when installed). For
+virt-exporter over its own virt-qemud with the same domain shape, see
+"Real QEMU, paused domains" above.
+
+${table}
+
+Against the issue's targets at N=30 (p99 5x below kumina's, total CPU per
+scrape at most a quarter of it, 3x the samples per domain), only the samples
+target is met here (31 vs 9 per domain); latency and total CPU are 2-3x
+*worse* than kumina's. The exporter's own share is smaller (about 9 ms vs 20 ms
+per scrape at 30 domains); the difference is in libvirtd and QEMU: libvirtd
+answers the single connect-get-all-domain-stats call in one worker thread,
+domain after domain, with QMP round trips for the balloon, vCPU and block
+groups (including query-named-block-nodes for capacity and allocation), while
+kumina's per-domain calls (get-info, block and interface stats) are fewer
+QMP commands and spread over libvirtd's worker pool. The machine was shared
+and loaded (load average 12-17 on 2 cores) during this run. Ways forward:
+split the bulk call over a few calls with explicit domain lists so libvirtd
+works in parallel, or ask only for the groups whose collectors are on.
+${LIBVIRT_END}`;
+  const file = `${ROOT}docs/benchmarks.md`;
+  const old = readFileSync(file, 'utf8');
+  const a = old.indexOf(LIBVIRT_BEGIN);
+  const b = old.indexOf(LIBVIRT_END);
+  const next = a >= 0 && b > a ? old.slice(0, a) + section + old.slice(b + LIBVIRT_END.length) : `${old.trimEnd()}\n\n${section}\n`;
+  writeFileSync(file, next);
+  console.error('updated the libvirt section of docs/benchmarks.md');
+  console.log(section);
+  process.exit(0);
+}
+
 const sections: string[] = [];
 const when = new Date().toISOString().slice(0, 10);
 const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.versions.node}`;
@@ -154,7 +202,11 @@ Produced by \`${command}\` on ${when} (${machine}). Figures from a shared
 ${sections.join('\n\n')}
 `;
 if (only === undefined) {
-  writeFileSync(`${ROOT}docs/benchmarks.md`, page);
+  // The libvirt section is measured separately (--libvirt): carry it over.
+  const old = readFileSync(`${ROOT}docs/benchmarks.md`, 'utf8');
+  const a = old.indexOf(LIBVIRT_BEGIN);
+  const b = old.indexOf(LIBVIRT_END);
+  writeFileSync(`${ROOT}docs/benchmarks.md`, a >= 0 && b > a ? `${page.trimEnd()}\n\n${old.slice(a, b + LIBVIRT_END.length)}\n` : page);
   console.error('wrote docs/benchmarks.md');
 }
 console.log(page);

@@ -367,7 +367,7 @@ export async function openLibvirtDriver(uri: VirtUri, ctx: OpenContext): Promise
   let bulkInFlight: Promise<unknown> | undefined;
 
   async function hostInfo(opts?: ReadOptions): Promise<HostInfo> {
-    if (host !== undefined && Date.now() - host.at < hostRefreshMs) {
+    if (host !== undefined && Date.now() - host.at < hostRefreshMs && client.connected) {
       const cached = host.info;
       // A collection starts its host and bulk reads in the same tick: let the bulk read begin, and
       // answer from the cache only if that one RPC reaches the daemon (virt_up stays honest).

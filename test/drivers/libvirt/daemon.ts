@@ -9,12 +9,24 @@
  * QEMU as root (as libvirt-qemu every domain start re-probes QEMU for ~40 s).
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
+
+/**
+ * QEMU capabilities libvirtd probed (about 4 s on first use), kept under
+ * .cache/ keyed by the libvirtd and QEMU binaries; libvirtd re-validates them.
+ */
+function capsCacheDir(): string {
+  const key = ['/usr/sbin/libvirtd', '/usr/bin/qemu-system-x86_64'].map((p) => {
+    const st = statSync(p);
+    return `${st.size}-${Math.floor(st.mtimeMs)}`;
+  }).join('_');
+  return join(new URL('../../../.cache/libvirt-qemu-caps/', import.meta.url).pathname, key);
+}
 
 const TOOLS: Array<[string, string]> = [
   ['/usr/sbin/libvirtd', 'libvirt-daemon, libvirt-daemon-driver-qemu, libvirt-daemon-system'],
@@ -93,6 +105,8 @@ export class PrivateLibvirtd {
       join(dir, 'etc', 'qemu.conf'),
       ['namespaces = [ ]', 'cgroup_controllers = [ ]', 'user = "root"', 'group = "root"', 'dynamic_ownership = 0', 'remember_owner = 0', 'security_driver = "none"', 'stdio_handler = "file"', ''].join('\n'),
     );
+    const caps = capsCacheDir();
+    if (existsSync(caps)) cpSync(caps, join(dir, 'cache', 'qemu', 'capabilities'), { recursive: true });
     const d = new PrivateLibvirtd(dir);
     await d.launch();
     return d;
@@ -168,6 +182,13 @@ export class PrivateLibvirtd {
     this.#child = null;
   }
 
+  /** Rewrites one libvirtd.conf setting (takes effect at the next launch). */
+  setConf(key: string, value: string): void {
+    const file = join(this.dir, 'etc', 'libvirtd.conf');
+    const lines = readFileSync(file, 'utf8').split('\n').filter((l) => !l.startsWith(`${key} =`));
+    writeFileSync(file, [...lines.filter((l) => l !== ''), `${key} = ${value}`, ''].join('\n'));
+  }
+
   async restart(): Promise<void> {
     await this.stopDaemon();
     await this.launch();
@@ -191,6 +212,13 @@ export class PrivateLibvirtd {
       }
     }
     await this.stopDaemon();
+    const probed = join(this.dir, 'cache', 'qemu', 'capabilities');
+    try {
+      const caps = capsCacheDir();
+      if (existsSync(probed) && readdirSync(probed).length > 0 && !existsSync(caps)) cpSync(probed, caps, { recursive: true });
+    } catch {
+      // a cache only
+    }
     if (existsSync(qemuRun)) {
       for (const f of readdirSync(qemuRun)) {
         if (!f.endsWith('.pid')) continue;

@@ -12,6 +12,8 @@ import { open, type Connection } from '../../../src/virt/connection.ts';
 import { isVirtError } from '../../../src/virt/errors.ts';
 import { ROOT } from '../../helpers/exporter.ts';
 import { call, startAdmin, tempDir, TOKENS, type AdminFixture, type Reply } from '../../http/admin/fixtures.ts';
+import { LibvirtClient } from '../../../src/drivers/libvirt/client.ts';
+import { Proc, readNodeInfo } from '../../../src/drivers/libvirt/protocol.ts';
 import { PrivateLibvirtd } from './daemon.ts';
 
 const D = '/api/v1/domains';
@@ -34,7 +36,7 @@ describe('libvirt lifecycle against libvirtd\'s test driver', { timeout: 180_000
     f = await startAdmin({ connection: rw, dir: t.dir });
   });
   after(async () => {
-    await f?.close();
+    await f?.close().catch(() => undefined); // the last test closes it already
     await rw?.close();
     await cleanup?.();
     await lv?.stop();
@@ -117,5 +119,39 @@ describe('libvirt lifecycle against libvirtd\'s test driver', { timeout: 180_000
     }
     virtctl('undefine', 'lv-ctl');
     assert.equal((await virshList()).has('lv-ctl'), false);
+  });
+
+  it('answers libvirtd\'s own keepalive pings: a daemon that drops silent clients after 1 s keeps us', async () => {
+    lv.setConf('keepalive_interval', '1');
+    lv.setConf('keepalive_count', '1');
+    await lv.restart();
+    let lost = 0;
+    const c = new LibvirtClient({ socketPath: lv.roSocket, name: 'test:///default', readOnly: true, maxMessageBytes: 1 << 25, connectTimeoutMs: 5000, keepaliveIntervalMs: 60_000, keepaliveCount: 5, onDisconnect: () => lost++ });
+    try {
+      await c.connect({ timeoutMs: 5000 });
+      const calls = c.calls;
+      await new Promise((r) => setTimeout(r, 4000)); // idle: only the daemon's pings and our pongs cross
+      await c.call(Proc.NODE_GET_INFO, undefined, readNodeInfo, { timeoutMs: 5000 });
+      assert.equal(lost, 0);
+      assert.equal(c.calls - calls, 1, 'no reconnect handshake');
+    } finally {
+      c.close();
+    }
+  });
+
+  it('a daemon that demands SASL: a clear error naming the socket and the setting, for reads and writes', async () => {
+    await f.close();
+    await rw.close();
+    lv.setConf('auth_unix_ro', '"sasl"');
+    lv.setConf('auth_unix_rw', '"sasl"');
+    await lv.restart();
+    for (const readOnly of [true, false]) {
+      await assert.rejects(open(uri, { readOnly }), (e: unknown) => {
+        assert.ok(isVirtError(e, 'VIRT_ERR_AUTH_UNAVAILABLE'), String(e));
+        assert.ok(e.message.includes(readOnly ? lv.roSocket : lv.rwSocket), e.message);
+        assert.match(e.message, readOnly ? /auth_unix_ro/ : /auth_unix_rw/);
+        return true;
+      });
+    }
   });
 });

@@ -180,6 +180,20 @@ describe('libvirt driver against a private libvirtd and real QEMU', { timeout: 3
     }
   });
 
+  it('shutdown: ACPI, a typed timeout when the guest ignores it, destroyed after the grace period with force', async () => {
+    const rw = await open(`libvirt+qemu:///system?socket=${lv.rwSocket}`, { readOnly: false, settings: { 'libvirt.shutdown-grace-seconds': 1 } });
+    try {
+      // No OS in the guest: nothing answers the ACPI power button.
+      await assert.rejects(rw.shutdown('lv-pause'), (e: unknown) => isVirtError(e, 'VIRT_ERR_OPERATION_TIMEOUT'));
+      assert.equal((await rw.domainInfo('lv-pause')).state, 'running');
+      await rw.shutdown('lv-pause', { force: true });
+      assert.equal((await rw.domainInfo('lv-pause')).state, 'shutoff');
+      assert.match(await lv.virsh(['domstate', 'lv-pause']), /shut off/);
+    } finally {
+      await rw.close();
+    }
+  });
+
   it('a stopped daemon: scrapes finish within the deadline with virt_up 0, and recover on SIGCONT', async () => {
     process.kill(lv.pid, 'SIGSTOP');
     try {
