@@ -5,7 +5,7 @@ import { COLLECTORS, type CollectorName } from '../../src/collectors/catalogue.t
 import { Collection } from '../../src/collectors/collection.ts';
 import { resetTestHosts } from '../../src/drivers/test/driver.ts';
 import { startOtlpPush, type OtlpPush } from '../../src/telemetry/otlp.ts';
-import { inSpan } from '../../src/telemetry/tracing.ts';
+import { inSpan, tracedConnection } from '../../src/telemetry/tracing.ts';
 import { createLogger } from '../../src/util/logger.ts';
 import { open, type Connection } from '../../src/virt/connection.ts';
 import { call, startAdmin, tempDir, TOKENS, type AdminFixture } from '../http/admin/fixtures.ts';
@@ -145,5 +145,14 @@ void describe('traces', () => {
     assert.equal(lines[1]?.trace_id, ids?.traceId);
     assert.equal(lines[1]?.span_id, ids?.spanId);
     assert.match(String(lines[1]?.trace_id), /^[0-9a-f]{32}$/);
+  });
+
+  void it('keeps a traced connection a working connection: getters, synchronous methods, operations without an active span', async () => {
+    const traced = tracedConnection(conn);
+    assert.equal(traced.driverName, 'test');
+    assert.equal(traced.readOnly, true);
+    assert.equal(traced.supports('hostInfo'), true);
+    assert.equal((await traced.hostInfo()).hostname, (await conn.hostInfo()).hostname);
+    await assert.rejects(traced.domainInfo('no-such-vm'), (err: Error & { code?: string }) => err.code === 'VIRT_ERR_NO_DOMAIN');
   });
 });
