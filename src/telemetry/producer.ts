@@ -38,6 +38,31 @@ interface SeriesState {
   lastMs: number;
 }
 
+/**
+ * When a driver knows when a domain started, or when a device was attached
+ * (seconds since the epoch), it may report it on the reading under these
+ * optional names; a counter of that domain or device then starts there.
+ * (No driver reports them yet; until one does, the first observation rule applies.)
+ */
+export interface KnownStart {
+  startTimeSeconds?: number;
+  attachTimeSeconds?: number;
+}
+
+function knownStartMs(spec: MetricSpec, labels: readonly string[], byUuid: ReadonlyMap<string, Snapshot['domains'][number]>, nowMs: number): number | undefined {
+  const u = spec.labels.indexOf('uuid');
+  if (u < 0) return undefined;
+  const d = byUuid.get(labels[u] ?? '');
+  if (d === undefined) return undefined;
+  const dev = spec.labels.indexOf('device');
+  const nic = spec.labels.indexOf('interface');
+  const reading: KnownStart | undefined =
+    dev >= 0 ? (d.block?.find((b) => b.device === labels[dev]) as KnownStart | undefined) : nic >= 0 ? (d.net?.find((n) => n.interface === labels[nic]) as KnownStart | undefined) : undefined;
+  const seconds = reading?.attachTimeSeconds ?? (d.info as KnownStart).startTimeSeconds;
+  if (seconds === undefined || !Number.isFinite(seconds) || seconds <= 0 || seconds * 1000 > nowMs) return undefined;
+  return seconds * 1000;
+}
+
 function hr(ms: number): HrTime {
   const s = Math.floor(ms / 1000);
   return [s, Math.round((ms - s * 1000) * 1e6)];
@@ -58,8 +83,9 @@ function key(name: string, attributes: Attributes): string {
  * (per counter: its start time and last value) is bounded by what exists now.
  *
  * Start times of cumulative counters: the exporter's own counters started
- * with the process; a hypervisor counter whose start the driver does not
- * report starts, per the data model's rule for an unknown start, at its first
+ * with the process; a domain's counters when the domain started and a
+ * device's when it was attached, where the driver reports it (KnownStart);
+ * otherwise a counter starts, per the data model's rule for an unknown start, at its first
  * observation (that point is a "true reset point": start = time), and a
  * counter that goes down has been reset and starts again at the previous
  * observation. Values are the hypervisor's, unchanged, as /metrics shows.
@@ -97,6 +123,7 @@ export class SnapshotMetricProducer implements MetricProducer {
     const groups = new Map<string, { otel: OtelSpec; counter: boolean; points: DataPoint<number>[] }>();
     const nextSeries = new Map<string, SeriesState>();
     const processStart = this.#opts.processStartMs ?? nowMs;
+    const byUuid = new Map(snapshot.domains.map((d) => [d.info.uuid, d]));
 
     const emit = (s: Sample): void => {
       const spec = s.metric;
@@ -121,14 +148,13 @@ export class SnapshotMetricProducer implements MetricProducer {
       const prev = this.#series.get(k);
       let state: SeriesState;
       if (prev === undefined) {
-        // Exporter counters count since the process started; hypervisor counters from an unknown start.
-        const startMs = spec.collector === 'exporter' ? processStart : nowMs;
+        // Exporter counters count since the process started; hypervisor counters since the domain's
+        // start or the device's attach when the driver knows it, else from their first observation.
+        const known = spec.collector === 'exporter' ? processStart : knownStartMs(spec, s.labels, byUuid, nowMs);
+        const startMs = known ?? nowMs;
         state = { startMs, lastValue: value, lastMs: nowMs };
-        if (delta) {
-          if (spec.collector === 'exporter') group.points.push({ startTime: hr(startMs), endTime: end, attributes, value });
-        } else {
-          group.points.push({ startTime: hr(startMs), endTime: end, attributes, value });
-        }
+        // Delta: a first observation is an increase over [start, now] only when the start is known.
+        if (!delta || known !== undefined) group.points.push({ startTime: hr(startMs), endTime: end, attributes, value });
       } else {
         const reset = value < prev.lastValue;
         state = { startMs: reset ? prev.lastMs : prev.startMs, lastValue: value, lastMs: nowMs };
