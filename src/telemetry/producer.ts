@@ -9,7 +9,8 @@ import {
   type MetricProducer,
 } from '@opentelemetry/sdk-metrics';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import { METRIC_LIST, type CollectorName, type MetricSpec, type OtelSpec } from '../collectors/catalogue.ts';
+import type { Registry } from 'prom-client';
+import { METRIC_LIST, REGISTRY_METRICS, type CollectorName, type MetricSpec, type OtelSpec } from '../collectors/catalogue.ts';
 import { collectExporter, type ExporterState } from '../collectors/exporter.ts';
 import { COLLECTOR_FNS } from '../collectors/index.ts';
 import type { Sample, Snapshot } from '../collectors/snapshot.ts';
@@ -20,6 +21,8 @@ export interface SnapshotProducerOptions {
   collection: { collect(): Promise<Snapshot>; readonly errorCounts: ReadonlyMap<string, number> };
   collectors: ReadonlySet<CollectorName>;
   version: string;
+  /** The prom-client registry /metrics also renders: its catalogue counters (virt_admin_requests_total) are sent too. */
+  registry?: Registry;
   /** The OTLP export failures so far, by "signal\0reason". */
   exportFailures?: ReadonlyMap<string, number>;
   /** Temporality the exporter wants for counters (asked on every collection; default cumulative). */
@@ -101,7 +104,7 @@ export class SnapshotMetricProducer implements MetricProducer {
   constructor(opts: SnapshotProducerOptions) {
     this.#opts = opts;
     this.#now = opts.now ?? Date.now;
-    this.#specs = METRIC_LIST.filter((s) => s.collector === 'exporter' || opts.collectors.has(s.collector));
+    this.#specs = [...METRIC_LIST.filter((s) => s.collector === 'exporter' || opts.collectors.has(s.collector)), ...Object.values(REGISTRY_METRICS)];
   }
 
   /** Counter series remembered now (for tests of bounded memory). */
@@ -110,12 +113,25 @@ export class SnapshotMetricProducer implements MetricProducer {
   }
 
   async collect(): Promise<CollectionResult> {
-    const snapshot = await this.#opts.collection.collect();
-    return { resourceMetrics: { resource: resourceFromAttributes({}), scopeMetrics: [{ scope: this.#opts.scope, metrics: this.toMetricData(snapshot) }] }, errors: [] };
+    const [snapshot, extra] = await Promise.all([this.#opts.collection.collect(), this.#registrySamples()]);
+    return { resourceMetrics: { resource: resourceFromAttributes({}), scopeMetrics: [{ scope: this.#opts.scope, metrics: this.toMetricData(snapshot, extra) }] }, errors: [] };
   }
 
-  /** The snapshot as OTLP metric data, one MetricData per OTel name. */
-  toMetricData(snapshot: Snapshot): MetricData[] {
+  /** The event counters kept in the prom-client registry (they count since the process started). */
+  async #registrySamples(): Promise<Sample[]> {
+    const registry = this.#opts.registry;
+    if (registry === undefined) return [];
+    const out: Sample[] = [];
+    for (const spec of Object.values(REGISTRY_METRICS)) {
+      const metric = registry.getSingleMetric(spec.name);
+      if (metric === undefined) continue;
+      for (const v of (await metric.get()).values) out.push({ metric: spec, labels: spec.labels.map((l) => String(v.labels[l] ?? '')), value: v.value });
+    }
+    return out;
+  }
+
+  /** The snapshot (and the registry's counters) as OTLP metric data, one MetricData per OTel name. */
+  toMetricData(snapshot: Snapshot, extra: readonly Sample[] = []): MetricData[] {
     const nowMs = this.#now();
     const end = hr(nowMs);
     const delta = (this.#opts.temporality?.(InstrumentType.OBSERVABLE_COUNTER) ?? AggregationTemporality.CUMULATIVE) === AggregationTemporality.DELTA;
@@ -166,6 +182,7 @@ export class SnapshotMetricProducer implements MetricProducer {
 
     const state: ExporterState = { version: this.#opts.version, errorCounts: this.#opts.collection.errorCounts, otelExportFailures: this.#opts.exportFailures };
     collectExporter(snapshot, state, emit);
+    for (const sample of extra) emit(sample);
     for (const name of Object.keys(COLLECTOR_FNS) as CollectorName[]) {
       if (this.#opts.collectors.has(name)) COLLECTOR_FNS[name](snapshot, emit);
     }
