@@ -44,6 +44,7 @@ export async function startTelemetry(
   log: Logger,
   conn: Pick<Connection, 'hostInfo'>,
   exportFailures: Map<string, number>,
+  registry: Registry,
 ): Promise<{ close(): Promise<void> } | undefined> {
   const settings = settingsFor(config.settings, 'telemetry');
   // Loaded only when a push is configured (flag or OTEL_EXPORTER_OTLP_*ENDPOINT): the OTel SDK is not needed otherwise.
@@ -51,5 +52,5 @@ export async function startTelemetry(
   if (readOtlpConfig(settings) === undefined) return undefined;
   const { startOtlpPush } = await import('../telemetry/otlp.ts');
   const { VERSION } = await import('../version.ts');
-  return startOtlpPush({ settings, collection, collectors, logger: log, version: VERSION, hostInfo: () => conn.hostInfo(), exportFailures });
+  return startOtlpPush({ settings, collection, collectors, logger: log, version: VERSION, hostInfo: () => conn.hostInfo(), exportFailures, registry });
 }

@@ -105,7 +105,7 @@ async function run(config: LoadedConfig, log: Logger, parts: Running[]): Promise
 
   const admin = await startAdmin(config, uri, registry, log, driverSettings);
   if (admin !== undefined) parts.push(admin);
-  const telemetry = await startTelemetry(config, collection, collectors, log, conn, otelExportFailures);
+  const telemetry = await startTelemetry(config, collection, collectors, log, conn, otelExportFailures, registry);
   if (telemetry !== undefined) parts.push(telemetry);
 
   log.info('shutting down', { signal: await stopped });

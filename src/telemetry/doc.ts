@@ -1,4 +1,4 @@
-import { METRIC_LIST, type MetricSpec } from '../collectors/catalogue.ts';
+import { METRIC_LIST, REGISTRY_METRICS, type MetricSpec } from '../collectors/catalogue.ts';
 import { envName, fullSchema, settingsOf } from '../config/schema.ts';
 import { OTEL_ATTRIBUTE_NAMES, otelAttributeName } from './attributes.ts';
 import { FLAG_VARIABLES } from './settings.ts';
@@ -13,7 +13,7 @@ function cell(s: string): string {
   return s.replace(/\|/g, '\\|').replace(/\n/g, ' ');
 }
 
-export function otelNamesTable(metrics: readonly MetricSpec[] = METRIC_LIST): string {
+export function otelNamesTable(metrics: readonly MetricSpec[] = [...METRIC_LIST, ...Object.values(REGISTRY_METRICS)]): string {
   const rows = ['| Prometheus | OpenTelemetry | Unit | Kind | Value | Attributes |', '|---|---|---|---|---|---|'];
   for (const m of metrics) {
     const attrs = [...Object.entries(m.otel.attributes).map(([k, v]) => `\`${k}=${v}\``), ...m.labels.map((l) => `\`${otelAttributeName(l)}\``)].join(', ');

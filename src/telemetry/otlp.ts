@@ -12,6 +12,7 @@ import { defaultResource, detectResources, envDetector, hostDetector, resourceFr
 import { NodeSDK } from '@opentelemetry/sdk-node';
 import { PeriodicExportingMetricReader, type PushMetricExporter, type ResourceMetrics } from '@opentelemetry/sdk-metrics';
 import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace';
+import type { Registry } from 'prom-client';
 import type { CollectorName } from '../collectors/catalogue.ts';
 import type { Snapshot } from '../collectors/snapshot.ts';
 import type { HostInfo } from '../drivers/types.ts';
@@ -30,6 +31,8 @@ export interface OtlpPushOptions {
   version: string;
   /** The host and hypervisor, read once for the resource (bounded by 5 s; host.name falls back to this machine's). */
   hostInfo?: () => Promise<HostInfo | undefined>;
+  /** The prom-client registry of /metrics: its catalogue counters (virt_admin_requests_total) are pushed too. */
+  registry?: Registry;
   /** Failed exports by "signal\0reason", counted here; pass the map /metrics renders (virt_otel_export_failures_total). */
   exportFailures?: Map<string, number>;
 }
@@ -221,6 +224,7 @@ export async function startOtlpPush(opts: OtlpPushOptions): Promise<OtlpPush | u
       collectors: opts.collectors,
       version: opts.version,
       exportFailures: failures,
+      ...(opts.registry === undefined ? {} : { registry: opts.registry }),
       temporality: (type) => exporter.selectAggregationTemporality(type),
       scope: { name: 'virt-exporter', version: opts.version },
       processStartMs: PROCESS_START_MS,

@@ -9,7 +9,8 @@ import {
   type MetricProducer,
 } from '@opentelemetry/sdk-metrics';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import { METRIC_LIST, type CollectorName, type MetricSpec, type OtelSpec } from '../collectors/catalogue.ts';
+import type { Registry } from 'prom-client';
+import { METRIC_LIST, REGISTRY_METRICS, type CollectorName, type MetricSpec, type OtelSpec } from '../collectors/catalogue.ts';
 import { collectExporter, type ExporterState } from '../collectors/exporter.ts';
 import { COLLECTOR_FNS } from '../collectors/index.ts';
 import type { Sample, Snapshot } from '../collectors/snapshot.ts';
@@ -20,6 +21,8 @@ export interface SnapshotProducerOptions {
   collection: { collect(): Promise<Snapshot>; readonly errorCounts: ReadonlyMap<string, number> };
   collectors: ReadonlySet<CollectorName>;
   version: string;
+  /** The prom-client registry /metrics also renders: its catalogue counters (virt_admin_requests_total) are sent too. */
+  registry?: Registry;
   /** The OTLP export failures so far, by "signal\0reason". */
   exportFailures?: ReadonlyMap<string, number>;
   /** Temporality the exporter wants for counters (asked on every collection; default cumulative). */
@@ -36,6 +39,31 @@ interface SeriesState {
   startMs: number;
   lastValue: number;
   lastMs: number;
+}
+
+/**
+ * When a driver knows when a domain started, or when a device was attached
+ * (seconds since the epoch), it may report it on the reading under these
+ * optional names; a counter of that domain or device then starts there.
+ * (No driver reports them yet; until one does, the first observation rule applies.)
+ */
+export interface KnownStart {
+  startTimeSeconds?: number;
+  attachTimeSeconds?: number;
+}
+
+function knownStartMs(spec: MetricSpec, labels: readonly string[], byUuid: ReadonlyMap<string, Snapshot['domains'][number]>, nowMs: number): number | undefined {
+  const u = spec.labels.indexOf('uuid');
+  if (u < 0) return undefined;
+  const d = byUuid.get(labels[u] ?? '');
+  if (d === undefined) return undefined;
+  const dev = spec.labels.indexOf('device');
+  const nic = spec.labels.indexOf('interface');
+  const reading: KnownStart | undefined =
+    dev >= 0 ? (d.block?.find((b) => b.device === labels[dev]) as KnownStart | undefined) : nic >= 0 ? (d.net?.find((n) => n.interface === labels[nic]) as KnownStart | undefined) : undefined;
+  const seconds = reading?.attachTimeSeconds ?? (d.info as KnownStart).startTimeSeconds;
+  if (seconds === undefined || !Number.isFinite(seconds) || seconds <= 0 || seconds * 1000 > nowMs) return undefined;
+  return seconds * 1000;
 }
 
 function hr(ms: number): HrTime {
@@ -58,8 +86,9 @@ function key(name: string, attributes: Attributes): string {
  * (per counter: its start time and last value) is bounded by what exists now.
  *
  * Start times of cumulative counters: the exporter's own counters started
- * with the process; a hypervisor counter whose start the driver does not
- * report starts, per the data model's rule for an unknown start, at its first
+ * with the process; a domain's counters when the domain started and a
+ * device's when it was attached, where the driver reports it (KnownStart);
+ * otherwise a counter starts, per the data model's rule for an unknown start, at its first
  * observation (that point is a "true reset point": start = time), and a
  * counter that goes down has been reset and starts again at the previous
  * observation. Values are the hypervisor's, unchanged, as /metrics shows.
@@ -75,7 +104,7 @@ export class SnapshotMetricProducer implements MetricProducer {
   constructor(opts: SnapshotProducerOptions) {
     this.#opts = opts;
     this.#now = opts.now ?? Date.now;
-    this.#specs = METRIC_LIST.filter((s) => s.collector === 'exporter' || opts.collectors.has(s.collector));
+    this.#specs = [...METRIC_LIST.filter((s) => s.collector === 'exporter' || opts.collectors.has(s.collector)), ...Object.values(REGISTRY_METRICS)];
   }
 
   /** Counter series remembered now (for tests of bounded memory). */
@@ -84,12 +113,25 @@ export class SnapshotMetricProducer implements MetricProducer {
   }
 
   async collect(): Promise<CollectionResult> {
-    const snapshot = await this.#opts.collection.collect();
-    return { resourceMetrics: { resource: resourceFromAttributes({}), scopeMetrics: [{ scope: this.#opts.scope, metrics: this.toMetricData(snapshot) }] }, errors: [] };
+    const [snapshot, extra] = await Promise.all([this.#opts.collection.collect(), this.#registrySamples()]);
+    return { resourceMetrics: { resource: resourceFromAttributes({}), scopeMetrics: [{ scope: this.#opts.scope, metrics: this.toMetricData(snapshot, extra) }] }, errors: [] };
   }
 
-  /** The snapshot as OTLP metric data, one MetricData per OTel name. */
-  toMetricData(snapshot: Snapshot): MetricData[] {
+  /** The event counters kept in the prom-client registry (they count since the process started). */
+  async #registrySamples(): Promise<Sample[]> {
+    const registry = this.#opts.registry;
+    if (registry === undefined) return [];
+    const out: Sample[] = [];
+    for (const spec of Object.values(REGISTRY_METRICS)) {
+      const metric = registry.getSingleMetric(spec.name);
+      if (metric === undefined) continue;
+      for (const v of (await metric.get()).values) out.push({ metric: spec, labels: spec.labels.map((l) => String(v.labels[l] ?? '')), value: v.value });
+    }
+    return out;
+  }
+
+  /** The snapshot (and the registry's counters) as OTLP metric data, one MetricData per OTel name. */
+  toMetricData(snapshot: Snapshot, extra: readonly Sample[] = []): MetricData[] {
     const nowMs = this.#now();
     const end = hr(nowMs);
     const delta = (this.#opts.temporality?.(InstrumentType.OBSERVABLE_COUNTER) ?? AggregationTemporality.CUMULATIVE) === AggregationTemporality.DELTA;
@@ -97,6 +139,7 @@ export class SnapshotMetricProducer implements MetricProducer {
     const groups = new Map<string, { otel: OtelSpec; counter: boolean; points: DataPoint<number>[] }>();
     const nextSeries = new Map<string, SeriesState>();
     const processStart = this.#opts.processStartMs ?? nowMs;
+    const byUuid = new Map(snapshot.domains.map((d) => [d.info.uuid, d]));
 
     const emit = (s: Sample): void => {
       const spec = s.metric;
@@ -121,14 +164,13 @@ export class SnapshotMetricProducer implements MetricProducer {
       const prev = this.#series.get(k);
       let state: SeriesState;
       if (prev === undefined) {
-        // Exporter counters count since the process started; hypervisor counters from an unknown start.
-        const startMs = spec.collector === 'exporter' ? processStart : nowMs;
+        // Exporter counters count since the process started; hypervisor counters since the domain's
+        // start or the device's attach when the driver knows it, else from their first observation.
+        const known = spec.collector === 'exporter' ? processStart : knownStartMs(spec, s.labels, byUuid, nowMs);
+        const startMs = known ?? nowMs;
         state = { startMs, lastValue: value, lastMs: nowMs };
-        if (delta) {
-          if (spec.collector === 'exporter') group.points.push({ startTime: hr(startMs), endTime: end, attributes, value });
-        } else {
-          group.points.push({ startTime: hr(startMs), endTime: end, attributes, value });
-        }
+        // Delta: a first observation is an increase over [start, now] only when the start is known.
+        if (!delta || known !== undefined) group.points.push({ startTime: hr(startMs), endTime: end, attributes, value });
       } else {
         const reset = value < prev.lastValue;
         state = { startMs: reset ? prev.lastMs : prev.startMs, lastValue: value, lastMs: nowMs };
@@ -140,6 +182,7 @@ export class SnapshotMetricProducer implements MetricProducer {
 
     const state: ExporterState = { version: this.#opts.version, errorCounts: this.#opts.collection.errorCounts, otelExportFailures: this.#opts.exportFailures };
     collectExporter(snapshot, state, emit);
+    for (const sample of extra) emit(sample);
     for (const name of Object.keys(COLLECTOR_FNS) as CollectorName[]) {
       if (this.#opts.collectors.has(name)) COLLECTOR_FNS[name](snapshot, emit);
     }

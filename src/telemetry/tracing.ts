@@ -80,9 +80,11 @@ const BY_DOMAIN = new Set(['lookupDomain', 'domainInfo', 'domainDefinition', 'un
  */
 export function tracedConnection<C extends object>(conn: C): C {
   return new Proxy(conn, {
-    get(target, prop, receiver) {
-      const value: unknown = Reflect.get(target, prop, receiver);
-      if (typeof value !== 'function' || typeof prop !== 'string' || !OPERATIONS.has(prop)) return value;
+    get(target, prop) {
+      // The target itself as `this` (getters and methods may use private fields, which a proxy has not).
+      const value: unknown = Reflect.get(target, prop, target);
+      if (typeof value !== 'function') return value;
+      if (typeof prop !== 'string' || !OPERATIONS.has(prop)) return (value as (...args: unknown[]) => unknown).bind(target);
       const fn = value as (...args: unknown[]) => Promise<unknown>;
       return (...args: unknown[]): Promise<unknown> => {
         if (trace.getActiveSpan() === undefined) return fn.apply(target, args);

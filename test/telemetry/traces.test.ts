@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
+import type { Registry } from 'prom-client';
 import { COLLECTORS, type CollectorName } from '../../src/collectors/catalogue.ts';
 import { Collection } from '../../src/collectors/collection.ts';
 import { resetTestHosts } from '../../src/drivers/test/driver.ts';
 import { startOtlpPush, type OtlpPush } from '../../src/telemetry/otlp.ts';
-import { inSpan } from '../../src/telemetry/tracing.ts';
+import { inSpan, tracedConnection } from '../../src/telemetry/tracing.ts';
 import { createLogger } from '../../src/util/logger.ts';
 import { open, type Connection } from '../../src/virt/connection.ts';
 import { call, startAdmin, tempDir, TOKENS, type AdminFixture } from '../http/admin/fixtures.ts';
@@ -37,7 +38,7 @@ void describe('traces', () => {
     await cleanup();
   });
 
-  const startPush = async (env: Record<string, string> = {}): Promise<OtlpPush> => {
+  const startPush = async (env: Record<string, string> = {}, registry?: Registry): Promise<OtlpPush> => {
     for (const [k, v] of Object.entries(env)) process.env[k] = v;
     process.env.OTEL_BSP_SCHEDULE_DELAY = '100';
     try {
@@ -47,6 +48,7 @@ void describe('traces', () => {
         collectors: ALL,
         logger: createLogger({ write: () => undefined }),
         version: 'x',
+        ...(registry === undefined ? {} : { registry }),
       });
       assert.ok(push !== undefined);
       return push;
@@ -75,7 +77,7 @@ void describe('traces', () => {
 
   void it('has a span per admin request, child of its traceparent, with the driver operations as children carrying domain, outcome and error code', async () => {
     receiver.requests.length = 0;
-    const push = await startPush();
+    const push = await startPush({}, admin.registry);
     const traceId = randomBytes(16).toString('hex');
     const parentId = randomBytes(8).toString('hex');
     const failTrace = randomBytes(16).toString('hex');
@@ -86,6 +88,9 @@ void describe('traces', () => {
       assert.equal(missing.status, 404);
       const has = (trace: string, pred: (s: OtlpSpan) => boolean): boolean => receiver.spans().some((s) => s.traceId === trace && pred(s));
       await receiver.waitUntil(() => has(traceId, (s) => s.kind === 2) && has(failTrace, (s) => s.kind === 2) && has(failTrace, (s) => s.name.startsWith('virt.')), 'both admin traces');
+      // The admin request counter of /metrics is pushed too.
+      const counted = (): boolean => receiver.metrics().some((r) => r.points.some((p) => p.metric === 'virt.admin.requests' && p.attributes.outcome === 'not_found' && p.valueType === 'int'));
+      await receiver.waitUntil(counted, 'virt.admin.requests');
     } finally {
       await push.close();
       await call(`${admin.url}/api/v1/domains/web-1/resume`, { method: 'POST', token: TOKENS.operator });
@@ -145,5 +150,14 @@ void describe('traces', () => {
     assert.equal(lines[1]?.trace_id, ids?.traceId);
     assert.equal(lines[1]?.span_id, ids?.spanId);
     assert.match(String(lines[1]?.trace_id), /^[0-9a-f]{32}$/);
+  });
+
+  void it('keeps a traced connection a working connection: getters, synchronous methods, operations without an active span', async () => {
+    const traced = tracedConnection(conn);
+    assert.equal(traced.driverName, 'test');
+    assert.equal(traced.readOnly, true);
+    assert.equal(traced.supports('hostInfo'), true);
+    assert.equal((await traced.hostInfo()).hostname, (await conn.hostInfo()).hostname);
+    await assert.rejects(traced.domainInfo('no-such-vm'), (err: Error & { code?: string }) => err.code === 'VIRT_ERR_NO_DOMAIN');
   });
 });
