@@ -9,7 +9,7 @@ import { parseDuration } from '../util/deadline.ts';
 import { createLogger, type LogFormat, type LogLevel, type Logger } from '../util/logger.ts';
 import { VERSION } from '../version.ts';
 import { open, type Connection } from '../virt/connection.ts';
-import { detectHost } from '../virt/detect.ts';
+import { detectHostLive } from '../virt/detect.ts';
 import { isVirtError } from '../virt/errors.ts';
 import { startAdmin, startTelemetry, loadGuard } from './exporter-parts.ts';
 
@@ -52,7 +52,7 @@ async function run(config: LoadedConfig, log: Logger, parts: Running[]): Promise
   });
   let uri = String(config.get('connect'));
   if (uri === '') {
-    const found = detectHost();
+    const found = await detectHostLive();
     uri = found.uri;
     log.info('detected host', { uri, reason: found.reason });
   }

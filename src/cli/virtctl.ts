@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { loadConfig, settingsFor } from '../config/load.ts';
 import { STATS_GROUPS, type DomainStats } from '../drivers/types.ts';
 import { open, type Connection } from '../virt/connection.ts';
-import { detectHost } from '../virt/detect.ts';
+import { detectHostLive } from '../virt/detect.ts';
 import { VirtError, toVirtError } from '../virt/errors.ts';
 import { VERSION } from '../version.ts';
 
@@ -204,7 +204,7 @@ async function main(argv: string[]): Promise<number> {
     if (inv === 'version') return out(`virtctl ${VERSION}\n`), 0;
     json = inv.json;
     const config = loadConfig(inv.settingFlags);
-    const uri = inv.uri ?? (process.env.VIRT_EXPORTER_CONNECT || detectHost().uri);
+    const uri = inv.uri ?? (process.env.VIRT_EXPORTER_CONNECT || (await detectHostLive()).uri);
     const readOnly = inv.readOnly || !WRITE_COMMANDS.has(inv.command);
     conn = await open(uri, { readOnly, settings: settingsFor(config.settings, 'xen', 'qemu') });
     await execute(conn, inv, out);

@@ -2,6 +2,7 @@
 import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import type { Logger } from '../util/logger.ts';
 import { VirtError } from '../virt/errors.ts';
+import { acquireInstanceLock } from './instance-lock.ts';
 import { resolvePaths, type QemudMode, type QemudPaths } from './paths.ts';
 import { processAlive } from './proc.ts';
 import { QemudServer } from './server.ts';
@@ -70,7 +71,9 @@ function acquirePidFile(path: string): boolean {
 export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
   const paths = resolvePaths(o.mode, { runtimeDir: o.runtimeDir, stateDir: o.stateDir });
   new Store(paths, o.logger).init();
+  const lock = await acquireInstanceLock(paths.runtimeDir);
   if (!acquirePidFile(paths.pidFile)) {
+    await lock.release();
     throw new VirtError('VIRT_ERR_OPERATION_INVALID', `another virt-qemud is already running for ${paths.runtimeDir}`);
   }
   const supervisor = new Supervisor({
@@ -104,6 +107,7 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
       } catch {
         // already gone
       }
+      await lock.release();
     },
   };
 }
