@@ -45,7 +45,7 @@ export const METRICS = {
   collectorDuration: m('exporter', 'virt_collector_duration_seconds', 'gauge', 'seconds', ['collector'], 'How long the collector\'s driver read took in the last collection.', 'virt.collector.duration', 's'),
   collectionErrors: m('exporter', 'virt_collection_errors_total', 'counter', '', ['collector', 'code'], 'Read errors by collector and stable error code since start.', 'virt.collection.errors', '{error}'),
   collectionDuration: m('exporter', 'virt_collection_duration_seconds', 'gauge', 'seconds', [], 'Wall time of the last whole collection.', 'virt.collection.duration', 's'),
-  buildInfo: m('exporter', 'virt_exporter_build_info', 'gauge', '', ['version', 'nodejs'], 'Build information of virt-exporter; the value is always 1.', 'virt.exporter.build.info', '1'),
+  buildInfo: m('exporter', 'virt_exporter_build_info', 'gauge', '', ['version', 'revision', 'branch', 'nodejs', 'v8'], 'Build information of virt-exporter (version, git revision and branch, Node.js and V8 runtime versions); the value is always 1.', 'virt.exporter.build.info', '1'),
 
   // domain
   domains: m('domain', 'virt_domains', 'gauge', '', [], 'Number of domains reported (after include/exclude filters).', 'virt.domains', '{domain}'),

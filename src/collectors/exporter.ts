@@ -1,6 +1,7 @@
 import { COLLECTORS } from './catalogue.ts';
 import { METRICS } from './catalogue.ts';
 import type { Snapshot, Sample } from './snapshot.ts';
+import { BUILD_INFO } from '../version.ts';
 
 export interface ExporterState {
   version: string;
@@ -22,5 +23,5 @@ export function collectExporter(snap: Snapshot, state: ExporterState, emit: (s: 
     const [collector = '', code = ''] = key.split('\0');
     emit({ metric: METRICS.collectionErrors, labels: [collector, code], value: count });
   }
-  emit({ metric: METRICS.buildInfo, labels: [state.version, process.versions.node], value: 1 });
+  emit({ metric: METRICS.buildInfo, labels: [state.version, BUILD_INFO.revision, BUILD_INFO.branch, process.versions.node, process.versions.v8], value: 1 });
 }

@@ -15,6 +15,7 @@ import { VirtError, toVirtError } from '../virt/errors.ts';
 import { safeDefinition, validateDefinition, type DomainDefinition } from './definition.ts';
 import { Domain, invalidState } from './domain.ts';
 import { guestView } from '../drivers/net.ts';
+import { hostCpuMhz } from './host-cpu.ts';
 import { checkImagePath, imageVirtualSize } from './images.ts';
 import { killQuiet, qemuPidsFor, readPid, runCommand, sleep, type CommandResult } from './processes.ts';
 import { withTimeout } from '../util/deadline.ts';
@@ -592,7 +593,7 @@ export class Supervisor {
       hostname: hostname(),
       model: process.arch === 'x64' ? 'x86_64' : process.arch,
       cpus: c.length,
-      mhz: c[0]?.speed ?? 0,
+      mhz: hostCpuMhz(),
       nodes: 1,
       sockets,
       cores,
