@@ -11,7 +11,7 @@ import { VERSION } from '../version.ts';
 import { open, type Connection } from '../virt/connection.ts';
 import { detectHostLive } from '../virt/detect.ts';
 import { isVirtError } from '../virt/errors.ts';
-import { startAdmin, startTelemetry, loadGuard } from './exporter-parts.ts';
+import { checkAdmin, startAdmin, startTelemetry, loadGuard } from './exporter-parts.ts';
 
 interface Running {
   close(): Promise<void>;
@@ -56,7 +56,10 @@ async function run(config: LoadedConfig, log: Logger, parts: Running[]): Promise
     uri = found.uri;
     log.info('detected host', { uri, reason: found.reason });
   }
-  const collectors = new Set<CollectorName>(COLLECTORS.filter((c) => config.get(`collector.${c}`) === true));
+  // --collector.disable-defaults: only the collectors enabled explicitly.
+  const onlyExplicit = config.get('collector.disable-defaults') === true;
+  const collectors = new Set<CollectorName>(COLLECTORS.filter((c) => config.get(`collector.${c}`) === true && (!onlyExplicit || config.explicit.has(`collector.${c}`))));
+  log.debug('collectors', { enabled: [...collectors].join(','), disableDefaults: onlyExplicit });
   const regex = (key: string): RegExp | undefined => {
     const v = String(config.get(key));
     return v === '' ? undefined : new RegExp(v);
@@ -66,6 +69,7 @@ async function run(config: LoadedConfig, log: Logger, parts: Running[]): Promise
   // Validate everything that can fail on bad input before opening or binding anything.
   const guard: WebGuard = String(config.get('web.config.file')) === '' ? openGuard : await loadGuard(String(config.get('web.config.file')), log);
   parts.push({ close: () => Promise.resolve(guard.close()) });
+  await checkAdmin(config);
 
   const conn: Connection = await open(uri, { readOnly: true, logger: log, settings: driverSettings });
   parts.push({ close: () => conn.close() });
@@ -84,6 +88,7 @@ async function run(config: LoadedConfig, log: Logger, parts: Running[]): Promise
 
   const server: RunningServer = await startMetricsServer({
     listenAddress: String(config.get('web.listen-address')),
+    systemdSocket: config.get('web.systemd-socket') === true,
     telemetryPath: String(config.get('web.telemetry-path')),
     collection,
     collectors,
