@@ -41,6 +41,8 @@ export interface DomainInfo extends DomainRef {
   machine?: string;
   autostart?: boolean;
   persistent?: boolean;
+  /** A managed-save image exists: the next start resumes from it. */
+  managedSave?: boolean;
 }
 
 export const VCPU_STATES = ['offline', 'running', 'blocked'] as const;
