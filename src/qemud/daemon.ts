@@ -3,6 +3,7 @@ import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:f
 import type { Logger } from '../util/logger.ts';
 import { VirtError } from '../virt/errors.ts';
 import { acquireInstanceLock } from './instance-lock.ts';
+import { activatedSockets } from './systemd-sockets.ts';
 import { resolvePaths, type QemudMode, type QemudPaths } from './paths.ts';
 import { processAlive } from './proc.ts';
 import { QemudServer } from './server.ts';
@@ -90,8 +91,10 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
   });
   supervisor.init();
   const server = new QemudServer({ supervisor, logger: o.logger, maxFrameBytes: o.maxFrameBytes, ...(o.roSocketGroup ? { roSocketGroup: o.roSocketGroup } : {}) });
-  await server.listen(paths.rwSocket, paths.roSocket);
-  o.logger.info('virt-qemud listening', { rw: paths.rwSocket, ro: paths.roSocket, pid: process.pid });
+  const activated = activatedSockets();
+  if (activated === undefined) await server.listen(paths.rwSocket, paths.roSocket);
+  else await server.listenFds(activated.rw, activated.ro);
+  o.logger.info('virt-qemud listening', { rw: paths.rwSocket, ro: paths.roSocket, pid: process.pid, ...(activated === undefined ? {} : { systemdSocket: true }) });
   let stopped = false;
   return {
     paths,

@@ -138,19 +138,26 @@ export class QemudServer {
     if (this.#o.roSocketGroup) chownSync(roPath, process.getuid?.() ?? 0, groupId(this.#o.roSocketGroup));
   }
 
-  async #listen(path: string, readOnly: boolean, mode: number): Promise<void> {
-    unlinkQuiet(path);
+  /** Serves on listening sockets passed by systemd (socket activation); systemd owns their files and modes. */
+  async listenFds(rwFd: number, roFd: number): Promise<void> {
+    await this.#listen({ fd: rwFd }, false, 0);
+    await this.#listen({ fd: roFd }, true, 0);
+  }
+
+  async #listen(target: string | { fd: number }, readOnly: boolean, mode: number): Promise<void> {
+    if (typeof target === 'string') unlinkQuiet(target);
     const server = createServer((sock) => this.#onConnection(sock, readOnly));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(path, () => {
+      server.listen(target, () => {
         server.off('error', reject);
         resolve();
       });
     });
-    chmodSync(path, mode);
     this.#servers.push(server);
-    this.#paths.push(path);
+    if (typeof target !== 'string') return;
+    chmodSync(target, mode);
+    this.#paths.push(target);
   }
 
   async close(): Promise<void> {
