@@ -10,11 +10,16 @@ import { createLogger, type LogFormat, type LogLevel, type Logger } from '../uti
 import { VERSION } from '../version.ts';
 import { open, type Connection } from '../virt/connection.ts';
 import { detectHostLive } from '../virt/detect.ts';
-import { isVirtError } from '../virt/errors.ts';
+import { isVirtError, toVirtError } from '../virt/errors.ts';
 import { checkAdmin, startAdmin, startTelemetry, loadGuard } from './exporter-parts.ts';
 
 interface Running {
   close(): Promise<void>;
+}
+
+function errorLine(err: unknown): string {
+  const e = toVirtError(err);
+  return `virt-exporter: error: ${e.code}: ${e.message}\n`;
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -22,7 +27,8 @@ async function main(argv: string[]): Promise<number> {
   try {
     config = loadConfig(argv);
   } catch (err) {
-    process.stderr.write(`virt-exporter: ${(err as Error).message}\n`);
+    // One format for flag and start-up errors: `virt-exporter: error: CODE: message`.
+    process.stderr.write(errorLine(err));
     return 2;
   }
   if (config.help) {
@@ -39,6 +45,7 @@ async function main(argv: string[]): Promise<number> {
     return await run(config, log, parts);
   } catch (err) {
     log.error('startup failed', { err, code: isVirtError(err) ? err.code : undefined });
+    process.stderr.write(errorLine(err));
     for (const p of parts.reverse()) await p.close().catch(() => undefined);
     return isVirtError(err) ? Math.max(2, err.exitCode) : 1;
   }

@@ -118,7 +118,12 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   try {
     conf.validate({ allowed: 'strict' });
   } catch (err) {
-    const detail = (err as Error).message.replace(/configuration param '([^']+)' not declared in the schema/g, "unknown key '$1'");
+    const detail = (err as Error).message
+      .replace(/configuration param '([^']+)' not declared in the schema/g, "unknown key '$1'")
+      .split('\n')
+      // convict appends ": value was V"; drop it where the reason already names the value.
+      .map((line) => line.replace(/^(.*): value was (.*)$/, (all, head: string, value: string) => (head.includes(value) ? head : all)))
+      .join('\n');
     throw configError(`invalid configuration${configFile === undefined ? '' : ` (file ${configFile})`}: ${detail}`);
   }
   const settings: Record<string, SettingValue> = {};

@@ -140,6 +140,7 @@ export async function startMetricsServer(opts: MetricsServerOptions): Promise<Ru
       filtered.set(key, renderer);
     }
     inFlight++;
+    const started = performance.now();
     try {
       const format = negotiateFormat(req.headers.accept);
       const snapshot = await opts.collection.collect();
@@ -149,6 +150,7 @@ export async function startMetricsServer(opts: MetricsServerOptions): Promise<Ru
       } finally {
         body.release();
       }
+      log.debug('scrape', { remote: req.socket.remoteAddress, format, collectors: selected === null ? 'all' : [...selected].join(','), bytes: body.bytes, up: snapshot.up, seconds: Number(((performance.now() - started) / 1000).toFixed(4)) });
     } finally {
       inFlight--;
     }

@@ -49,7 +49,7 @@ export const coreSchema: SchemaFragment = {
   },
   collector: collectorToggles,
   collect: {
-    timeout: { doc: 'Deadline of one collection (e.g. 500ms, 5s); parts that miss it report collector_success 0.', format: 'duration', default: '5s' },
+    timeout: { doc: 'Deadline of one collection (e.g. 500ms, 5s, 1m; a bare number is seconds); parts that miss it report collector_success 0.', format: 'duration', default: '5s' },
     'inactive-domains': { doc: 'Report shut-off (defined but inactive) domains too.', format: Boolean, default: true },
     'domain-include': { doc: 'Regular expression; only domains whose name matches are reported (empty = all).', format: 'regex', default: '' },
     'domain-exclude': { doc: 'Regular expression; domains whose name matches are not reported (empty = none).', format: 'regex', default: '' },
