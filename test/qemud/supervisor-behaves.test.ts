@@ -10,6 +10,7 @@ import { after, describe, it } from 'node:test';
 import { ERROR_CODES } from '../../src/virt/errors.ts';
 import { open } from '../../src/virt/connection.ts';
 import { detectHostLive } from '../../src/virt/detect.ts';
+import { parseMetrics, scrape, startExporter } from '../helpers/exporter.ts';
 import { alive, daemonPid, killPid, QEMUD_BIN, sandbox, startDaemon, VIRTCTL_BIN, waitFor, type Sandbox } from './helpers.ts';
 
 const boxes: Sandbox[] = [];
@@ -112,6 +113,23 @@ void describe('virt-qemud behaves', { timeout: 120_000 }, () => {
     assert.notEqual(dead.uri, 'qemu:///session');
     assert.deepEqual(dead.silent.filter((s) => s === sb.roSocket), [sb.roSocket]);
     assert.match(dead.reason, /nothing answers on/);
+  });
+
+  void it('a supervisor stopped for maintenance stays down while an exporter scrapes: virt_up 0, no new virt-qemud', async () => {
+    const sb = box();
+    const child = await startDaemon(sb);
+    const ex = await startExporter(['--connect=qemu:///session'], { ...sb.env, VIRT_EXPORTER_CONNECT: '' });
+    try {
+      const up = (text: string): number | undefined => parseMetrics(text).find((x) => x.name === 'virt_up')?.value;
+      assert.equal(up(await scrape(ex.url)), 1);
+      child.kill('SIGTERM');
+      await waitFor(() => child.exitCode !== null || child.signalCode !== null, 15_000, 'virt-qemud to stop');
+      for (let i = 0; i < 3; i++) assert.equal(up(await scrape(ex.url)), 0);
+      assert.equal(daemonPid(sb.runtimeDir), undefined, 'a scrape started virt-qemud again');
+      assert.equal(existsSync(sb.roSocket), false);
+    } finally {
+      await ex.stop();
+    }
   });
 
   void it('the exporter logs what detection found', async () => {
