@@ -17,6 +17,25 @@ export async function loadGuard(file: string, log: Logger): Promise<WebGuard> {
   return mod.loadWebGuard(file, log);
 }
 
+/**
+ * Validates the admin configuration (file and listen address) before any
+ * port is bound, so that a bad one fails start-up before "listening".
+ */
+export async function checkAdmin(config: LoadedConfig): Promise<void> {
+  const adminSettings = settingsFor(config.settings, 'admin');
+  const address = String(adminSettings['admin.listen-address'] ?? '');
+  if (address === '') return;
+  const port = (a: string): string => a.slice(a.lastIndexOf(':') + 1);
+  const web = String(config.get('web.listen-address')).split(',');
+  if (port(address) !== '0' && web.some((w) => port(w.trim()) === port(address))) {
+    throw new VirtError('VIRT_ERR_CONFIG', `--admin.listen-address=${address} uses the metrics port; give the admin API a port of its own`);
+  }
+  const file = String(adminSettings['admin.config.file'] ?? '');
+  if (file === '') return; // the admin server names the missing file itself
+  const { loadAdminConfig } = await import('../http/admin/config.ts');
+  await loadAdminConfig(file);
+}
+
 export async function startAdmin(
   config: LoadedConfig,
   uri: string,

@@ -9,12 +9,17 @@ import { parseDuration } from '../util/deadline.ts';
 import { createLogger, type LogFormat, type LogLevel, type Logger } from '../util/logger.ts';
 import { VERSION } from '../version.ts';
 import { open, type Connection } from '../virt/connection.ts';
-import { detectHost } from '../virt/detect.ts';
-import { isVirtError } from '../virt/errors.ts';
-import { checkTelemetry, startAdmin, startTelemetry, loadGuard } from './exporter-parts.ts';
+import { detectHostLive } from '../virt/detect.ts';
+import { isVirtError, toVirtError } from '../virt/errors.ts';
+import { checkAdmin, checkTelemetry, startAdmin, startTelemetry, loadGuard } from './exporter-parts.ts';
 
 interface Running {
   close(): Promise<void>;
+}
+
+function errorLine(err: unknown): string {
+  const e = toVirtError(err);
+  return `virt-exporter: error: ${e.code}: ${e.message}\n`;
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -22,7 +27,8 @@ async function main(argv: string[]): Promise<number> {
   try {
     config = loadConfig(argv);
   } catch (err) {
-    process.stderr.write(`virt-exporter: ${(err as Error).message}\n`);
+    // One format for flag and start-up errors: `virt-exporter: error: CODE: message`.
+    process.stderr.write(errorLine(err));
     return 2;
   }
   if (config.help) {
@@ -39,6 +45,7 @@ async function main(argv: string[]): Promise<number> {
     return await run(config, log, parts);
   } catch (err) {
     log.error('startup failed', { err, code: isVirtError(err) ? err.code : undefined });
+    process.stderr.write(errorLine(err));
     for (const p of parts.reverse()) await p.close().catch(() => undefined);
     return isVirtError(err) ? Math.max(2, err.exitCode) : 1;
   }
@@ -52,11 +59,14 @@ async function run(config: LoadedConfig, log: Logger, parts: Running[]): Promise
   });
   let uri = String(config.get('connect'));
   if (uri === '') {
-    const found = detectHost();
+    const found = await detectHostLive();
     uri = found.uri;
     log.info('detected host', { uri, reason: found.reason });
   }
-  const collectors = new Set<CollectorName>(COLLECTORS.filter((c) => config.get(`collector.${c}`) === true));
+  // --collector.disable-defaults: only the collectors enabled explicitly.
+  const onlyExplicit = config.get('collector.disable-defaults') === true;
+  const collectors = new Set<CollectorName>(COLLECTORS.filter((c) => config.get(`collector.${c}`) === true && (!onlyExplicit || config.explicit.has(`collector.${c}`))));
+  log.debug('collectors', { enabled: [...collectors].join(','), disableDefaults: onlyExplicit });
   const regex = (key: string): RegExp | undefined => {
     const v = String(config.get(key));
     return v === '' ? undefined : new RegExp(v);
@@ -67,6 +77,7 @@ async function run(config: LoadedConfig, log: Logger, parts: Running[]): Promise
   await checkTelemetry(config);
   const guard: WebGuard = String(config.get('web.config.file')) === '' ? openGuard : await loadGuard(String(config.get('web.config.file')), log);
   parts.push({ close: () => Promise.resolve(guard.close()) });
+  await checkAdmin(config);
 
   const conn: Connection = await open(uri, { readOnly: true, logger: log, settings: driverSettings });
   parts.push({ close: () => conn.close() });
@@ -88,6 +99,7 @@ async function run(config: LoadedConfig, log: Logger, parts: Running[]): Promise
   const otelExportFailures = new Map<string, number>();
   const server: RunningServer = await startMetricsServer({
     listenAddress: String(config.get('web.listen-address')),
+    systemdSocket: config.get('web.systemd-socket') === true,
     telemetryPath: String(config.get('web.telemetry-path')),
     collection,
     collectors,

@@ -2,18 +2,38 @@
  * virt-qemud: the QEMU supervisor. Usually started in the background by the
  * qemu driver; can be run by hand or by a service manager.
  *
- *   virt-qemud [--system | --session] [--KEY VALUE ...]
+ *   virt-qemud [--system | --session] [--idle-timeout-seconds N] [--KEY VALUE ...]
  *
+ * --idle-timeout-seconds N (alias --timeout, as libvirt's daemons have):
+ * exit after N seconds with no running domain and no client; the driver
+ * passes it to the supervisors it starts; 0 (the default here) never exits.
  * KEY is any qemu setting (see docs/qemu.md); each also comes from the
  * environment as VIRT_EXPORTER_QEMU_KEY (upper case, dashes as underscores).
  */
 import { startDaemon } from '../qemud/daemon.ts';
+import { watchIdle } from '../qemud/idle-exit.ts';
 import { DAEMON_KEYS, QEMU_SETTINGS, setting, type QemuSettingKey } from '../qemud/settings.ts';
 import { createLogger, LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from '../util/logger.ts';
 import { isVirtError } from '../virt/errors.ts';
+import { VERSION } from '../version.ts';
+
+// ps and top show the program, not "node .../qemud.js".
+process.title = 'virt-qemud';
 
 function usage(): string {
-  const lines = ['usage: virt-qemud [--system|--session] [--log.level L] [--log.format F] [--KEY VALUE ...]', '', 'KEY:'];
+  const lines = [
+    'usage: virt-qemud [--system|--session] [--idle-timeout-seconds N] [--log.level L] [--log.format F] [--KEY VALUE ...]',
+    '',
+    'The QEMU supervisor of virt-exporter: keeps domain definitions, runs and watches QEMU.',
+    '',
+    '  --system, --session         which instance (default: --system as root, else --session)',
+    '  --idle-timeout-seconds N    exit after N s with no running domain and no client (alias --timeout; default 0: never)',
+    '  --log.level L               ' + LOG_LEVELS.join(', ') + ' (default info)',
+    '  --log.format F              ' + LOG_FORMATS.join(', ') + ' (default logfmt)',
+    '  --help, --version',
+    '',
+    'KEY:',
+  ];
   for (const k of DAEMON_KEYS) lines.push(`  --${k}  ${QEMU_SETTINGS[k].doc} (default ${JSON.stringify(QEMU_SETTINGS[k].default)})`);
   return lines.join('\n') + '\n';
 }
@@ -32,6 +52,7 @@ function main(argv: string[]): Promise<void> | void {
   let mode: 'system' | 'session' = process.getuid?.() === 0 && process.env['VIRT_EXPORTER_RUNTIME_DIR'] === undefined ? 'system' : 'session';
   let level: LogLevel = 'info';
   let format: LogFormat = 'logfmt';
+  let idleSeconds = 0;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i] as string;
     const [flag, inline] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
@@ -43,6 +64,13 @@ function main(argv: string[]): Promise<void> | void {
     if (flag === '--help' || flag === '-h') {
       process.stdout.write(usage());
       return;
+    } else if (flag === '--version') {
+      process.stdout.write(`virt-qemud ${VERSION} (node ${process.versions.node})\n`);
+      return;
+    } else if (flag === '--idle-timeout-seconds' || flag === '--timeout') {
+      const v = value();
+      if (!/^\d+$/.test(v)) fail(`${flag} must be a whole number of seconds, got ${JSON.stringify(v)}`);
+      idleSeconds = Number(v);
     } else if (flag === '--system') mode = 'system';
     else if (flag === '--session') mode = 'session';
     else if (flag === '--log.level') {
@@ -58,7 +86,7 @@ function main(argv: string[]): Promise<void> | void {
       const v = value();
       if (typeof QEMU_SETTINGS[key].default === 'number' && !/^\d+$/.test(v)) fail(`${flag} must be a non-negative integer, got ${JSON.stringify(v)}`);
       settings[`qemu.${key}`] = v;
-    } else fail(`unknown argument ${JSON.stringify(a)}\n${usage()}`);
+    } else fail(`unknown argument ${JSON.stringify(a)} (see virt-qemud --help)`);
   }
   const logger = createLogger({ level, format }).child({ component: 'virt-qemud' });
   const s = (k: QemuSettingKey): string | number | boolean => setting(settings, k);
@@ -88,12 +116,20 @@ function main(argv: string[]): Promise<void> | void {
       };
       process.on('SIGTERM', () => stop('SIGTERM'));
       process.on('SIGINT', () => stop('SIGINT'));
+      watchIdle({
+        seconds: idleSeconds,
+        activeDomains: () => d.supervisor.listDomains({ active: true, inactive: false }).length,
+        clients: () => d.server.connections,
+        onIdle: () => stop('idle'),
+        logger,
+      });
     },
     (err: unknown) => {
       if (isVirtError(err, 'VIRT_ERR_OPERATION_INVALID')) {
-        // Another instance already serves these sockets: not an error for an auto-start race.
-        logger.info(err.message);
-        process.exit(0);
+        // Another instance serves this directory. The driver's auto-start
+        // race loses quietly (it connects to the winner); a person is told.
+        logger.error('virt-qemud not started', { reason: err.message });
+        process.exit(1);
       }
       logger.error('virt-qemud failed to start', { err });
       process.exit(1);

@@ -85,7 +85,7 @@ export const METRICS = {
   collectionErrors: m('exporter', 'virt_collection_errors_total', 'counter', '', ['collector', 'code'], 'Read errors by collector and stable error code since start.', 'virt.collection.errors', '{error}'),
   collectionDuration: m('exporter', 'virt_collection_duration_seconds', 'gauge', 'seconds', [], 'Wall time of the last whole collection.', 'virt.collection.duration', 's'),
   otelExportFailures: m('exporter', 'virt_otel_export_failures_total', 'counter', '', ['signal', 'reason'], 'OTLP exports that failed, by signal (metrics, traces) and reason (unreachable, timeout, rejected, other).', 'virt.otel.export.failures', '{failure}'),
-  buildInfo: m('exporter', 'virt_exporter_build_info', 'gauge', '', ['version', 'nodejs'], 'Build information of virt-exporter; the value is always 1.', 'virt.exporter.build.info', '1'),
+  buildInfo: m('exporter', 'virt_exporter_build_info', 'gauge', '', ['version', 'revision', 'branch', 'nodejs', 'v8'], 'Build information of virt-exporter (version, git revision and branch, Node.js and V8 runtime versions); the value is always 1.', 'virt.exporter.build.info', '1'),
 
   // domain
   domains: m('domain', 'virt_domains', 'gauge', '', [], 'Number of domains reported (after include/exclude filters).', 'virt.domains', '{domain}'),

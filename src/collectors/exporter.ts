@@ -1,6 +1,7 @@
 import { COLLECTORS } from './catalogue.ts';
 import { METRICS } from './catalogue.ts';
 import type { Snapshot, Sample } from './snapshot.ts';
+import { BUILD_INFO } from '../version.ts';
 
 export interface ExporterState {
   version: string;
@@ -28,5 +29,5 @@ export function collectExporter(snap: Snapshot, state: ExporterState, emit: (s: 
     const [signal = '', reason = ''] = key.split('\0');
     emit({ metric: METRICS.otelExportFailures, labels: [signal, reason], value: count });
   }
-  emit({ metric: METRICS.buildInfo, labels: [state.version, process.versions.node], value: 1 });
+  emit({ metric: METRICS.buildInfo, labels: [state.version, BUILD_INFO.revision, BUILD_INFO.branch, process.versions.node, process.versions.v8], value: 1 });
 }

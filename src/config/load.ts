@@ -55,6 +55,8 @@ export function parseArgs(argv: readonly string[], specs: ReadonlyMap<string, Se
       value = argv[++i];
       if (value === undefined) throw configError(`--${name} needs a value`);
     }
+    const prev = flags.get(name);
+    if (spec.repeatable === true && typeof prev === 'string' && typeof value === 'string') value = `${prev},${value}`;
     flags.set(name, value);
   }
   return { flags, configFile, help, version };
@@ -66,6 +68,8 @@ export interface LoadedConfig {
   get(key: string): SettingValue;
   /** Every setting, by dotted key. */
   readonly settings: FlatSettings;
+  /** Keys given explicitly (flag, environment or config file), whatever their value. */
+  readonly explicit: ReadonlySet<string>;
   readonly configFile: string | undefined;
   readonly help: boolean;
   readonly version: boolean;
@@ -114,21 +118,46 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   try {
     conf.validate({ allowed: 'strict' });
   } catch (err) {
-    const detail = (err as Error).message.replace(/configuration param '([^']+)' not declared in the schema/g, "unknown key '$1'");
+    const detail = (err as Error).message
+      .replace(/configuration param '([^']+)' not declared in the schema/g, "unknown key '$1'")
+      .split('\n')
+      // convict appends ": value was V"; drop it where the reason already names the value.
+      .map((line) => line.replace(/^(.*): value was (.*)$/, (all, head: string, value: string) => (head.includes(value) ? head : all)))
+      .join('\n');
     throw configError(`invalid configuration${configFile === undefined ? '' : ` (file ${configFile})`}: ${detail}`);
   }
   const settings: Record<string, SettingValue> = {};
   for (const [key] of specs) settings[key] = conf.get(key) as SettingValue;
+  const explicit = new Set<string>(args.flags.keys());
+  for (const [key, spec] of specs) if (env[spec.env ?? envName(key)] !== undefined) explicit.add(key);
+  if (configFile !== undefined) for (const key of fileKeys(configFile)) explicit.add(key);
   return {
     get: (key) => {
       if (!(key in settings)) throw configError(`no setting named ${key}`);
       return settings[key] as SettingValue;
     },
     settings,
+    explicit,
     configFile,
     help: args.help,
     version: args.version,
   };
+}
+
+/** Dotted keys of the leaves of a (valid, already loaded) config file. */
+function fileKeys(file: string): string[] {
+  const text = readFileSync(file, 'utf8');
+  const doc = (/\.json$/i.test(file) ? JSON.parse(text) : YAML.parse(text)) as unknown;
+  const out: string[] = [];
+  const walk = (node: unknown, prefix: string): void => {
+    if (typeof node !== 'object' || node === null || Array.isArray(node)) {
+      if (prefix !== '') out.push(prefix);
+      return;
+    }
+    for (const [k, v] of Object.entries(node)) walk(v, prefix === '' ? k : `${prefix}.${k}`);
+  };
+  walk(doc, '');
+  return out;
 }
 
 /** The --help text: every setting with its flag, default and environment variable. */

@@ -57,6 +57,17 @@ export function addFormats(): void {
     },
   });
   convict.addFormat({
+    name: 'listen-addresses',
+    validate(v: unknown) {
+      const list = typeof v === 'string' ? v.split(',') : [];
+      if (list.length === 0) throw new Error('must be one or more [HOST]:PORT separated by commas');
+      for (const a of list) {
+        const m = /^(?:(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*)):(\d{1,5})$/.exec(a.trim());
+        if (m === null || Number(m[2]) > 65535) throw new Error(`${JSON.stringify(a)} is not [HOST]:PORT with a port from 0 to 65535`);
+      }
+    },
+  });
+  convict.addFormat({
     name: 'listen-address-or-empty',
     validate(v: unknown) {
       if (v === '') return;

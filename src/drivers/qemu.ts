@@ -2,10 +2,16 @@
  * The qemu driver: a client of virt-qemud. qemu:///system talks to the
  * supervisor under /run/virt-exporter, qemu:///session to the one under the
  * user's runtime directory. Read-only connections use the read-only socket.
- * When no supervisor answers, one is started in the background.
+ *
+ * When no supervisor answers, a read-write connection starts one in the
+ * background, with an idle timeout (it exits once it runs no domain and has
+ * no client). A read-only connection (virtctl -r, list, dominfo, domstats, the
+ * exporter's collectors) never starts one where none was running, nor after
+ * one was stopped cleanly: it only restarts a supervisor that died and left
+ * its socket and pid file behind, so that running domains are watched again.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, mkdirSync, openSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PROJECT_ROOT } from '../project.ts';
 import { VirtError } from '../virt/errors.ts';
@@ -16,8 +22,23 @@ import type { BulkReadOptions, BulkStats, DomainInfo, DomainRef, HostInfo, ListO
 import { QemudClient } from './qemu/client.ts';
 import { resolvePaths, type QemudMode, type QemudPaths } from '../qemud/paths.ts';
 import { DAEMON_KEYS, setting } from '../qemud/settings.ts';
+import { processAlive } from '../qemud/proc.ts';
 
 const DEFAULT_QEMUD = join(PROJECT_ROOT, 'bin', 'virt-qemud');
+
+/**
+ * Whether a supervisor died here: its pid file is still there and names no
+ * live process (a clean stop removes the pid file and both sockets).
+ */
+export function supervisorDied(paths: QemudPaths): boolean {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(paths.pidFile, 'utf8').trim());
+  } catch {
+    return false;
+  }
+  return Number.isInteger(pid) && pid > 0 && !processAlive(pid);
+}
 
 /** Starts virt-qemud detached, logging to its log file; returns once it is spawned. */
 export function spawnQemud(binary: string, mode: QemudMode, paths: QemudPaths, settings: OpenContext['settings']): Promise<void> {
@@ -28,6 +49,8 @@ export function spawnQemud(binary: string, mode: QemudMode, paths: QemudPaths, s
     const v = settings[`qemu.${k}`];
     if (v !== undefined && v !== '') args.push(`--${k}`, String(v));
   }
+  // An auto-started supervisor goes away when it is no longer needed.
+  args.push('--idle-timeout-seconds', String(setting(settings, 'idle-timeout-seconds')));
   const log = openSync(paths.daemonLog, 'a', 0o600);
   try {
     const child = spawn(binary, args, { detached: true, cwd: '/', stdio: ['ignore', log, log] });
@@ -68,7 +91,18 @@ export function openQemuDriver(uri: VirtUri, ctx: OpenContext): Promise<Driver> 
     maxFrameBytes: setting(s, 'max-frame-bytes'),
     connectTimeoutMs: setting(s, 'connect-timeout-ms'),
     logger: ctx.logger,
-    ...(setting(s, 'autostart') ? { autostart: () => spawnQemud(binary, mode, paths, s) } : {}),
+    noConnectHint: ctx.readOnly
+      ? `read-only connections never start virt-qemud: start it (systemctl start virt-qemud, or virt-qemud --${mode}) or run a write command`
+      : 'start it with systemctl start virt-qemud or virt-qemud --' + mode,
+    ...(setting(s, 'autostart')
+      ? {
+          autostart: async (why: 'missing' | 'refused') => {
+            if (ctx.readOnly && !(why === 'refused' && supervisorDied(paths))) return false;
+            await spawnQemud(binary, mode, paths, s);
+            return true;
+          },
+        }
+      : {}),
   });
   const read = (op: string, args: unknown[], opts?: ReadOptions): Promise<unknown> => client.call(op, args, { timeoutMs: readTimeout, signal: opts?.signal, idempotent: true });
   const write = (op: string, args: unknown[]): Promise<unknown> => client.call(op, args, { timeoutMs: writeTimeout });

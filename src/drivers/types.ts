@@ -47,6 +47,8 @@ export interface DomainInfo extends DomainRef {
    * domain of one reading has the same names. Never put on other series.
    */
   labels?: Readonly<Record<string, string>>;
+  /** A managed-save image exists: the next start resumes from it. */
+  managedSave?: boolean;
 }
 
 export const VCPU_STATES = ['offline', 'running', 'blocked'] as const;

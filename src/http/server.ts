@@ -9,7 +9,8 @@ import type { Collection } from '../collectors/collection.ts';
 import { tracedHandler } from '../telemetry/tracing.ts';
 import type { Logger } from '../util/logger.ts';
 import { CONTENT_TYPES, Exposition, negotiateFormat, type Rendered } from './exposition.ts';
-import { listen, parseListenAddress } from './listen.ts';
+import { COLLECTORS } from '../collectors/catalogue.ts';
+import { listen, listenFd, parseListenAddresses, systemdListenFds } from './listen.ts';
 import { landingPage } from './landing.ts';
 import type { WebGuard } from './web-guard.ts';
 
@@ -24,7 +25,10 @@ function clientGone(res: ServerResponse): (err: unknown) => void {
 }
 
 export interface MetricsServerOptions {
+  /** One [HOST]:PORT, or several separated by commas: served on each. */
   listenAddress: string;
+  /** Serve on the sockets systemd passed (LISTEN_FDS) instead of listenAddress. */
+  systemdSocket?: boolean;
   telemetryPath: string;
   collection: Collection;
   collectors: ReadonlySet<CollectorName>;
@@ -44,8 +48,11 @@ export interface MetricsServerOptions {
 }
 
 export interface RunningServer {
+  /** The first listener's address and port. */
   address: string;
   port: number;
+  /** Every listener, in the order given. */
+  listeners: Array<{ address: string; port: number }>;
   /** Stops accepting, lets in-flight requests finish (up to graceMs), then closes. */
   close(graceMs?: number): Promise<void>;
 }
@@ -53,7 +60,24 @@ export interface RunningServer {
 export async function startMetricsServer(opts: MetricsServerOptions): Promise<RunningServer> {
   const log = opts.logger.child({ component: 'http' });
   const exposition = new Exposition(opts.compat ?? '');
+  // collect[] scrapes: one renderer per distinct selection (at most 2^collectors), so cached bodies never mix.
+  const filtered = new Map<string, Exposition>();
   let inFlight = 0;
+
+  /** The collectors a scrape asks for with collect[]=NAME (node_exporter's parameter); null: all enabled ones. */
+  const selection = (url: string): ReadonlySet<CollectorName> | null | Error => {
+    const q = url.indexOf('?');
+    if (q === -1) return null;
+    const names = new URLSearchParams(url.slice(q + 1)).getAll('collect[]');
+    if (names.length === 0) return null;
+    const out = new Set<CollectorName>();
+    for (const n of names) {
+      if (!(COLLECTORS as readonly string[]).includes(n)) return new Error(`unknown collector ${JSON.stringify(n)} in collect[]; known: ${COLLECTORS.join(', ')}`);
+      if (!opts.collectors.has(n as CollectorName)) return new Error(`collector ${JSON.stringify(n)} in collect[] is disabled (--collector.${n})`);
+      out.add(n as CollectorName);
+    }
+    return out;
+  };
 
   const send = (res: ServerResponse, status: number, type: string, body: string, req: IncomingMessage): void => {
     for (const [k, v] of Object.entries(opts.guard.headers)) res.setHeader(k, v);
@@ -107,16 +131,29 @@ export async function startMetricsServer(opts: MetricsServerOptions): Promise<Ru
       send(res, 503, 'text/plain; charset=utf-8', 'too many concurrent scrapes\n', req);
       return;
     }
+    const selected = selection(req.url ?? '/');
+    if (selected instanceof Error) {
+      send(res, 400, 'text/plain; charset=utf-8', `${selected.message}\n`, req);
+      return;
+    }
+    let renderer = exposition;
+    if (selected !== null && selected.size !== opts.collectors.size) {
+      const key = COLLECTORS.filter((c) => selected.has(c)).join(',');
+      renderer = filtered.get(key) ?? new Exposition(opts.compat ?? '');
+      filtered.set(key, renderer);
+    }
     inFlight++;
+    const started = performance.now();
     try {
       const format = negotiateFormat(req.headers.accept);
       const snapshot = await opts.collection.collect();
-      const body = await exposition.render(snapshot, opts.collectors, { version: opts.version, errorCounts: opts.collection.errorCounts, otelExportFailures: opts.otelExportFailures }, opts.registry, format);
+      const body = await renderer.render(snapshot, selected ?? opts.collectors, { version: opts.version, errorCounts: opts.collection.errorCounts, otelExportFailures: opts.otelExportFailures }, opts.registry, format);
       try {
         await sendBody(res, req, CONTENT_TYPES[format], body);
       } finally {
         body.release();
       }
+      log.debug('scrape', { remote: req.socket.remoteAddress, format, collectors: selected === null ? 'all' : [...selected].join(','), bytes: body.bytes, up: snapshot.up, seconds: Number(((performance.now() - started) / 1000).toFixed(4)) });
     } finally {
       inFlight--;
     }
@@ -159,23 +196,47 @@ export async function startMetricsServer(opts: MetricsServerOptions): Promise<Ru
     }
   };
 
-  const server = opts.guard.createServer(handler);
-  server.requestTimeout = 60_000;
-  server.headersTimeout = 10_000;
-  server.maxHeadersCount = 100;
-  const bound = await listen(server, parseListenAddress(opts.listenAddress));
-  log.info('listening', { address: bound.address, path: opts.telemetryPath });
+  const make = (): ReturnType<WebGuard['createServer']> => {
+    const server = opts.guard.createServer(handler);
+    server.requestTimeout = 60_000;
+    server.headersTimeout = 10_000;
+    server.maxHeadersCount = 100;
+    return server;
+  };
+  const closeOne = (server: ReturnType<WebGuard['createServer']>, graceMs: number): Promise<void> =>
+    new Promise<void>((resolve) => {
+      if (!server.listening) return resolve();
+      const force = setTimeout(() => server.closeAllConnections(), graceMs);
+      server.close(() => {
+        clearTimeout(force);
+        resolve();
+      });
+      server.closeIdleConnections();
+    });
+
+  // Every address is checked before any is bound; a failure to bind one closes those already bound.
+  const targets = opts.systemdSocket === true ? systemdListenFds().map((fd) => ({ fd })) : parseListenAddresses(opts.listenAddress);
+  const servers: Array<ReturnType<WebGuard['createServer']>> = [];
+  const listeners: Array<{ address: string; port: number }> = [];
+  try {
+    for (const t of targets) {
+      const server = make();
+      servers.push(server);
+      listeners.push('fd' in t ? await listenFd(server, t.fd) : await listen(server, t));
+    }
+  } catch (err) {
+    await Promise.all(servers.map((s) => closeOne(s, 0)));
+    throw err;
+  }
+  for (const l of listeners) log.info('listening', { address: l.address, path: opts.telemetryPath, ...(opts.systemdSocket === true ? { systemdSocket: true } : {}) });
+  const first = listeners[0] ?? { address: '', port: 0 };
 
   return {
-    ...bound,
-    close: (graceMs = 10_000) =>
-      new Promise<void>((resolve) => {
-        const force = setTimeout(() => server.closeAllConnections(), graceMs);
-        server.close(() => {
-          clearTimeout(force);
-          resolve();
-        });
-        server.closeIdleConnections();
-      }),
+    address: first.address,
+    port: first.port,
+    listeners,
+    close: async (graceMs = 10_000) => {
+      await Promise.all(servers.map((s) => closeOne(s, graceMs)));
+    },
   };
 }

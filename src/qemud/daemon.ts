@@ -2,6 +2,8 @@
 import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import type { Logger } from '../util/logger.ts';
 import { VirtError } from '../virt/errors.ts';
+import { acquireInstanceLock } from './instance-lock.ts';
+import { activatedSockets } from './systemd-sockets.ts';
 import { resolvePaths, type QemudMode, type QemudPaths } from './paths.ts';
 import { processAlive } from './proc.ts';
 import { QemudServer } from './server.ts';
@@ -70,7 +72,9 @@ function acquirePidFile(path: string): boolean {
 export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
   const paths = resolvePaths(o.mode, { runtimeDir: o.runtimeDir, stateDir: o.stateDir });
   new Store(paths, o.logger).init();
+  const lock = await acquireInstanceLock(paths.runtimeDir);
   if (!acquirePidFile(paths.pidFile)) {
+    await lock.release();
     throw new VirtError('VIRT_ERR_OPERATION_INVALID', `another virt-qemud is already running for ${paths.runtimeDir}`);
   }
   const supervisor = new Supervisor({
@@ -87,8 +91,10 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
   });
   supervisor.init();
   const server = new QemudServer({ supervisor, logger: o.logger, maxFrameBytes: o.maxFrameBytes, ...(o.roSocketGroup ? { roSocketGroup: o.roSocketGroup } : {}) });
-  await server.listen(paths.rwSocket, paths.roSocket);
-  o.logger.info('virt-qemud listening', { rw: paths.rwSocket, ro: paths.roSocket, pid: process.pid });
+  const activated = activatedSockets();
+  if (activated === undefined) await server.listen(paths.rwSocket, paths.roSocket);
+  else await server.listenFds(activated.rw, activated.ro);
+  o.logger.info('virt-qemud listening', { rw: paths.rwSocket, ro: paths.roSocket, pid: process.pid, ...(activated === undefined ? {} : { systemdSocket: true }) });
   let stopped = false;
   return {
     paths,
@@ -104,6 +110,7 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
       } catch {
         // already gone
       }
+      await lock.release();
     },
   };
 }

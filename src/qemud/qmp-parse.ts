@@ -39,6 +39,8 @@ export function runStateToDomain(status: string): { state: DomainState; reason: 
     case 'watchdog':
       return { state: 'paused', reason: 'watchdog' };
     case 'internal-error':
+      // QEMU stopped the vCPUs (e.g. KVM could not run one); the process lives on.
+      return { state: 'paused', reason: 'internal-error' };
     case 'guest-panicked':
       return { state: 'crashed', reason: 'panicked' };
     case 'shutdown':

@@ -138,19 +138,34 @@ export class QemudServer {
     if (this.#o.roSocketGroup) chownSync(roPath, process.getuid?.() ?? 0, groupId(this.#o.roSocketGroup));
   }
 
-  async #listen(path: string, readOnly: boolean, mode: number): Promise<void> {
-    unlinkQuiet(path);
+  /** Serves on listening sockets passed by systemd (socket activation); systemd owns their files and modes. */
+  async listenFds(rwFd: number, roFd: number): Promise<void> {
+    await this.#listen({ fd: rwFd }, false, 0);
+    await this.#listen({ fd: roFd }, true, 0);
+  }
+
+  async #listen(target: string | { fd: number }, readOnly: boolean, mode: number): Promise<void> {
+    if (typeof target === 'string') unlinkQuiet(target);
     const server = createServer((sock) => this.#onConnection(sock, readOnly));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(path, () => {
-        server.off('error', reject);
-        resolve();
-      });
+      // The socket file is created by the (synchronous) bind inside listen():
+      // under this umask it has its final mode from the first instant, so no
+      // client ever finds it wider, or narrower, than configured.
+      const umask = typeof target === 'string' ? process.umask(~mode & 0o777) : undefined;
+      try {
+        server.listen(target, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      } finally {
+        if (umask !== undefined) process.umask(umask);
+      }
     });
-    chmodSync(path, mode);
     this.#servers.push(server);
-    this.#paths.push(path);
+    if (typeof target !== 'string') return;
+    chmodSync(target, mode);
+    this.#paths.push(target);
   }
 
   async close(): Promise<void> {

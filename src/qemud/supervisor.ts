@@ -15,6 +15,9 @@ import { VirtError, toVirtError } from '../virt/errors.ts';
 import { safeDefinition, validateDefinition, type DomainDefinition } from './definition.ts';
 import { Domain, invalidState } from './domain.ts';
 import { guestView } from '../drivers/net.ts';
+import { hostCpuMhz } from './host-cpu.ts';
+import { noteBlockIoError, pauseReasonOfRunState, stopReason } from './pause-reason.ts';
+import { qemuLogArgs, qemuLogPath, rotateQemuLog, withQemuLog } from './qemu-log.ts';
 import { checkImagePath, imageVirtualSize } from './images.ts';
 import { killQuiet, qemuPidsFor, readPid, runCommand, sleep, type CommandResult } from './processes.ts';
 import { withTimeout } from '../util/deadline.ts';
@@ -213,6 +216,7 @@ export class Supervisor {
       machine: cfg.machine,
       autostart: false,
       persistent: true,
+      managedSave: d.save !== null,
     };
     return info;
   }
@@ -334,9 +338,15 @@ export class Supervisor {
       case 'STOP':
         if (d.state === 'running') {
           d.state = 'paused';
-          d.reason = d.sawShutdown ? 'shutting-down' : 'user';
+          d.reason = d.sawShutdown ? 'shutting-down' : stopReason(d);
+          if (!d.sawShutdown) this.#refinePauseReason(d);
         }
         break;
+      case 'BLOCK_IO_ERROR': {
+        const note = noteBlockIoError(d, ev);
+        if (note !== undefined) this.#log.warn('guest I/O error stops the domain', { domain: d.def.name, device: note.device, operation: note.operation, reason: note.reason, nospace: note.nospace, qemuLog: qemuLogPath(this.#o.paths, d.def.name) });
+        break;
+      }
       case 'RESUME':
         d.state = 'running';
         d.reason = 'unpaused';
@@ -369,6 +379,20 @@ export class Supervisor {
       default:
         break;
     }
+  }
+
+  /** After a STOP: if QEMU paused the guest itself (I/O or internal error), say so rather than "user". */
+  #refinePauseReason(d: Domain): void {
+    const qmp = d.qmp;
+    if (qmp === null || qmp.closed) return;
+    const epoch = d.epoch;
+    qmp.execute('query-status', undefined, { timeoutMs: this.#o.qmpTimeoutMs }).then(
+      (v) => {
+        const reason = pauseReasonOfRunState(parseQueryStatus(v));
+        if (reason !== undefined && d.epoch === epoch && d.state === 'paused') d.reason = reason;
+      },
+      () => undefined,
+    );
   }
 
   /** -no-shutdown keeps QEMU alive after a guest poweroff; we end it so the domain is shut off. */
@@ -419,8 +443,12 @@ export class Supervisor {
 
   #cmd(d: Domain, command: string, args?: Record<string, unknown>): Promise<unknown> {
     const qmp = d.qmp;
-    if (qmp === null || qmp.closed) throw new VirtError('VIRT_ERR_OPERATION_FAILED', `QMP monitor of ${d.def.name} is not connected`, { domain: d.def.name });
-    return qmp.execute(command, args, { timeoutMs: this.#o.commandTimeoutMs });
+    const log = qemuLogPath(this.#o.paths, d.def.name);
+    if (qmp === null || qmp.closed) throw new VirtError('VIRT_ERR_OPERATION_FAILED', withQemuLog(`QMP monitor of ${d.def.name} is not connected`, log), { domain: d.def.name });
+    return qmp.execute(command, args, { timeoutMs: this.#o.commandTimeoutMs }).catch((err: unknown) => {
+      const e = toVirtError(err, 'VIRT_ERR_OPERATION_FAILED');
+      throw new VirtError(e.code, withQemuLog(`${command} on domain ${d.def.name} failed: ${e.message}`, log), { domain: d.def.name, cause: err });
+    });
   }
 
   // ---------------------------------------------------------------- bulk reads
@@ -594,7 +622,7 @@ export class Supervisor {
       hostname: hostname(),
       model: process.arch === 'x64' ? 'x86_64' : process.arch,
       cpus: c.length,
-      mhz: c[0]?.speed ?? 0,
+      mhz: hostCpuMhz(),
       nodes: 1,
       sockets,
       cores,
@@ -700,6 +728,9 @@ export class Supervisor {
       balloonStatsIntervalSeconds: this.#o.balloonStatsIntervalSeconds,
       ...(this.#o.emulator !== undefined ? { emulator: this.#o.emulator } : {}),
     });
+    const qemuLog = qemuLogPath(p, def.name);
+    rotateQemuLog(qemuLog);
+    cmd.args.push(...qemuLogArgs(qemuLog));
     this.#log.info('starting QEMU', { domain: def.name, accel, command: [cmd.file, ...cmd.args].join(' ') });
     let r: CommandResult;
     try {
@@ -730,7 +761,7 @@ export class Supervisor {
     } catch (err) {
       killQuiet(pid);
       this.#markStopped(d, 'failed');
-      throw new VirtError('VIRT_ERR_OPERATION_FAILED', `QEMU for domain ${def.name} started but its QMP monitor failed: ${(err as Error).message}`, { domain: def.name, cause: err });
+      throw new VirtError('VIRT_ERR_OPERATION_FAILED', withQemuLog(`QEMU for domain ${def.name} started but its QMP monitor failed: ${(err as Error).message}`, qemuLog), { domain: def.name, cause: err });
     }
     this.#log.info('domain started', { domain: def.name, pid, accel });
   }

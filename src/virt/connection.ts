@@ -33,12 +33,14 @@ export class Connection {
   readonly uri: VirtUri;
   readonly readOnly: boolean;
   readonly #driver: Driver;
+  readonly #log: Logger;
   #closed = false;
 
-  constructor(uri: VirtUri, driver: Driver, readOnly: boolean) {
+  constructor(uri: VirtUri, driver: Driver, readOnly: boolean, logger: Logger = silentLogger) {
     this.uri = uri;
     this.#driver = driver;
     this.readOnly = readOnly;
+    this.#log = logger;
   }
 
   get driverName(): string {
@@ -63,10 +65,15 @@ export class Connection {
         driver: this.#driver.name,
       });
     }
+    const started = performance.now();
     try {
-      return (await fn.apply(this.#driver, args as unknown as never[])) as Awaited<ReturnType<NonNullable<DriverOperations[K]>>>;
+      const result = (await fn.apply(this.#driver, args as unknown as never[])) as Awaited<ReturnType<NonNullable<DriverOperations[K]>>>;
+      this.#log.debug('driver call', { op, driver: this.#driver.name, ms: Math.round(performance.now() - started) });
+      return result;
     } catch (err) {
-      throw toVirtError(err, 'VIRT_ERR_OPERATION_FAILED');
+      const e = toVirtError(err, 'VIRT_ERR_OPERATION_FAILED');
+      this.#log.debug('driver call failed', { op, driver: this.#driver.name, ms: Math.round(performance.now() - started), code: e.code });
+      throw e;
     }
   }
 
@@ -118,5 +125,5 @@ export async function open(uriText: string, options: OpenOptions): Promise<Conne
   } catch (err) {
     throw toVirtError(err, 'VIRT_ERR_NO_CONNECT');
   }
-  return new Connection(uri, driver, options.readOnly);
+  return new Connection(uri, driver, options.readOnly, ctx.logger);
 }

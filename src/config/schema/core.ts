@@ -7,6 +7,11 @@ const collectorToggles: Record<string, SettingSpec> = {};
 for (const name of COLLECTORS) {
   collectorToggles[name] = { doc: `Enable the ${name} collector (--no-collector.${name} disables it).`, format: Boolean, default: true };
 }
+collectorToggles['disable-defaults'] = {
+  doc: 'Turn every collector off except those enabled explicitly (--collector.NAME, its environment variable or config key), as node_exporter does.',
+  format: Boolean,
+  default: false,
+};
 
 /** Settings of the exporter itself: connection, web listener, collection, logging. */
 export const coreSchema: SchemaFragment = {
@@ -21,7 +26,17 @@ export const coreSchema: SchemaFragment = {
     default: '',
   },
   web: {
-    'listen-address': { doc: 'Address to listen on for /metrics, as [HOST]:PORT.', format: 'listen-address', default: ':9477' },
+    'listen-address': {
+      doc: 'Address to listen on for /metrics, as [HOST]:PORT; repeat the flag (or separate with commas) to listen on several.',
+      format: 'listen-addresses',
+      default: ':9477',
+      repeatable: true,
+    },
+    'systemd-socket': {
+      doc: 'Serve on the sockets systemd passes (socket activation, LISTEN_FDS) instead of --web.listen-address.',
+      format: Boolean,
+      default: false,
+    },
     'telemetry-path': { doc: 'Path under which metrics are served.', format: 'url-path', default: '/metrics' },
     config: {
       file: {
@@ -34,7 +49,7 @@ export const coreSchema: SchemaFragment = {
   },
   collector: collectorToggles,
   collect: {
-    timeout: { doc: 'Deadline of one collection (e.g. 500ms, 5s); parts that miss it report collector_success 0.', format: 'duration', default: '5s' },
+    timeout: { doc: 'Deadline of one collection (e.g. 500ms, 5s, 1m; a bare number is seconds); parts that miss it report collector_success 0.', format: 'duration', default: '5s' },
     'max-age': {
       doc: 'Scrapes that arrive within this time after a collection finished are served that collection (for many concurrent scrapers); 0 collects afresh for every scrape that cannot join one in flight.',
       format: 'duration-or-zero',

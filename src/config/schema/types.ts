@@ -14,6 +14,8 @@ export interface SettingSpec {
   hidden?: boolean;
   sensitive?: boolean;
   nullable?: boolean;
+  /** The flag may be given more than once; the values are joined with commas. */
+  repeatable?: boolean;
 }
 
 export interface SchemaFragment {

@@ -13,8 +13,15 @@ export interface ClientOptions {
   maxFrameBytes: number;
   connectTimeoutMs: number;
   logger?: Logger;
-  /** Starts a supervisor when none answers; omitted: no auto-start. */
-  autostart?: () => Promise<void>;
+  /**
+   * Starts a supervisor when none answers; omitted: no auto-start. Told why
+   * nothing answered: 'missing' (no socket file: none runs or one was stopped
+   * cleanly) or 'refused' (a socket left behind by one that died). Returns
+   * false to decline, and the connection fails with VIRT_ERR_NO_CONNECT.
+   */
+  autostart?: (why: 'missing' | 'refused') => Promise<boolean>;
+  /** Appended to the message when nothing answers and no supervisor is started. */
+  noConnectHint?: string;
 }
 
 export interface CallOptions {
@@ -73,11 +80,15 @@ export class QemudClient {
       sock = await connectOnce(this.#o.socketPath);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      if (this.#o.autostart === undefined || (code !== 'ENOENT' && code !== 'ECONNREFUSED')) {
-        throw new VirtError('VIRT_ERR_NO_CONNECT', `cannot connect to virt-qemud at ${this.#o.socketPath}: ${(err as Error).message}`, { cause: err });
-      }
-      this.#log.info('no virt-qemud answers; starting one', { socket: this.#o.socketPath });
-      await this.#o.autostart();
+      const refuse = (): never => {
+        const hint = this.#o.noConnectHint === undefined ? '' : `; ${this.#o.noConnectHint}`;
+        throw new VirtError('VIRT_ERR_NO_CONNECT', `no virt-qemud answers at ${this.#o.socketPath} (${code === 'ENOENT' ? 'no socket' : (err as Error).message})${hint}`, { cause: err });
+      };
+      const start = this.#o.autostart;
+      if (start === undefined || (code !== 'ENOENT' && code !== 'ECONNREFUSED')) return refuse();
+      const why = code === 'ENOENT' ? 'missing' : 'refused';
+      if (!(await start(why))) return refuse();
+      this.#log.info('no virt-qemud answered; started one', { socket: this.#o.socketPath, why });
       const until = Date.now() + this.#o.connectTimeoutMs;
       let last: unknown = err;
       for (;;) {

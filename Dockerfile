@@ -1,0 +1,43 @@
+# syntax=docker/dockerfile:1
+# virt-exporter image: a build stage with the compiler for virt-proxy and the
+# npm toolchain, and a slim runtime stage that runs as a non-root user.
+#   docker build -t ghcr.io/virt-exporter/virt-exporter:0.1.0 .
+#   buildah bud --pull=never -t ghcr.io/virt-exporter/virt-exporter:0.1.0 .
+# (docs/running-in-a-container.md). No secret enters either stage: the build
+# context is filtered by .dockerignore and nothing is fetched with credentials.
+
+FROM debian:bookworm-slim AS build
+ENV DEBIAN_FRONTEND=noninteractive
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc make libc6-dev libxen-dev npm nodejs ca-certificates git \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+# Dependencies first, so a change to the code reuses the npm layer.
+COPY package.json package-lock.json .npmrc ./
+COPY bin/ bin/
+COPY native/ native/
+COPY scripts/ scripts/
+COPY tsconfig.json tsconfig.build.json ./
+COPY src/ src/
+# npm ci brings Node 22 (the `node` package), builds virt-proxy and compiles build/.
+RUN npm ci --no-audit --no-fund \
+ && npm prune --omit=dev --ignore-scripts --no-audit --no-fund \
+ && mkdir -p /out/virt-exporter/native/build \
+ && cp -a package.json package-lock.json bin build node_modules /out/virt-exporter/ \
+ && cp native/build/virt-proxy /out/virt-exporter/native/build/
+ARG REVISION=unknown
+ARG BRANCH=unknown
+RUN node -e 'const fs=require("fs");const v=require("./package.json").version;fs.writeFileSync("/out/virt-exporter/build-info.json",JSON.stringify({version:v,revision:process.env.REVISION,branch:process.env.BRANCH})+"\n")'
+
+FROM debian:bookworm-slim
+# libstdc++6 is what the Node binary needs beyond libc.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libstdc++6 \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --system --gid 9477 virt-exporter \
+ && useradd --system --uid 9477 --gid virt-exporter --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin virt-exporter
+COPY --from=build /out/virt-exporter /usr/lib/virt-exporter
+USER 9477:9477
+EXPOSE 9477
+ENTRYPOINT ["/usr/lib/virt-exporter/bin/virt-exporter"]
+CMD []
