@@ -47,7 +47,7 @@ export function detectHost(probe: DetectProbe): Detection {
     const path = `/run/libvirt/${file}`;
     if (probe.exists(path)) return { uri: 'libvirt+qemu:///system', reason: `${what} read-only socket ${path} exists` };
   }
-  return { uri: 'test:///default', reason: 'no Xen, no virt-qemud answering and no libvirt daemon socket found; serving the embedded test host' };
+  return { uri: 'test:///default', reason: 'no Xen and no virt-qemud answering, and no libvirt daemon socket found; serving the embedded test host' };
 }
 
 /** Whether a virt-qemud answers a ping on this socket within timeoutMs (never starts one). */
