@@ -8,6 +8,7 @@ import type {
   ReadOptions,
   ShutdownOptions,
 } from './types.ts';
+import type { Logger } from '../util/logger.ts';
 
 /**
  * The table of driver operations, as libvirt's virDriver. Every operation is
@@ -59,3 +60,15 @@ export const WRITE_OPERATIONS: ReadonlySet<OperationName> = new Set<OperationNam
   'save',
   'restore',
 ]);
+
+/** What a driver gets when a connection opens. */
+export interface OpenContext {
+  readonly readOnly: boolean;
+  readonly logger: Logger;
+  /**
+   * Driver settings from the configuration, by config key
+   * (e.g. "xen.xenstore-socket", "qemu.runtime-dir"). Drivers apply their own
+   * defaults for keys that are absent.
+   */
+  readonly settings: Readonly<Record<string, string | number | boolean | undefined>>;
+}

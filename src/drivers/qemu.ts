@@ -17,7 +17,7 @@ import { PROJECT_ROOT } from '../project.ts';
 import { VirtError } from '../virt/errors.ts';
 import type { VirtUri } from '../virt/uri.ts';
 import type { Driver } from './driver.ts';
-import type { OpenContext } from './registry.ts';
+import type { OpenContext } from './driver.ts';
 import type { BulkReadOptions, BulkStats, DomainInfo, DomainRef, HostInfo, ListOptions, ReadOptions, ShutdownOptions } from './types.ts';
 import { QemudClient } from './qemu/client.ts';
 import { resolvePaths, type QemudMode, type QemudPaths } from '../qemud/paths.ts';

@@ -1,18 +1,8 @@
-import type { Logger } from '../util/logger.ts';
 import type { DriverScheme, VirtUri } from '../virt/uri.ts';
-import type { Driver } from './driver.ts';
+import type { Driver, OpenContext } from './driver.ts';
 
-/** What a driver gets when a connection opens. */
-export interface OpenContext {
-  readonly readOnly: boolean;
-  readonly logger: Logger;
-  /**
-   * Driver settings from the configuration, by config key
-   * (e.g. "xen.xenstore-socket", "qemu.runtime-dir"). Drivers apply their own
-   * defaults for keys that are absent.
-   */
-  readonly settings: Readonly<Record<string, string | number | boolean | undefined>>;
-}
+
+export type { OpenContext };
 
 export type DriverFactory = (uri: VirtUri, ctx: OpenContext) => Promise<Driver>;
 

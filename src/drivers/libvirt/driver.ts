@@ -19,7 +19,7 @@ import { VirtError } from '../../virt/errors.ts';
 import type { VirtUri } from '../../virt/uri.ts';
 import { LIBVIRT_DEFAULTS } from '../../config/schema/libvirt.ts';
 import type { Driver } from '../driver.ts';
-import type { OpenContext } from '../registry.ts';
+import type { OpenContext } from '../driver.ts';
 import {
   DOMAIN_STATES,
   type BlockReading,

@@ -5,7 +5,7 @@ import { VirtError } from '../../virt/errors.ts';
 import type { VirtUri } from '../../virt/uri.ts';
 import { ValidationError, asNumber, asObject, asEnum } from '../../util/validate.ts';
 import type { Driver } from '../driver.ts';
-import type { OpenContext } from '../registry.ts';
+import type { OpenContext } from '../driver.ts';
 import type { BulkReadOptions, BulkStats, DomainRef, HostInfo, ListOptions, ShutdownOptions } from '../types.ts';
 import { DEFAULT_HOST } from './default-host.ts';
 import { parseDomain, parseHostFile, type TestHostFile } from './host-file.ts';

@@ -10,7 +10,7 @@
 import { VirtError, toVirtError } from '../../virt/errors.ts';
 import type { VirtUri } from '../../virt/uri.ts';
 import type { Driver } from '../driver.ts';
-import type { OpenContext } from '../registry.ts';
+import type { OpenContext } from '../driver.ts';
 import type { ReadError } from '../types.ts';
 import { createHypervisorSubDriver, type DomainIdentity, type Identify } from './hypervisor-driver.ts';
 import { VirtProxyClient } from './proxy-client.ts';

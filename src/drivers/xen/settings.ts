@@ -3,7 +3,7 @@
  * with the same defaults applied when a key is absent.
  */
 import { VirtError } from '../../virt/errors.ts';
-import type { OpenContext } from '../registry.ts';
+import type { OpenContext } from '../driver.ts';
 import { PROXY_DEFAULTS, resolveProxyBinary } from './proxy-client.ts';
 
 export type Privilege = 'auto' | 'root' | 'user';
