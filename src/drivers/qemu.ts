@@ -111,7 +111,7 @@ export function openQemuDriver(uri: VirtUri, ctx: OpenContext): Promise<Driver> 
     save: async (key, file) => {
       await write('save', [key, file]);
     },
-    restore: async (file) => (await write('restore', [file])) as DomainRef,
+    restore: async (file, opts) => (await write('restore', opts === undefined ? [file] : [file, opts])) as DomainRef,
   };
   // Connect (starting a supervisor if needed) now, so a broken setup fails at open.
   return client.call('ping', [], { timeoutMs: setting(s, 'connect-timeout-ms') }).then(

@@ -16,7 +16,7 @@ export const HEADER_BYTES = 4;
 export const DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024;
 
 export const READ_OPS = ['ping', 'version', 'hostInfo', 'listDomains', 'lookupDomain', 'domainInfo', 'allDomainStats', 'domainDefinition'] as const;
-export const WRITE_OPS = ['define', 'undefine', 'start', 'shutdown', 'reboot', 'destroy', 'suspend', 'resume', 'save', 'restore'] as const;
+export const WRITE_OPS = ['define', 'undefine', 'start', 'shutdown', 'reboot', 'destroy', 'suspend', 'resume', 'save', 'restore', 'managedSaveRemove'] as const;
 export type ReadOp = (typeof READ_OPS)[number];
 export type WriteOp = (typeof WRITE_OPS)[number];
 export type Op = ReadOp | WriteOp;

@@ -111,7 +111,14 @@ export async function dispatch(sup: Supervisor, op: string, args: unknown[], rea
     case 'restore': {
       const file = args[0];
       if (typeof file !== 'string') throw new VirtError('VIRT_ERR_INVALID_ARG', 'restore needs a file path');
-      return sup.restore(file);
+      const o = argObj(args, 1);
+      for (const k of Object.keys(o)) if (k !== 'domain' && k !== 'define') throw new VirtError('VIRT_ERR_INVALID_ARG', `unknown restore option ${JSON.stringify(k)}`);
+      const define = optBool(o, 'define');
+      const domain = o['domain'] === undefined ? undefined : argKey([o['domain']], 0);
+      return sup.restore(file, { ...(domain !== undefined ? { domain } : {}), ...(define !== undefined ? { define } : {}) });
+    }
+    case 'managedSaveRemove': {
+      return sup.managedSaveRemove(argKey(args, 0));
     }
     default:
       throw new VirtError('VIRT_ERR_NO_SUPPORT', `unknown operation ${JSON.stringify(op)}`);
@@ -199,6 +206,8 @@ export class QemudServer {
           (err: unknown) => {
             const e = toVirtError(err, 'VIRT_ERR_INTERNAL_ERROR');
             if (e.code === 'VIRT_ERR_INTERNAL_ERROR') log.error('request failed', { op, err: e });
+            // Refused state-changing requests are the daemon's audit trail: what was asked, of which domain and file.
+            else if ((WRITE_OPS as readonly string[]).includes(op)) log.warn('write request refused', { op, code: e.code, message: e.message, domain: e.domain, readOnly });
             else log.debug('request refused', { op, code: e.code, message: e.message });
             send({ v: PROTOCOL_VERSION, id, error: { code: e.code, message: e.message } });
           },

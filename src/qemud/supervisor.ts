@@ -6,7 +6,7 @@
  * costs at most one QMP command per domain; CPU, RSS and tap counters come
  * from /proc.
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, existsSync, readFileSync, statSync } from 'node:fs';
 import { cpus, freemem, hostname, totalmem } from 'node:os';
 import { join } from 'node:path';
 import type { BlockReading, BulkStats, DomainInfo, DomainRef, DomainStats, HostInfo, MemoryReading, NetReading, ReadError, StatsGroup, VcpuReading } from '../drivers/types.ts';
@@ -16,15 +16,17 @@ import { safeDefinition, validateDefinition, type DomainDefinition } from './def
 import { Domain, invalidState } from './domain.ts';
 import { guestView } from '../drivers/net.ts';
 import { checkImagePath, imageVirtualSize } from './images.ts';
+import { receiveInto, sendFrom, type Receiver } from './migration-stream.ts';
 import { killQuiet, qemuPidsFor, readPid, runCommand, sleep, type CommandResult } from './processes.ts';
 import { withTimeout } from '../util/deadline.ts';
 import { u64 } from './json.ts';
 import type { QemudPaths } from './paths.ts';
+import type { RestoreOptions } from '../drivers/types.ts';
 import { CLOCK_TICKS, cpuSeconds, readSchedstat, isLive, PAGE_SIZE, processAlive, readNetDev, readProcStat, type ProcStat } from './proc.ts';
 import { BALLOON_QOM_PATH, buildCommand, diskNodeName, kvmUsable } from './qemu-args.ts';
 import { QmpClient, type QmpEvent } from './qmp.ts';
 import { parseBalloon, parseBlockstats, parseCpusFast, parseGuestStats, parseQueryMigrate, parseQueryStatus, runStateToDomain } from './qmp-parse.ts';
-import { readSaveHeader, shQuote, writeSaveHeader } from './save-image.ts';
+import { createSaveFile, definitionDifferences, loadSaveKey, openSaveFile, readSaveHeader, writeSaveHeader } from './save-image.ts';
 import { Store, unlinkQuiet, type RuntimeRecord, type SaveRecord } from './store.ts';
 
 export interface SupervisorOptions {
@@ -52,6 +54,7 @@ export class Supervisor {
   #nextId = 1;
   #qemuVersion: string | undefined;
   #closed = false;
+  #saveKey: Buffer | undefined;
 
   constructor(opts: SupervisorOptions) {
     this.#o = opts;
@@ -66,6 +69,7 @@ export class Supervisor {
   /** Loads definitions and re-attaches to every QEMU that is still running. */
   init(): void {
     this.#store.init();
+    this.#saveKey = loadSaveKey(this.#o.paths.stateDir);
     for (const def of this.#store.loadDefinitions()) {
       const d = new Domain(def);
       d.save = this.#store.loadSave(def.name);
@@ -618,6 +622,14 @@ export class Supervisor {
     const existing = this.#domains.get(def.name);
     const hadUuid = raw !== null && typeof raw === 'object' && raw['uuid'] !== undefined;
     if (existing !== undefined) {
+      if (existing.save !== null) {
+        // As libvirt: a managed save image holds the old configuration; redefining under it would be silently undone by start.
+        throw new VirtError(
+          'VIRT_ERR_OPERATION_INVALID',
+          `domain ${def.name} has a managed save image (${existing.save.file}); remove it first (managedSaveRemove) or restore and stop the domain, then redefine`,
+          { domain: def.name },
+        );
+      }
       if (!hadUuid) def.uuid = existing.def.uuid;
       if (def.uuid !== existing.def.uuid) {
         throw new VirtError('VIRT_ERR_DOM_EXIST', `domain ${def.name} already exists with UUID ${existing.def.uuid}`, { domain: def.name });
@@ -650,6 +662,18 @@ export class Supervisor {
       this.#store.removeSave(d.def.name);
       this.#domains.delete(d.def.name);
       this.#log.info('domain undefined', { domain: d.def.name });
+      return Promise.resolve();
+    });
+  }
+
+  /** Discards a domain's managed save record (the image file itself is left alone), as virsh managedsave-remove. */
+  managedSaveRemove(key: string): Promise<void> {
+    const d = this.#find(key);
+    return this.#locked(d, () => {
+      if (d.save === null) return Promise.reject(invalidState(d, 'remove the managed save of', 'it has none'));
+      this.#log.info('managed save removed', { domain: d.def.name, file: d.save.file });
+      this.#store.removeSave(d.def.name);
+      d.save = null;
       return Promise.resolve();
     });
   }
@@ -833,6 +857,15 @@ export class Supervisor {
     if (d.rec === null) d.reason = reason;
   }
 
+  get #key(): Buffer {
+    if (this.#saveKey === undefined) throw new VirtError('VIRT_ERR_INTERNAL_ERROR', 'the supervisor was not initialised');
+    return this.#saveKey;
+  }
+
+  #migrationSocket(d: Domain, what: string): string {
+    return join(this.#o.paths.qmpDir, `${what}-${d.def.uuid}.sock`);
+  }
+
   save(key: string, file: string): Promise<void> {
     const d = this.#find(key);
     checkImagePath(file, true);
@@ -841,19 +874,28 @@ export class Supervisor {
       if (d.state !== 'running' && d.state !== 'paused') throw invalidState(d, 'save', 'it is neither running nor paused');
       const prior: 'running' | 'paused' = d.state === 'running' ? 'running' : 'paused';
       const cfg = d.config;
+      // Created here, exclusively and without following a link, before the guest is paused.
+      const fd = createSaveFile(file);
+      let receiver: Receiver | undefined;
       if (prior === 'running') {
         await this.#cmd(d, 'stop');
         d.state = 'paused';
         d.reason = 'save';
       }
       try {
-        const offset = writeSaveHeader(file, { definition: cfg, state: prior, savedAt: new Date().toISOString() });
+        const offset = writeSaveHeader(fd, { definition: cfg, state: prior, savedAt: new Date().toISOString() }, this.#key);
         this.#log.info('saving domain', { domain: d.def.name, file, offset });
+        const sock = this.#migrationSocket(d, 'save');
+        receiver = await receiveInto(sock, fd, offset);
         // QEMU 7.2 caps migration at 32 MiB/s by default; a local file needs no cap.
         await this.#cmd(d, 'migrate-set-parameters', { 'max-bandwidth': 2 ** 40 });
-        await this.#cmd(d, 'migrate', { uri: `exec:cat >> ${shQuote(file)}` });
+        await this.#cmd(d, 'migrate', { uri: `unix:${sock}` });
         await this.#waitMigration(d, 'save');
+        await withTimeout(receiver.done, this.#o.saveTimeoutMs, `writing save image ${file}`);
       } catch (err) {
+        receiver?.close();
+        closeSync(fd);
+        unlinkQuiet(file);
         if (prior === 'running' && d.active) {
           await this.#cmd(d, 'cont').catch(() => undefined);
           d.state = 'running';
@@ -861,6 +903,7 @@ export class Supervisor {
         }
         throw toVirtError(err, 'VIRT_ERR_OPERATION_FAILED');
       }
+      closeSync(fd);
       d.expectingExit = 'saved';
       await this.#cmd(d, 'quit').catch(() => undefined);
       if (!(await this.#waitStopped(d, 10_000))) await this.#kill(d, 'saved');
@@ -884,42 +927,94 @@ export class Supervisor {
     }
   }
 
-  async restore(file: string): Promise<DomainRef> {
+  /**
+   * Restores a domain from a save image. Only a domain that is defined now
+   * comes back, with its current definition; an image whose header disagrees
+   * with that definition, or whose MAC does not verify, is refused
+   * (VIRT_ERR_SAVE_INVALID). `domain` names the domain the caller means (the
+   * image must be of it); `define` allows re-creating a domain that is no
+   * longer defined from the image (the admin API gives it to admins only).
+   */
+  async restore(file: string, opts: RestoreOptions = {}): Promise<DomainRef> {
     checkImagePath(file, false);
-    const { header } = readSaveHeader(file);
-    const hdef = header.definition;
-    const found = [...this.#domains.values()].find((x) => x.def.uuid === hdef.uuid);
-    if (found === undefined) {
-      const clash = this.#domains.get(hdef.name);
-      if (clash !== undefined) throw new VirtError('VIRT_ERR_DOM_EXIST', `domain ${hdef.name} exists with another UUID (${clash.def.uuid}) than the save image (${hdef.uuid})`);
-      this.define(hdef);
+    const fd = openSaveFile(file);
+    let hdef: DomainDefinition;
+    try {
+      hdef = readSaveHeader(fd, file, this.#key).header.definition;
+    } finally {
+      closeSync(fd);
     }
-    const dom = found ?? this.#find(hdef.name);
-    await this.#locked(dom, async () => {
-      this.#checkAlive(dom);
-      if (dom.active) throw invalidState(dom, 'restore', 'it is running; destroy it first');
-      await this.#restoreInto(dom, file);
+    let dom = [...this.#domains.values()].find((x) => x.def.uuid === hdef.uuid);
+    if (opts.domain !== undefined) {
+      const want = opts.domain;
+      const named = this.#findOrNull(want);
+      if (named !== null && named !== dom) {
+        throw new VirtError('VIRT_ERR_SAVE_INVALID', `save image ${file} is of domain ${hdef.name} (${hdef.uuid}), not of ${named.def.name} (${named.def.uuid})`, { domain: named.def.name });
+      }
+      if (named === null && hdef.name !== want && hdef.uuid !== want.toLowerCase()) {
+        throw new VirtError('VIRT_ERR_SAVE_INVALID', `save image ${file} is of domain ${hdef.name} (${hdef.uuid}), not of ${JSON.stringify(want)}`, { domain: hdef.name });
+      }
+    }
+    if (dom === undefined) {
+      if (opts.define !== true) {
+        throw new VirtError('VIRT_ERR_NO_DOMAIN', `save image ${file} is of domain ${hdef.name} (${hdef.uuid}), which is not defined; re-creating a domain from a save image needs the define option`, { domain: hdef.name });
+      }
+      const clash = this.#domains.get(hdef.name);
+      if (clash !== undefined) throw new VirtError('VIRT_ERR_DOM_EXIST', `domain ${hdef.name} exists with another UUID (${clash.def.uuid}) than the save image (${hdef.uuid})`, { domain: hdef.name });
+      this.define(hdef);
+      this.#log.warn('domain re-created from a save image', { domain: hdef.name, uuid: hdef.uuid, file });
+      dom = this.#find(hdef.name);
+    }
+    const target = dom;
+    await this.#locked(target, async () => {
+      this.#checkAlive(target);
+      if (target.active) throw invalidState(target, 'restore', 'it is running; destroy it first');
+      await this.#restoreInto(target, file);
     });
-    return dom.ref();
+    return target.ref();
+  }
+
+  #findOrNull(key: string): Domain | null {
+    try {
+      return this.#find(key);
+    } catch {
+      return null;
+    }
   }
 
   async #restoreInto(d: Domain, file: string): Promise<void> {
-    const { header, offset } = readSaveHeader(file);
-    await this.#launch(d, header.definition, true);
+    const fd = openSaveFile(file);
     try {
-      await this.#cmd(d, 'migrate-incoming', { uri: `exec:tail -c +${offset + 1} ${shQuote(file)}` });
-      await this.#waitIncoming(d);
-      if (header.state === 'running') {
-        await this.#cmd(d, 'cont');
-        d.state = 'running';
-        d.reason = 'restored';
-      } else {
-        d.state = 'paused';
-        d.reason = 'user';
+      const { header, offset } = readSaveHeader(fd, file, this.#key);
+      if (header.definition.uuid !== d.def.uuid) {
+        throw new VirtError('VIRT_ERR_SAVE_INVALID', `save image ${file} is of domain ${header.definition.name} (${header.definition.uuid}), not of ${d.def.name}`, { domain: d.def.name });
       }
-    } catch (err) {
-      await this.#kill(d, 'failed').catch(() => undefined);
-      throw toVirtError(err, 'VIRT_ERR_OPERATION_FAILED');
+      const diff = definitionDifferences(d.def, header.definition);
+      if (diff.length > 0) {
+        throw new VirtError('VIRT_ERR_SAVE_INVALID', `save image ${file} does not match the current definition of ${d.def.name} (differs in ${diff.join(', ')}); it is not restored`, { domain: d.def.name });
+      }
+      // The current definition, never the image's copy of it.
+      await this.#launch(d, d.def, true);
+      try {
+        const sock = this.#migrationSocket(d, 'restore');
+        await this.#cmd(d, 'migrate-incoming', { uri: `unix:${sock}` });
+        await sendFrom(sock, fd, offset);
+        unlinkQuiet(sock);
+        await this.#waitIncoming(d);
+        if (header.state === 'running') {
+          await this.#cmd(d, 'cont');
+          d.state = 'running';
+          d.reason = 'restored';
+        } else {
+          d.state = 'paused';
+          d.reason = 'user';
+        }
+      } catch (err) {
+        await this.#kill(d, 'failed').catch(() => undefined);
+        throw toVirtError(err, 'VIRT_ERR_OPERATION_FAILED');
+      }
+    } finally {
+      closeSync(fd);
     }
     if (d.save?.file === file) {
       this.#store.removeSave(d.def.name);

@@ -1,0 +1,88 @@
+/**
+ * The migration stream between QEMU and a save image, carried over a private
+ * unix socket (in the 0700 QMP directory) instead of a shell command: QEMU
+ * never opens the image itself, so it cannot be pointed at another file, and
+ * virt-qemud writes and reads only through the descriptor it opened and
+ * checked (save-image.ts). Back-pressure is the stream pipeline's.
+ */
+import { createReadStream, createWriteStream, fsyncSync } from 'node:fs';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { pipeline } from 'node:stream/promises';
+import { VirtError } from '../virt/errors.ts';
+import { unlinkQuiet } from './store.ts';
+
+export interface Receiver {
+  /** Resolves with the bytes written once QEMU has closed the stream and the data is on disk. */
+  done: Promise<number>;
+  close(): void;
+}
+
+/** Listens on `sockPath`; the one connection's bytes are written to fd from `offset`. */
+export async function receiveInto(sockPath: string, fd: number, offset: number): Promise<Receiver> {
+  unlinkQuiet(sockPath);
+  let conn: Socket | undefined;
+  const server: Server = createServer();
+  let resolveDone!: (n: number) => void;
+  let rejectDone!: (e: unknown) => void;
+  const done = new Promise<number>((res, rej) => {
+    resolveDone = res;
+    rejectDone = rej;
+  });
+  done.catch(() => undefined);
+  server.on('connection', (sock) => {
+    if (conn !== undefined) {
+      sock.destroy();
+      return;
+    }
+    conn = sock;
+    server.close();
+    unlinkQuiet(sockPath);
+    const out = createWriteStream('', { fd, start: offset, autoClose: false });
+    pipeline(sock, out).then(
+      () => {
+        try {
+          fsyncSync(fd);
+        } catch (err) {
+          rejectDone(err);
+          return;
+        }
+        resolveDone(out.bytesWritten);
+      },
+      (err: unknown) => rejectDone(new VirtError('VIRT_ERR_OPERATION_FAILED', `writing the save image failed: ${(err as Error).message}`, { cause: err })),
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ path: sockPath }, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return {
+    done,
+    close() {
+      server.close();
+      conn?.destroy();
+      unlinkQuiet(sockPath);
+    },
+  };
+}
+
+/** Connects to QEMU's incoming socket and streams fd from `offset` to it. */
+export async function sendFrom(sockPath: string, fd: number, offset: number): Promise<void> {
+  const sock = await new Promise<Socket>((resolve, reject) => {
+    const s = createConnection({ path: sockPath });
+    s.once('connect', () => {
+      s.off('error', reject);
+      resolve(s);
+    });
+    s.once('error', reject);
+  });
+  const input = createReadStream('', { fd, start: offset, autoClose: false });
+  try {
+    await pipeline(input, sock);
+  } catch (err) {
+    sock.destroy();
+    throw new VirtError('VIRT_ERR_OPERATION_FAILED', `streaming the save image to QEMU failed: ${(err as Error).message}`, { cause: err });
+  }
+}
