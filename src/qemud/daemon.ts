@@ -2,7 +2,7 @@
 import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import type { Logger } from '../util/logger.ts';
 import { VirtError } from '../virt/errors.ts';
-import { resolvePaths, type QemudMode, type QemudPaths } from './paths.ts';
+import { checkSessionDirs, resolvePaths, type QemudMode, type QemudPaths } from './paths.ts';
 import { processAlive } from './proc.ts';
 import { QemudServer } from './server.ts';
 import { Store } from './store.ts';
@@ -69,6 +69,7 @@ function acquirePidFile(path: string): boolean {
 
 export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
   const paths = resolvePaths(o.mode, { runtimeDir: o.runtimeDir, stateDir: o.stateDir });
+  if (o.mode === 'session') checkSessionDirs(paths);
   new Store(paths, o.logger).init();
   if (!acquirePidFile(paths.pidFile)) {
     throw new VirtError('VIRT_ERR_OPERATION_INVALID', `another virt-qemud is already running for ${paths.runtimeDir}`);

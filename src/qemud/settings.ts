@@ -4,7 +4,7 @@
  * virt-qemud command line (--KEY, or VIRT_EXPORTER_QEMU_KEY) all read these.
  */
 export const QEMU_SETTINGS = {
-  'runtime-dir': { default: '', doc: 'Directory of virt-qemud sockets, pid and runtime files; empty: /run/virt-exporter/qemu for qemu:///system, $VIRT_EXPORTER_RUNTIME_DIR (else $XDG_RUNTIME_DIR/virt-exporter, else /tmp/virt-exporter-$UID) + /qemu for qemu:///session.' },
+  'runtime-dir': { default: '', doc: 'Directory of virt-qemud sockets, pid and runtime files; empty: /run/virt-exporter/qemu for qemu:///system, $VIRT_EXPORTER_RUNTIME_DIR (else $XDG_RUNTIME_DIR/virt-exporter, else $HOME/.cache/virt-exporter, else /tmp/virt-exporter-$UID, each checked to be the caller\'s own and mode 0700) + /qemu for qemu:///session.' },
   'state-dir': { default: '', doc: 'Directory of domain definitions and managed-save records; empty: /var/lib/virt-exporter/qemu (system) or RUNTIME-DIR/state (session).' },
   emulator: { default: '', doc: 'QEMU binary; empty: qemu-system-<arch> from PATH.' },
   'qemud-binary': { default: '', doc: 'virt-qemud executable the driver starts when no supervisor answers; empty: bin/virt-qemud of this installation.' },

@@ -21,6 +21,7 @@ export const ERROR_CODES = {
   VIRT_ERR_RPC: { status: 502, exit: 9, summary: 'A protocol reply was malformed, truncated or oversized.' },
   VIRT_ERR_AUTH_FAILED: { status: 401, exit: 6, summary: 'Missing, malformed or unknown credentials.' },
   VIRT_ERR_RATE_LIMITED: { status: 429, exit: 10, summary: 'Too many requests from this principal; retry later.' },
+  VIRT_ERR_UNSAFE_PATH: { status: 403, exit: 6, summary: 'A runtime directory is not owned by the caller, is a link, or is open to other users; it is not trusted.' },
   VIRT_ERR_SAVE_INVALID: { status: 409, exit: 5, summary: 'A save image is refused: its MAC does not verify, it is not a regular file of virt-qemud\'s, or it disagrees with the domain\'s current definition.' },
 } as const;
 
