@@ -4,7 +4,7 @@ import type { Logger } from '../util/logger.ts';
 import { VirtError } from '../virt/errors.ts';
 import { checkSessionDirs, resolvePaths, type QemudMode, type QemudPaths } from './paths.ts';
 import { processAlive } from './proc.ts';
-import { QemudServer } from './server.ts';
+import { QemudServer, type ClientLimits } from './server.ts';
 import { Store } from './store.ts';
 import { Supervisor } from './supervisor.ts';
 
@@ -22,6 +22,7 @@ export interface DaemonOptions {
   vcpuRefreshSeconds: number;
   maxFrameBytes: number;
   roSocketGroup?: string;
+  limits?: Partial<ClientLimits>;
   logger: Logger;
 }
 
@@ -87,7 +88,7 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
     ...(o.emulator !== undefined && o.emulator !== '' ? { emulator: o.emulator } : {}),
   });
   supervisor.init();
-  const server = new QemudServer({ supervisor, logger: o.logger, maxFrameBytes: o.maxFrameBytes, ...(o.roSocketGroup ? { roSocketGroup: o.roSocketGroup } : {}) });
+  const server = new QemudServer({ supervisor, logger: o.logger, maxFrameBytes: o.maxFrameBytes, ...(o.roSocketGroup ? { roSocketGroup: o.roSocketGroup } : {}), ...(o.limits ? { limits: o.limits } : {}) });
   await server.listen(paths.rwSocket, paths.roSocket);
   o.logger.info('virt-qemud listening', { rw: paths.rwSocket, ro: paths.roSocket, pid: process.pid });
   let stopped = false;

@@ -68,8 +68,8 @@ export class FrameDecoder {
     const out: Decoded[] = [];
     for (;;) {
       if (this.#size < HEADER_BYTES) break;
-      const buf = this.#flatten();
-      const len = buf.readUInt32BE(0);
+      const first = (this.#chunks[0] as Buffer).length >= HEADER_BYTES ? (this.#chunks[0] as Buffer) : this.#flatten();
+      const len = first.readUInt32BE(0);
       if (len > this.#max) {
         this.#dead = true;
         this.#chunks = [];
@@ -77,7 +77,9 @@ export class FrameDecoder {
         out.push({ kind: 'oversized', length: len });
         break;
       }
-      if (buf.length < HEADER_BYTES + len) break;
+      // An unfinished frame is not copied again for every chunk that arrives.
+      if (this.#size < HEADER_BYTES + len) break;
+      const buf = this.#flatten();
       const body = buf.subarray(HEADER_BYTES, HEADER_BYTES + len);
       const rest = buf.subarray(HEADER_BYTES + len);
       this.#chunks = rest.length > 0 ? [rest] : [];

@@ -10,15 +10,41 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { STATS_GROUPS, type StatsGroup } from '../drivers/types.ts';
 import type { Logger } from '../util/logger.ts';
 import { VirtError, toVirtError } from '../virt/errors.ts';
-import { checkRequest, encodeFrame, FrameDecoder, PROTOCOL_VERSION, READ_OPS, WRITE_OPS, type Reply } from './protocol.ts';
+import { checkRequest, encodeFrame, FrameDecoder, PROTOCOL_VERSION, READ_OPS, WRITE_OPS, type Decoded, type Reply } from './protocol.ts';
 import { unlinkQuiet } from './store.ts';
 import type { Supervisor } from './supervisor.ts';
+
+/** Per-client limits, as libvirt's virtqemud.conf has them. */
+export interface ClientLimits {
+  /** Connections on the read-write socket. */
+  maxClients: number;
+  /** Connections on the read-only socket. */
+  maxAnonymousClients: number;
+  /** Requests of one connection in progress at once; the connection is not read further meanwhile. */
+  maxClientRequests: number;
+  /** A connection with nothing in progress and no traffic for this long is closed (0: never). */
+  idleTimeoutMs: number;
+  /** Request frame limit on the read-only socket. */
+  roMaxFrameBytes: number;
+  /** Queued reply bytes beyond which a connection is not read further until the client reads. */
+  maxPendingReplyBytes: number;
+}
+
+export const DEFAULT_CLIENT_LIMITS: ClientLimits = {
+  maxClients: 64,
+  maxAnonymousClients: 32,
+  maxClientRequests: 8,
+  idleTimeoutMs: 600_000,
+  roMaxFrameBytes: 64 * 1024,
+  maxPendingReplyBytes: 4 * 1024 * 1024,
+};
 
 export interface ServerOptions {
   supervisor: Supervisor;
   logger: Logger;
   maxFrameBytes: number;
   roSocketGroup?: string;
+  limits?: Partial<ClientLimits>;
 }
 
 function argKey(args: unknown[], i: number): string {
@@ -130,9 +156,12 @@ export class QemudServer {
   readonly #servers: Server[] = [];
   readonly #sockets = new Set<Socket>();
   readonly #paths: string[] = [];
+  readonly #limits: ClientLimits;
+  readonly #count = { rw: 0, ro: 0 };
 
   constructor(opts: ServerOptions) {
     this.#o = opts;
+    this.#limits = { ...DEFAULT_CLIENT_LIMITS, ...opts.limits };
   }
 
   get connections(): number {
@@ -168,9 +197,44 @@ export class QemudServer {
 
   #onConnection(sock: Socket, readOnly: boolean): void {
     const log = this.#o.logger;
+    const lim = this.#limits;
+    const kind = readOnly ? 'ro' : 'rw';
+    const max = readOnly ? lim.maxAnonymousClients : lim.maxClients;
+    if (this.#count[kind] >= max) {
+      log.warn('refusing a client: too many connections', { socket: kind, limit: max });
+      sock.on('error', () => undefined);
+      sock.end(encodeFrame({ v: PROTOCOL_VERSION, id: null, error: { code: 'VIRT_ERR_RATE_LIMITED', message: `virt-qemud already serves ${max} clients on the ${readOnly ? 'read-only' : 'read-write'} socket; retry later` } }));
+      sock.destroySoon();
+      return;
+    }
+    this.#count[kind]++;
     this.#sockets.add(sock);
     const abort = new AbortController();
-    const decoder = new FrameDecoder(this.#o.maxFrameBytes);
+    const frameLimit = readOnly ? Math.min(lim.roMaxFrameBytes, this.#o.maxFrameBytes) : this.#o.maxFrameBytes;
+    const decoder = new FrameDecoder(frameLimit);
+    // Decoded requests wait here while the client has too many in progress or does not read its replies.
+    const queue: Decoded[] = [];
+    let inFlight = 0;
+    let paused = false;
+    const blocked = (): boolean => inFlight >= lim.maxClientRequests || sock.writableLength > lim.maxPendingReplyBytes;
+    const flow = (): void => {
+      while (queue.length > 0 && !blocked() && !sock.destroyed) handle(queue.shift() as Decoded);
+      const stop = blocked() || queue.length > 0;
+      if (stop && !paused) {
+        paused = true;
+        sock.pause();
+      } else if (!stop && paused) {
+        paused = false;
+        sock.resume();
+      }
+    };
+    if (lim.idleTimeoutMs > 0) {
+      sock.setTimeout(lim.idleTimeoutMs, () => {
+        if (inFlight > 0) return;
+        log.info('closing an idle client', { socket: kind, idleMs: lim.idleTimeoutMs });
+        sock.destroy();
+      });
+    }
     const send = (reply: Reply): void => {
       if (sock.destroyed) return;
       let frame = encodeFrame(reply);
@@ -179,29 +243,25 @@ export class QemudServer {
       }
       sock.write(frame);
     };
-    sock.on('data', (chunk: Buffer) => {
-      for (const m of decoder.push(chunk)) {
-        if (m.kind === 'oversized') {
-          log.warn('closing connection after an oversized frame', { length: m.length, limit: this.#o.maxFrameBytes, readOnly });
-          sock.end(encodeFrame({ v: PROTOCOL_VERSION, id: null, error: { code: 'VIRT_ERR_RPC', message: `frame of ${m.length} bytes exceeds the limit of ${this.#o.maxFrameBytes} bytes; closing the connection` } }));
-          sock.destroySoon();
-          return;
-        }
-        if (m.kind === 'malformed') {
-          send({ v: PROTOCOL_VERSION, id: null, error: { code: 'VIRT_ERR_RPC', message: `malformed frame: ${m.message}` } });
-          continue;
-        }
-        let req;
-        try {
-          req = checkRequest(m.value);
-        } catch (err) {
-          const e = toVirtError(err, 'VIRT_ERR_RPC');
-          const id = typeof m.value === 'object' && m.value !== null ? (m.value as Record<string, unknown>)['id'] : null;
-          send({ v: PROTOCOL_VERSION, id: typeof id === 'number' || typeof id === 'string' ? id : null, error: { code: e.code, message: e.message } });
-          continue;
-        }
-        const { id, op, args } = req;
-        dispatch(this.#o.supervisor, op, args, readOnly, abort.signal).then(
+    const handle = (m: Decoded): void => {
+      if (m.kind === 'oversized') return;
+      if (m.kind === 'malformed') {
+        send({ v: PROTOCOL_VERSION, id: null, error: { code: 'VIRT_ERR_RPC', message: `malformed frame: ${m.message}` } });
+        return;
+      }
+      let req;
+      try {
+        req = checkRequest(m.value);
+      } catch (err) {
+        const e = toVirtError(err, 'VIRT_ERR_RPC');
+        const id = typeof m.value === 'object' && m.value !== null ? (m.value as Record<string, unknown>)['id'] : null;
+        send({ v: PROTOCOL_VERSION, id: typeof id === 'number' || typeof id === 'string' ? id : null, error: { code: e.code, message: e.message } });
+        return;
+      }
+      const { id, op, args } = req;
+      inFlight++;
+      dispatch(this.#o.supervisor, op, args, readOnly, abort.signal)
+        .then(
           (result) => send({ v: PROTOCOL_VERSION, id, result: result ?? null }),
           (err: unknown) => {
             const e = toVirtError(err, 'VIRT_ERR_INTERNAL_ERROR');
@@ -211,12 +271,31 @@ export class QemudServer {
             else log.debug('request refused', { op, code: e.code, message: e.message });
             send({ v: PROTOCOL_VERSION, id, error: { code: e.code, message: e.message } });
           },
-        );
+        )
+        .finally(() => {
+          inFlight--;
+          flow();
+        });
+    };
+    sock.on('drain', flow);
+    sock.on('data', (chunk: Buffer) => {
+      for (const m of decoder.push(chunk)) {
+        if (m.kind === 'oversized') {
+          log.warn('closing connection after an oversized frame', { length: m.length, limit: frameLimit, readOnly });
+          queue.length = 0;
+          sock.end(encodeFrame({ v: PROTOCOL_VERSION, id: null, error: { code: 'VIRT_ERR_RPC', message: `frame of ${m.length} bytes exceeds the limit of ${frameLimit} bytes; closing the connection` } }));
+          sock.destroySoon();
+          return;
+        }
+        queue.push(m);
       }
+      flow();
     });
     sock.on('error', () => undefined);
     sock.on('close', () => {
       this.#sockets.delete(sock);
+      this.#count[kind]--;
+      queue.length = 0;
       abort.abort();
     });
   }

@@ -21,6 +21,12 @@ export const QEMU_SETTINGS = {
   'vcpu-refresh-seconds': { default: 300, doc: 'virt-qemud: how often vCPU thread ids are re-read with query-cpus-fast (also whenever a thread disappears).' },
   'max-frame-bytes': { default: 16 * 1024 * 1024, doc: 'Largest driver<->virt-qemud protocol frame; a larger one closes that connection.' },
   'ro-socket-group': { default: '', doc: 'virt-qemud: group owning the read-only socket (mode 0660); empty: mode 0666 for everyone.' },
+  'max-clients': { default: 64, doc: 'virt-qemud: most connections on the read-write socket at once (as libvirt\'s max_clients); more are refused with VIRT_ERR_RATE_LIMITED.' },
+  'max-anonymous-clients': { default: 32, doc: 'virt-qemud: most connections on the read-only socket at once (as libvirt\'s max_anonymous_clients); more are refused with VIRT_ERR_RATE_LIMITED.' },
+  'max-client-requests': { default: 8, doc: 'virt-qemud: requests of one client in progress at once (as libvirt\'s max_client_requests); the connection is not read further until one finishes.' },
+  'client-idle-timeout-seconds': { default: 600, doc: 'virt-qemud: a connection with no request in progress and no traffic for this long is closed (0: never); clients reconnect.' },
+  'ro-max-frame-bytes': { default: 64 * 1024, doc: 'virt-qemud: largest request frame on the read-only socket (its requests are small); a larger one closes that connection.' },
+  'client-max-pending-reply-bytes': { default: 4 * 1024 * 1024, doc: 'virt-qemud: reply bytes queued for a client that does not read, beyond which its connection is not read further (back-pressure).' },
 } as const;
 
 export type QemuSettingKey = keyof typeof QEMU_SETTINGS;
@@ -54,4 +60,10 @@ export const DAEMON_KEYS: readonly QemuSettingKey[] = [
   'vcpu-refresh-seconds',
   'max-frame-bytes',
   'ro-socket-group',
+  'max-clients',
+  'max-anonymous-clients',
+  'max-client-requests',
+  'client-idle-timeout-seconds',
+  'ro-max-frame-bytes',
+  'client-max-pending-reply-bytes',
 ];
