@@ -7,7 +7,7 @@ import type { Connection } from '../../virt/connection.ts';
 import { isVirtError, VirtError } from '../../virt/errors.ts';
 import type { AuditLog } from './audit.ts';
 import type { AuthResult, Authenticator, Principal } from './auth.ts';
-import type { DomainGate, PrincipalRateLimiter } from './limits.ts';
+import type { DomainGate, FailedAuthLimiter, PrincipalRateLimiter } from './limits.ts';
 import { outcomeFor } from './metrics.ts';
 import { Problem, quote, sendJson, sendProblem } from './problem.ts';
 import { CAPABILITY_ROLE, DOMAIN_ACTIONS, isStateChanging, REQUIRED_ROLE, roleAllows, roleHas, type Action, type DomainAction } from './roles.ts';
@@ -19,6 +19,10 @@ export interface AdminApiDeps {
   connection: Connection;
   authenticator: Authenticator;
   limiter: PrincipalRateLimiter;
+  /** Failed authentications: per source address (IPv6: per /64) and a global budget. */
+  failedAuth: FailedAuthLimiter;
+  /** Called once a request on a connection has authenticated (the listener's unauthenticated cap). */
+  onAuthenticated?: (req: IncomingMessage) => void;
   gate: DomainGate;
   audit: AuditLog;
   counter: Counter<'action' | 'outcome'>;
@@ -247,8 +251,8 @@ export function createAdminHandler(deps: AdminApiDeps): (req: IncomingMessage, r
       const auth = deps.authenticator.authenticate(req);
       if (!auth.ok) {
         authReason = auth.reason;
-        // Failed attempts share one bucket per peer address, which slows token guessing.
-        const wait = deps.limiter.take(`peer:${req.socket.remoteAddress ?? 'unknown'}`);
+        // Failed attempts share one bucket per source (IPv6: per /64) and one global budget, which slows token guessing.
+        const wait = deps.failedAuth.take(req.socket.remoteAddress);
         if (wait > 0) throw new Problem(429, 'VIRT_ERR_RATE_LIMITED', 'too many failed attempts; retry later', { 'Retry-After': String(Math.ceil(wait / 1000)) });
         const invalidToken = auth.reason === 'malformed' || auth.reason === 'unknown-token';
         throw new Problem(401, 'VIRT_ERR_AUTH_FAILED', AUTH_DETAIL[auth.reason], {
@@ -257,6 +261,7 @@ export function createAdminHandler(deps: AdminApiDeps): (req: IncomingMessage, r
       }
       principal = auth.principal;
       authReason = principal.kind;
+      deps.onAuthenticated?.(req);
       const wait = deps.limiter.take(`principal:${principal.name}`);
       if (wait > 0) throw new Problem(429, 'VIRT_ERR_RATE_LIMITED', `rate limit for ${principal.name} exceeded; retry later`, { 'Retry-After': String(Math.ceil(wait / 1000)) });
       if (match.problem !== undefined) throw match.problem;
