@@ -78,6 +78,6 @@ void describe('finding 12: unauthenticated connections cannot lock authenticated
     const s = await idle(f.server.port, false);
     sockets.push(s);
     s.write(`GET ${D} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong-token-0123456789\r\n\r\n`);
-    await waitFor(() => (s as Socket & { gone: boolean }).gone, 15_000, 'the unauthenticated keep-alive connection to close');
+    await waitFor(() => (s).gone, 15_000, 'the unauthenticated keep-alive connection to close');
   });
 });
