@@ -47,6 +47,9 @@ export interface ServerOptions {
   limits?: Partial<ClientLimits>;
 }
 
+/** What the read-only socket shows instead of a secrets-bearing field. */
+export const REDACTED = '(redacted on the read-only socket)';
+
 function argKey(args: unknown[], i: number): string {
   const v = args[i];
   if (typeof v !== 'string' || v === '' || v.length > 256) throw new VirtError('VIRT_ERR_INVALID_ARG', `argument ${i + 1} must be a domain name, UUID or id`);
@@ -97,8 +100,12 @@ export async function dispatch(sup: Supervisor, op: string, args: unknown[], rea
       return sup.lookupDomain(argKey(args, 0));
     case 'domainInfo':
       return sup.domainInfo(argKey(args, 0), signal);
-    case 'domainDefinition':
-      return sup.domainDefinition(argKey(args, 0));
+    case 'domainDefinition': {
+      const def = sup.domainDefinition(argKey(args, 0));
+      // The read-only socket is open to every local user (0666 by default): no kernel command line (it may carry secrets).
+      if (readOnly && def.kernel?.cmdline !== undefined) return { ...def, kernel: { ...def.kernel, cmdline: REDACTED } };
+      return def;
+    }
     case 'allDomainStats': {
       const o = argObj(args, 0);
       const groups = o['groups'] ?? [...STATS_GROUPS];
