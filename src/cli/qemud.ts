@@ -76,6 +76,7 @@ function main(argv: string[]): Promise<void> | void {
     vcpuRefreshSeconds: Number(s('vcpu-refresh-seconds')),
     maxFrameBytes: Number(s('max-frame-bytes')),
     roSocketGroup: String(s('ro-socket-group')),
+    adminGroup: String(s('admin-group')),
     limits: {
       maxClients: Number(s('max-clients')),
       maxAnonymousClients: Number(s('max-anonymous-clients')),

@@ -22,6 +22,7 @@ export interface DaemonOptions {
   vcpuRefreshSeconds: number;
   maxFrameBytes: number;
   roSocketGroup?: string;
+  adminGroup?: string;
   limits?: Partial<ClientLimits>;
   logger: Logger;
 }
@@ -88,7 +89,7 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
     ...(o.emulator !== undefined && o.emulator !== '' ? { emulator: o.emulator } : {}),
   });
   supervisor.init();
-  const server = new QemudServer({ supervisor, logger: o.logger, maxFrameBytes: o.maxFrameBytes, ...(o.roSocketGroup ? { roSocketGroup: o.roSocketGroup } : {}), ...(o.limits ? { limits: o.limits } : {}) });
+  const server = new QemudServer({ supervisor, logger: o.logger, maxFrameBytes: o.maxFrameBytes, ...(o.roSocketGroup ? { roSocketGroup: o.roSocketGroup } : {}), ...(o.adminGroup ? { adminGroup: o.adminGroup } : {}), ...(o.limits ? { limits: o.limits } : {}) });
   await server.listen(paths.rwSocket, paths.roSocket);
   o.logger.info('virt-qemud listening', { rw: paths.rwSocket, ro: paths.roSocket, pid: process.pid });
   let stopped = false;

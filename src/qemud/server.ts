@@ -12,6 +12,7 @@ import type { Logger } from '../util/logger.ts';
 import { VirtError, toVirtError } from '../virt/errors.ts';
 import { checkRequest, encodeFrame, FrameDecoder, PROTOCOL_VERSION, READ_OPS, WRITE_OPS, type Decoded, type Reply } from './protocol.ts';
 import { unlinkQuiet } from './store.ts';
+import { groupId as gidOf, loadPeerCred, processGroups, socketPeer, type PeerCred } from './peercred.ts';
 import type { Supervisor } from './supervisor.ts';
 
 /** Per-client limits, as libvirt's virtqemud.conf has them. */
@@ -44,6 +45,8 @@ export interface ServerOptions {
   logger: Logger;
   maxFrameBytes: number;
   roSocketGroup?: string;
+  /** Group whose members may use the read-write socket besides root and the daemon's own user. */
+  adminGroup?: string;
   limits?: Partial<ClientLimits>;
 }
 
@@ -165,6 +168,14 @@ export class QemudServer {
   readonly #paths: string[] = [];
   readonly #limits: ClientLimits;
   readonly #count = { rw: 0, ro: 0 };
+  #adminGid: number | undefined;
+
+  /** Root, the daemon's own user, and members of the admin group may use the read-write socket. */
+  #mayWrite(peer: PeerCred): boolean {
+    if (peer.uid === 0 || peer.uid === (process.geteuid?.() ?? 0)) return true;
+    const gid = this.#adminGid;
+    return gid !== undefined && (peer.gid === gid || processGroups(peer.pid).includes(gid));
+  }
 
   constructor(opts: ServerOptions) {
     this.#o = opts;
@@ -176,7 +187,15 @@ export class QemudServer {
   }
 
   async listen(rwPath: string, roPath: string): Promise<void> {
-    await this.#listen(rwPath, false, 0o600);
+    // Without peer credentials the read-write socket could not be checked: refuse to start.
+    loadPeerCred();
+    if (this.#o.adminGroup) {
+      const gid = gidOf(this.#o.adminGroup);
+      if (gid === undefined) throw new VirtError('VIRT_ERR_CONFIG', `unknown admin group ${JSON.stringify(this.#o.adminGroup)} for the read-write socket`);
+      this.#adminGid = gid;
+    }
+    await this.#listen(rwPath, false, this.#adminGid === undefined ? 0o600 : 0o660);
+    if (this.#adminGid !== undefined) chownSync(rwPath, process.geteuid?.() ?? 0, this.#adminGid);
     await this.#listen(roPath, true, this.#o.roSocketGroup ? 0o660 : 0o666);
     if (this.#o.roSocketGroup) chownSync(roPath, process.getuid?.() ?? 0, groupId(this.#o.roSocketGroup));
   }
@@ -206,6 +225,22 @@ export class QemudServer {
     const log = this.#o.logger;
     const lim = this.#limits;
     const kind = readOnly ? 'ro' : 'rw';
+    let peer: PeerCred | undefined;
+    try {
+      peer = socketPeer(sock);
+    } catch (err) {
+      log.warn('cannot read the peer credentials of a client', { socket: kind, err });
+    }
+    const who = peer === undefined ? {} : { peer_pid: peer.pid, peer_uid: peer.uid, peer_gid: peer.gid };
+    if (!readOnly && (peer === undefined || !this.#mayWrite(peer))) {
+      log.warn('refusing a client on the read-write socket: not root, not the daemon user, not in the admin group', { ...who, admin_group: this.#o.adminGroup ?? '' });
+      sock.on('error', () => undefined);
+      sock.end(encodeFrame({ v: PROTOCOL_VERSION, id: null, error: { code: 'VIRT_ERR_OPERATION_DENIED', message: `uid ${peer?.uid ?? '?'} may not use the read-write socket; use the read-only one, or ask for membership of the admin group` } }));
+      sock.destroySoon();
+      return;
+    }
+    if (readOnly) log.debug('client connected', { socket: kind, ...who });
+    else log.info('client connected', { socket: kind, ...who });
     const max = readOnly ? lim.maxAnonymousClients : lim.maxClients;
     if (this.#count[kind] >= max) {
       log.warn('refusing a client: too many connections', { socket: kind, limit: max });
@@ -274,7 +309,7 @@ export class QemudServer {
             const e = toVirtError(err, 'VIRT_ERR_INTERNAL_ERROR');
             if (e.code === 'VIRT_ERR_INTERNAL_ERROR') log.error('request failed', { op, err: e });
             // Refused state-changing requests are the daemon's audit trail: what was asked, of which domain and file.
-            else if ((WRITE_OPS as readonly string[]).includes(op)) log.warn('write request refused', { op, code: e.code, message: e.message, domain: e.domain, readOnly });
+            else if ((WRITE_OPS as readonly string[]).includes(op)) log.warn('write request refused', { op, code: e.code, message: e.message, domain: e.domain, readOnly, ...who });
             else log.debug('request refused', { op, code: e.code, message: e.message });
             send({ v: PROTOCOL_VERSION, id, error: { code: e.code, message: e.message } });
           },
