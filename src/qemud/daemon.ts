@@ -23,6 +23,8 @@ export interface DaemonOptions {
   maxFrameBytes: number;
   roSocketGroup?: string;
   adminGroup?: string;
+  /** Directories a definition's files must lie in; empty: anywhere. */
+  imageDirs?: string[];
   limits?: Partial<ClientLimits>;
   logger: Logger;
 }
@@ -87,6 +89,7 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
     startTimeoutMs: o.startTimeoutMs,
     saveTimeoutMs: o.saveTimeoutMs,
     ...(o.emulator !== undefined && o.emulator !== '' ? { emulator: o.emulator } : {}),
+    ...(o.imageDirs !== undefined ? { imageDirs: o.imageDirs } : {}),
   });
   supervisor.init();
   const server = new QemudServer({ supervisor, logger: o.logger, maxFrameBytes: o.maxFrameBytes, ...(o.roSocketGroup ? { roSocketGroup: o.roSocketGroup } : {}), ...(o.adminGroup ? { adminGroup: o.adminGroup } : {}), ...(o.limits ? { limits: o.limits } : {}) });

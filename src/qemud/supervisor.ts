@@ -15,9 +15,9 @@ import { VirtError, toVirtError } from '../virt/errors.ts';
 import { safeDefinition, validateDefinition, type DomainDefinition } from './definition.ts';
 import { Domain, invalidState } from './domain.ts';
 import { guestView } from '../drivers/net.ts';
-import { checkImagePath, imageVirtualSize } from './images.ts';
+import { checkDefinitionPaths, checkImagePath, imageVirtualSize } from './images.ts';
 import { receiveInto, sendFrom, type Receiver } from './migration-stream.ts';
-import { killQuiet, qemuPidsFor, readPid, runCommand, sleep, type CommandResult } from './processes.ts';
+import { killQuiet, qemuPidsFor, qemuStderr, readPid, runCommand, sleep, startQemu, type CommandResult } from './processes.ts';
 import { withTimeout } from '../util/deadline.ts';
 import { u64 } from './json.ts';
 import type { QemudPaths } from './paths.ts';
@@ -42,6 +42,8 @@ export interface SupervisorOptions {
   startTimeoutMs: number;
   saveTimeoutMs: number;
   emulator?: string;
+  /** Directories disks, kernels, initrds and console logs must lie in; empty or absent: anywhere. */
+  imageDirs?: readonly string[];
 }
 
 const MiB = 1024 * 1024;
@@ -619,6 +621,7 @@ export class Supervisor {
   define(input: unknown): DomainRef {
     const raw = input as Record<string, unknown> | null;
     const def = validateDefinition(input);
+    checkDefinitionPaths(def, this.#o.imageDirs ?? []);
     const existing = this.#domains.get(def.name);
     const hadUuid = raw !== null && typeof raw === 'object' && raw['uuid'] !== undefined;
     if (existing !== undefined) {
@@ -693,6 +696,8 @@ export class Supervisor {
   }
 
   async #launch(d: Domain, def: DomainDefinition, incoming: boolean): Promise<void> {
+    // Again at start: a file may have been swapped for a device node or a link out since the definition.
+    checkDefinitionPaths(def, this.#o.imageDirs ?? []);
     let accel: 'kvm' | 'tcg';
     if (def.accel === 'auto') accel = kvmUsable() ? 'kvm' : 'tcg';
     else if (def.accel === 'kvm' && !kvmUsable()) throw new VirtError('VIRT_ERR_OPERATION_FAILED', `domain ${def.name} requires KVM but /dev/kvm is not usable`, { domain: def.name });
@@ -725,7 +730,7 @@ export class Supervisor {
     this.#log.info('starting QEMU', { domain: def.name, accel, command: [cmd.file, ...cmd.args].join(' ') });
     let r: CommandResult;
     try {
-      r = await runCommand(cmd.file, cmd.args, this.#o.startTimeoutMs);
+      r = await startQemu(cmd.file, cmd.args, { pidFile: rec.pidFile, qmpSocket: rec.qmpSocket, stderrLog: join(p.logDir, `${def.name}.qemu.log`), timeoutMs: this.#o.startTimeoutMs });
     } catch (err) {
       this.#cleanupRuntime(rec);
       throw new VirtError('VIRT_ERR_OPERATION_FAILED', `cannot run ${cmd.file}: ${(err as Error).message}`, { domain: def.name, cause: err });
@@ -752,7 +757,9 @@ export class Supervisor {
     } catch (err) {
       killQuiet(pid);
       this.#markStopped(d, 'failed');
-      throw new VirtError('VIRT_ERR_OPERATION_FAILED', `QEMU for domain ${def.name} started but its QMP monitor failed: ${(err as Error).message}`, { domain: def.name, cause: err });
+      // Without -daemonize, a device QEMU cannot set up ends it after its monitor socket exists: say why.
+      const why = qemuStderr(join(p.logDir, `${def.name}.qemu.log`)).split('\n').filter((l) => l.trim() !== '' && !l.includes('warning:')).join('; ');
+      throw new VirtError('VIRT_ERR_OPERATION_FAILED', `QEMU for domain ${def.name} failed to start: ${why || (err as Error).message}`, { domain: def.name, cause: err });
     }
     this.#log.info('domain started', { domain: def.name, pid, accel });
   }
