@@ -77,6 +77,7 @@ function main(argv: string[]): Promise<void> | void {
     maxFrameBytes: Number(s('max-frame-bytes')),
     roSocketGroup: String(s('ro-socket-group')),
     adminGroup: String(s('admin-group')),
+    qemuUser: String(s('qemu-user')),
     imageDirs: String(s('image-dirs')).split(',').map((d) => d.trim()).filter((d) => d !== ''),
     limits: {
       maxClients: Number(s('max-clients')),

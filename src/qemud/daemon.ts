@@ -7,6 +7,7 @@ import { processAlive } from './proc.ts';
 import { QemudServer, type ClientLimits } from './server.ts';
 import { Store } from './store.ts';
 import { Supervisor } from './supervisor.ts';
+import { resolveQemuUser } from './dac.ts';
 
 export interface DaemonOptions {
   mode: QemudMode;
@@ -23,6 +24,8 @@ export interface DaemonOptions {
   maxFrameBytes: number;
   roSocketGroup?: string;
   adminGroup?: string;
+  /** User QEMU runs as; empty: the daemon's own. */
+  qemuUser?: string;
   /** Directories a definition's files must lie in; empty: anywhere. */
   imageDirs?: string[];
   limits?: Partial<ClientLimits>;
@@ -90,6 +93,7 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
     saveTimeoutMs: o.saveTimeoutMs,
     ...(o.emulator !== undefined && o.emulator !== '' ? { emulator: o.emulator } : {}),
     ...(o.imageDirs !== undefined ? { imageDirs: o.imageDirs } : {}),
+    ...(o.qemuUser ? { qemuUser: resolveQemuUser(o.qemuUser) } : {}),
   });
   supervisor.init();
   const server = new QemudServer({ supervisor, logger: o.logger, maxFrameBytes: o.maxFrameBytes, ...(o.roSocketGroup ? { roSocketGroup: o.roSocketGroup } : {}), ...(o.adminGroup ? { adminGroup: o.adminGroup } : {}), ...(o.limits ? { limits: o.limits } : {}) });

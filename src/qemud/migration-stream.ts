@@ -5,7 +5,7 @@
  * virt-qemud writes and reads only through the descriptor it opened and
  * checked (save-image.ts). Back-pressure is the stream pipeline's.
  */
-import { createReadStream, createWriteStream, fsyncSync } from 'node:fs';
+import { chownSync, createReadStream, createWriteStream, fsyncSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { pipeline } from 'node:stream/promises';
 import { VirtError } from '../virt/errors.ts';
@@ -18,7 +18,7 @@ export interface Receiver {
 }
 
 /** Listens on `sockPath`; the one connection's bytes are written to fd from `offset`. */
-export async function receiveInto(sockPath: string, fd: number, offset: number): Promise<Receiver> {
+export async function receiveInto(sockPath: string, fd: number, offset: number, owner?: { uid: number; gid: number }): Promise<Receiver> {
   unlinkQuiet(sockPath);
   let conn: Socket | undefined;
   const server: Server = createServer();
@@ -55,6 +55,8 @@ export async function receiveInto(sockPath: string, fd: number, offset: number):
     server.once('error', reject);
     server.listen({ path: sockPath }, () => {
       server.off('error', reject);
+      // An unprivileged QEMU must be able to connect to it.
+      if (owner !== undefined) chownSync(sockPath, owner.uid, owner.gid);
       resolve();
     });
   });

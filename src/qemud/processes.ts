@@ -80,11 +80,11 @@ export function runCommand(file: string, args: string[], timeoutMs: number): Pro
  * restart. Resolves once QEMU has written its pid file and its QMP socket
  * exists (code 0), or with its exit code and stderr when it ends first.
  */
-export function startQemu(file: string, args: string[], opts: { pidFile: string; qmpSocket: string; stderrLog: string; timeoutMs: number }): Promise<CommandResult> {
+export function startQemu(file: string, args: string[], opts: { pidFile: string; qmpSocket: string; stderrLog: string; timeoutMs: number; uid?: number; gid?: number }): Promise<CommandResult> {
   const errFd = openSync(opts.stderrLog, 'w', 0o600);
   let child;
   try {
-    child = spawn(file, args, { stdio: ['ignore', 'ignore', errFd], detached: true });
+    child = spawn(file, args, { stdio: ['ignore', 'ignore', errFd], detached: true, ...(opts.uid === undefined ? {} : { uid: opts.uid }), ...(opts.gid === undefined ? {} : { gid: opts.gid }) });
   } finally {
     closeSync(errFd);
   }

@@ -6,13 +6,13 @@
  * costs at most one QMP command per domain; CPU, RSS and tap counters come
  * from /proc.
  */
-import { closeSync, existsSync, readFileSync, statSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { cpus, freemem, hostname, totalmem } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { BlockReading, BulkStats, DomainInfo, DomainRef, DomainStats, HostInfo, MemoryReading, NetReading, ReadError, StatsGroup, VcpuReading } from '../drivers/types.ts';
 import type { Logger } from '../util/logger.ts';
 import { VirtError, toVirtError } from '../virt/errors.ts';
-import { safeDefinition, validateDefinition, type DomainDefinition } from './definition.ts';
+import { domainNetns, safeDefinition, validateDefinition, type DomainDefinition } from './definition.ts';
 import { Domain, invalidState } from './domain.ts';
 import { guestView } from '../drivers/net.ts';
 import { checkDefinitionPaths, checkImagePath, imageVirtualSize } from './images.ts';
@@ -28,6 +28,7 @@ import { QmpClient, type QmpEvent } from './qmp.ts';
 import { parseBalloon, parseBlockstats, parseCpusFast, parseGuestStats, parseQueryMigrate, parseQueryStatus, runStateToDomain } from './qmp-parse.ts';
 import { createSaveFile, definitionDifferences, loadSaveKey, openSaveFile, readSaveHeader, writeSaveHeader } from './save-image.ts';
 import { Store, unlinkQuiet, type RuntimeRecord, type SaveRecord } from './store.ts';
+import { labelFiles, restoreLabels, type QemuUser } from './dac.ts';
 
 export interface SupervisorOptions {
   paths: QemudPaths;
@@ -44,6 +45,8 @@ export interface SupervisorOptions {
   emulator?: string;
   /** Directories disks, kernels, initrds and console logs must lie in; empty or absent: anywhere. */
   imageDirs?: readonly string[];
+  /** User QEMU runs as; absent: the daemon's own. */
+  qemuUser?: QemuUser;
 }
 
 const MiB = 1024 * 1024;
@@ -264,6 +267,9 @@ export class Supervisor {
   }
 
   #cleanupRuntime(rec: RuntimeRecord): void {
+    // Give the domain's files back before forgetting which they were.
+    if (rec.labels !== undefined) restoreLabels(rec.labels);
+    if (rec.privDir !== undefined) rmSync(rec.privDir, { recursive: true, force: true });
     this.#store.removeRuntime(rec.name);
     unlinkQuiet(rec.qmpSocket);
     unlinkQuiet(rec.pidFile);
@@ -703,20 +709,42 @@ export class Supervisor {
     else if (def.accel === 'kvm' && !kvmUsable()) throw new VirtError('VIRT_ERR_OPERATION_FAILED', `domain ${def.name} requires KVM but /dev/kvm is not usable`, { domain: def.name });
     else accel = def.accel;
     const p = this.#o.paths;
+    const user = this.#o.qemuUser;
+    if (user !== undefined && domainNetns(def) !== undefined) {
+      throw new VirtError('VIRT_ERR_CONFIG', `domain ${def.name} names a network namespace; entering it needs root, so it cannot run as qemu-user ${user.name}`, { domain: def.name });
+    }
+    // An unprivileged QEMU gets a private directory of its own for its monitor socket, pid file and migration sockets.
+    const privDir = user === undefined ? undefined : join(p.runtimeDir, 'priv', def.uuid);
     const rec: RuntimeRecord & { definition: DomainDefinition } = {
       name: def.name,
       uuid: def.uuid,
       id: this.#nextId++,
       phase: 'starting',
-      pidFile: join(p.runDir, `${def.name}.pid`),
-      qmpSocket: join(p.qmpDir, `${def.uuid}.sock`),
+      pidFile: privDir === undefined ? join(p.runDir, `${def.name}.pid`) : join(privDir, 'qemu.pid'),
+      qmpSocket: privDir === undefined ? join(p.qmpDir, `${def.uuid}.sock`) : join(privDir, 'qmp.sock'),
       consoleLog: def.console?.logFile ?? join(p.logDir, `${def.name}.console.log`),
       accel,
       startedAt: new Date().toISOString(),
       definition: def,
+      ...(privDir === undefined ? {} : { privDir }),
     };
     unlinkQuiet(rec.qmpSocket);
     unlinkQuiet(rec.pidFile);
+    if (user !== undefined && privDir !== undefined) {
+      rmSync(privDir, { recursive: true, force: true });
+      // The parent is searchable (0711, not listable), each domain's directory its QEMU user's alone (0700).
+      mkdirSync(dirname(privDir), { recursive: true, mode: 0o711 });
+      chmodSync(dirname(privDir), 0o711);
+      mkdirSync(privDir, { mode: 0o700 });
+      chownSync(privDir, user.uid, user.gid);
+      // The console log must exist to be handed over; the log directory must be searchable (not listable) for it.
+      chmodSync(p.logDir, 0o711);
+      closeSync(openSync(rec.consoleLog, 'a', 0o600));
+      // Recorded before the change, so a crash in between still gives the files back.
+      const files = [...def.disks.map((x) => x.path), ...(def.kernel === undefined ? [] : [def.kernel.path, ...(def.kernel.initrd === undefined ? [] : [def.kernel.initrd])]), rec.consoleLog];
+      this.#store.saveRuntime(rec);
+      rec.labels = labelFiles(files, user);
+    }
     this.#store.saveRuntime(rec);
     const cmd = buildCommand(def, {
       qmpSocket: rec.qmpSocket,
@@ -730,7 +758,7 @@ export class Supervisor {
     this.#log.info('starting QEMU', { domain: def.name, accel, command: [cmd.file, ...cmd.args].join(' ') });
     let r: CommandResult;
     try {
-      r = await startQemu(cmd.file, cmd.args, { pidFile: rec.pidFile, qmpSocket: rec.qmpSocket, stderrLog: join(p.logDir, `${def.name}.qemu.log`), timeoutMs: this.#o.startTimeoutMs });
+      r = await startQemu(cmd.file, cmd.args, { pidFile: rec.pidFile, qmpSocket: rec.qmpSocket, stderrLog: join(p.logDir, `${def.name}.qemu.log`), timeoutMs: this.#o.startTimeoutMs, ...(user === undefined ? {} : { uid: user.uid, gid: user.gid }) });
     } catch (err) {
       this.#cleanupRuntime(rec);
       throw new VirtError('VIRT_ERR_OPERATION_FAILED', `cannot run ${cmd.file}: ${(err as Error).message}`, { domain: def.name, cause: err });
@@ -870,7 +898,8 @@ export class Supervisor {
   }
 
   #migrationSocket(d: Domain, what: string): string {
-    return join(this.#o.paths.qmpDir, `${what}-${d.def.uuid}.sock`);
+    const priv = d.rec?.privDir;
+    return priv !== undefined ? join(priv, `${what}.sock`) : join(this.#o.paths.qmpDir, `${what}-${d.def.uuid}.sock`);
   }
 
   save(key: string, file: string): Promise<void> {
@@ -893,7 +922,7 @@ export class Supervisor {
         const offset = writeSaveHeader(fd, { definition: cfg, state: prior, savedAt: new Date().toISOString() }, this.#key);
         this.#log.info('saving domain', { domain: d.def.name, file, offset });
         const sock = this.#migrationSocket(d, 'save');
-        receiver = await receiveInto(sock, fd, offset);
+        receiver = await receiveInto(sock, fd, offset, this.#o.qemuUser);
         // QEMU 7.2 caps migration at 32 MiB/s by default; a local file needs no cap.
         await this.#cmd(d, 'migrate-set-parameters', { 'max-bandwidth': 2 ** 40 });
         await this.#cmd(d, 'migrate', { uri: `unix:${sock}` });

@@ -3,14 +3,16 @@
 // under a seccomp sandbox (-sandbox on,obsolete=deny,elevateprivileges=deny,
 // spawn=deny,resourcecontrol=deny), device nodes are always refused, and with
 // qemu.image-dirs set every file a definition names must resolve inside them.
-// (Running QEMU as an unprivileged user is not done yet: see docs/security.md.)
+// With qemu-user set, QEMU runs as that user and its files are handed to it
+// while the domain runs, then given back (libvirt's DAC driver).
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { qemuPidsByUuid } from '../qemud/helpers.ts';
 import { D, fileDigest, problemCode, securityHost, tinyDomain, treeDigest, type SecurityHost } from './helpers.ts';
+import { createUser, type TestUser } from './users.ts';
 
 void describe('finding 4: QEMU is sandboxed and confined to the image directories', () => {
   let h: SecurityHost;
@@ -76,5 +78,61 @@ void describe('finding 4: QEMU is sandboxed and confined to the image directorie
     assert.equal(problemCode(r), 'VIRT_ERR_OPERATION_DENIED');
     assert.equal(await h.state('sec4'), 'shutoff');
     assert.equal((await h.auditOf(r)).domain, 'sec4');
+  });
+});
+
+void describe('finding 4: QEMU as an unprivileged qemu-user, its files handed over and given back', () => {
+  let h: SecurityHost;
+  let user: TestUser;
+  let images: string;
+  let disk: string;
+  let uuid: string;
+  before(async () => {
+    user = createUser('vxs4q');
+    images = mkdtempSync(join(tmpdir(), 'virt-sec4u-'));
+    chmodSync(images, 0o711);
+    disk = join(images, 'disk.raw');
+    writeFileSync(disk, Buffer.alloc(1024 * 1024), { mode: 0o600 });
+    h = await securityHost({ 'qemu.qemu-user': user.name, 'qemu.image-dirs': images });
+    // The QEMU user must be able to reach its private directory under the runtime dir.
+    chmodSync(h.sb.base, 0o711);
+    chmodSync(h.sb.runtimeDir, 0o711);
+  });
+  after(async () => {
+    await h?.close();
+    rmSync(images, { recursive: true, force: true });
+    user?.remove();
+  });
+
+  void it('QEMU runs as the qemu-user; the disk belongs to it only while the domain runs', async () => {
+    // TCG: the throw-away user is not in the kvm group.
+    const r = await h.post(D, 'admin', tinyDomain('sec4u', { accel: 'tcg', disks: [{ path: disk, format: 'raw' }] }));
+    assert.equal(r.status, 201, r.text);
+    uuid = (r.json as { domain: { uuid: string } }).domain.uuid;
+    const start = await h.post(`${D}/sec4u/start`, 'operator');
+    assert.equal(start.status, 200, start.text);
+    const [pid] = qemuPidsByUuid(uuid);
+    assert.ok(pid !== undefined);
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    assert.match(status, new RegExp(`^Uid:\\s+${user.uid}\\s+${user.uid}\\s+${user.uid}\\s+${user.uid}$`, 'm'));
+    assert.match(status, /^Seccomp:\s+2$/m);
+    assert.equal(statSync(disk).uid, user.uid, 'handed to the QEMU user while running');
+    assert.equal(statSync(disk).mode & 0o777, 0o600, 'mode untouched');
+  });
+
+  void it('save and restore work as that user', async () => {
+    assert.equal((await h.post(`${D}/sec4u/save`, 'operator', { file: 'sec4u.save' })).status, 200);
+    assert.equal(statSync(disk).uid, 0, 'given back while saved');
+    assert.equal(statSync(join(h.admin.saveDir, 'sec4u.save')).uid, 0, 'the image is virt-qemud\'s');
+    const r = await h.post(`${D}/sec4u/restore`, 'operator', { file: 'sec4u.save' });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(await h.state('sec4u'), 'running');
+    assert.equal(statSync(disk).uid, user.uid);
+  });
+
+  void it('after destroy the disk is root\'s again', async () => {
+    assert.equal((await h.post(`${D}/sec4u/destroy`, 'admin')).status, 200);
+    assert.equal(statSync(disk).uid, 0);
+    assert.equal(statSync(disk).gid, 0);
   });
 });
