@@ -5,7 +5,8 @@
  * virt-qemud writes and reads only through the descriptor it opened and
  * checked (save-image.ts). Back-pressure is the stream pipeline's.
  */
-import { chownSync, createReadStream, createWriteStream, fsyncSync } from 'node:fs';
+import { chownSync, createReadStream, createWriteStream, fsyncSync, openSync } from 'node:fs';
+import { once } from 'node:events';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { pipeline } from 'node:stream/promises';
 import { VirtError } from '../virt/errors.ts';
@@ -37,10 +38,13 @@ export async function receiveInto(sockPath: string, fd: number, offset: number, 
     conn = sock;
     server.close();
     unlinkQuiet(sockPath);
-    const out = createWriteStream('', { fd, start: offset, autoClose: false });
+    // The stream gets a descriptor of its own to the same open file (the /proc magic link names the
+    // inode already checked, not the path), so its closing can never touch the caller's descriptor.
+    const out = createWriteStream('', { fd: openSync(`/proc/self/fd/${fd}`, 'r+'), start: offset, autoClose: true });
     pipeline(sock, out).then(
-      () => {
+      async () => {
         try {
+          if (!out.closed) await once(out, 'close');
           fsyncSync(fd);
         } catch (err) {
           rejectDone(err);
@@ -80,11 +84,20 @@ export async function sendFrom(sockPath: string, fd: number, offset: number): Pr
     });
     s.once('error', reject);
   });
-  const input = createReadStream('', { fd, start: offset, autoClose: false });
+  const input = createReadStream('', { fd: openSync(`/proc/self/fd/${fd}`, 'r'), start: offset, autoClose: true });
+  let readFailed: Error | undefined;
+  // A file-system error (it names its syscall) is a failure to read the image; stream errors are the socket's.
+  input.once('error', (err) => {
+    if ((err as NodeJS.ErrnoException).syscall !== undefined) readFailed = err;
+  });
   try {
     await pipeline(input, sock);
   } catch (err) {
     sock.destroy();
-    throw new VirtError('VIRT_ERR_OPERATION_FAILED', `streaming the save image to QEMU failed: ${(err as Error).message}`, { cause: err });
+    input.destroy();
+    // QEMU closes its end as soon as it has read the stream's end marker, sometimes before this side has seen
+    // the end of the file: only a failure to read the image is ours; QEMU's migration status decides the rest.
+    if (readFailed === undefined) return;
+    throw new VirtError('VIRT_ERR_OPERATION_FAILED', `reading the save image failed: ${readFailed.message}`, { cause: err });
   }
 }

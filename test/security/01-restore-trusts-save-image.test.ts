@@ -95,7 +95,8 @@ void describe('finding 1: restore only brings back a defined domain, with its cu
   });
 
   void it('an old image is refused once an admin changed the definition: the current definition wins', async () => {
-    assert.equal((await h.post(`${D}/sec1b/restore`, 'operator', { file: 'b.save' })).status, 200);
+    const restored = await h.post(`${D}/sec1b/restore`, 'operator', { file: 'b.save' });
+    assert.equal(restored.status, 200, restored.text);
     assert.equal((await h.post(`${D}/sec1b/destroy`, 'admin')).status, 200);
     assert.equal((await h.post(D, 'admin', tinyDomain('sec1b', { memoryMiB: 80 }))).status, 201);
     const r = await h.post(`${D}/sec1b/restore`, 'operator', { file: 'b.save' });
