@@ -104,6 +104,17 @@ function main(argv: string[]): Promise<void> | void {
     vcpuRefreshSeconds: Number(s('vcpu-refresh-seconds')),
     maxFrameBytes: Number(s('max-frame-bytes')),
     roSocketGroup: String(s('ro-socket-group')),
+    adminGroup: String(s('admin-group')),
+    qemuUser: String(s('qemu-user')),
+    imageDirs: String(s('image-dirs')).split(',').map((d) => d.trim()).filter((d) => d !== ''),
+    limits: {
+      maxClients: Number(s('max-clients')),
+      maxAnonymousClients: Number(s('max-anonymous-clients')),
+      maxClientRequests: Number(s('max-client-requests')),
+      idleTimeoutMs: Number(s('client-idle-timeout-seconds')) * 1000,
+      roMaxFrameBytes: Number(s('ro-max-frame-bytes')),
+      maxPendingReplyBytes: Number(s('client-max-pending-reply-bytes')),
+    },
     logger,
   }).then(
     (d) => {

@@ -163,6 +163,13 @@ function waitSeconds(inv: Invocation, grace: { seconds: number; explicit: boolea
   return w === true ? grace.seconds : Number(w);
 }
 
+/** A reply the driver passed on must have the expected shape; a null or malformed one is a protocol error, not a crash. */
+function reply<T>(value: T, what: string, shape: 'object' | 'array'): T {
+  const ok = shape === 'array' ? Array.isArray(value) : value !== null && typeof value === 'object' && !Array.isArray(value);
+  if (!ok) throw new VirtError('VIRT_ERR_RPC', `the driver answered ${what} with ${value === null ? 'null' : typeof value}, not ${shape === 'array' ? 'a list' : 'an object'}`);
+  return value;
+}
+
 async function execute(conn: Connection, inv: Invocation, out: (s: string) => void, grace: { seconds: number; explicit: boolean }): Promise<void> {
   const [a0 = '', a1 = ''] = inv.args;
   const done = (what: string, extra: Record<string, unknown> = {}): void => {
@@ -172,11 +179,11 @@ async function execute(conn: Connection, inv: Invocation, out: (s: string) => vo
     case 'list': {
       const all = inv.opts.has('--all');
       const inactiveOnly = inv.opts.has('--inactive');
-      const refs = await conn.listDomains({ active: !inactiveOnly, inactive: all || inactiveOnly });
+      const refs = reply(await conn.listDomains({ active: !inactiveOnly, inactive: all || inactiveOnly }), 'list', 'array');
       const rows = [];
       for (const r of refs) {
         try {
-          const info = await conn.domainInfo(r.uuid);
+          const info = reply(await conn.domainInfo(reply(r, 'list', 'object').uuid), 'dominfo', 'object');
           rows.push({ id: info.id, name: info.name, uuid: info.uuid, state: info.state });
         } catch (err) {
           // A domain that vanished between list and read is simply not listed.
@@ -188,7 +195,7 @@ async function execute(conn: Connection, inv: Invocation, out: (s: string) => vo
       return out(listTable(rows));
     }
     case 'dominfo': {
-      const info = await conn.domainInfo(a0);
+      const info = reply(await conn.domainInfo(a0), 'dominfo', 'object');
       if (inv.json) return out(JSON.stringify(info) + '\n');
       for (const [k, v] of dominfoRows(info)) out(`${(k + ':').padEnd(16)}${v}\n`);
       return;
@@ -213,7 +220,7 @@ async function execute(conn: Connection, inv: Invocation, out: (s: string) => vo
     case 'dumpdef':
       return out(JSON.stringify(await conn.domainDefinition(a0), null, 2) + '\n');
     case 'domstats': {
-      const bulk = await conn.allDomainStats({ groups: STATS_GROUPS, inactive: true });
+      const bulk = reply(await conn.allDomainStats({ groups: STATS_GROUPS, inactive: true }), 'domstats', 'object');
       const selected = a0 === '' ? bulk.domains : bulk.domains.filter((d) => d.info.name === a0 || d.info.uuid === a0.toLowerCase() || String(d.info.id) === a0);
       if (a0 !== '' && selected.length === 0) throw new VirtError('VIRT_ERR_NO_DOMAIN', `no domain with name, UUID or id ${JSON.stringify(a0)}`);
       if (inv.json) return out(JSON.stringify({ domains: selected, errors: bulk.errors }) + '\n');
@@ -227,7 +234,7 @@ async function execute(conn: Connection, inv: Invocation, out: (s: string) => vo
       return;
     }
     case 'define': {
-      const ref = await conn.define(await readDefinition(a0));
+      const ref = reply(await conn.define(await readDefinition(a0)), 'define', 'object');
       return done(`Domain '${ref.name}' defined from ${a0} (${ref.uuid})`, { domain: ref });
     }
     case 'undefine': await conn.undefine(a0); return done(`Domain '${a0}' has been undefined`);
@@ -255,7 +262,7 @@ async function execute(conn: Connection, inv: Invocation, out: (s: string) => vo
     case 'resume': await conn.resume(a0); return done(`Domain '${a0}' resumed`);
     case 'save': await conn.save(a0, resolve(a1)); return done(`Domain '${a0}' saved to ${resolve(a1)}`);
     case 'restore': {
-      const ref = await conn.restore(resolve(a0));
+      const ref = reply(await conn.restore(resolve(a0)), 'restore', 'object');
       return done(`Domain '${ref.name}' restored from ${resolve(a0)}`, { domain: ref });
     }
   }

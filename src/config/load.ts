@@ -62,6 +62,40 @@ export function parseArgs(argv: readonly string[], specs: ReadonlyMap<string, Se
   return { flags, configFile, help, version };
 }
 
+const MAX_CONFIG_DEPTH = 32;
+const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+
+/** Refuses prototype-polluting keys and nesting deeper than any setting, naming the path. */
+function checkConfigTree(file: string, value: unknown, path: string, depth: number): void {
+  if (depth > MAX_CONFIG_DEPTH) throw configError(`config file ${file}: ${path || 'the document'} is nested more than ${MAX_CONFIG_DEPTH} levels deep; no setting is`);
+  if (value === null || typeof value !== 'object') return;
+  if (Array.isArray(value)) {
+    value.forEach((v, i) => checkConfigTree(file, v, `${path}[${i}]`, depth + 1));
+    return;
+  }
+  for (const key of Object.keys(value)) {
+    const at = path === '' ? key : `${path}.${key}`;
+    if (FORBIDDEN_KEYS.has(key)) throw configError(`config file ${file}: key ${JSON.stringify(at)} is not allowed`);
+    checkConfigTree(file, (value as Record<string, unknown>)[key], at, depth + 1);
+  }
+}
+
+/** Parses the main config file: duplicate keys, prototype keys and absurd nesting are errors that say so. */
+export function parseConfigText(file: string, text: string): unknown {
+  let doc: unknown;
+  try {
+    doc = /\.json$/i.test(file) ? JSON.parse(text) : YAML.parse(text, { uniqueKeys: true });
+  } catch (err) {
+    const message = (err as Error).message;
+    if (err instanceof RangeError || message.includes('Maximum call stack size exceeded')) {
+      throw configError(`config file ${file} is nested too deeply to parse; no setting is more than ${MAX_CONFIG_DEPTH} levels deep`);
+    }
+    throw configError(`config file ${file} is not valid: ${message}`);
+  }
+  checkConfigTree(file, doc, '', 0);
+  return doc;
+}
+
 let parsersAdded = false;
 
 export interface LoadedConfig {
@@ -97,13 +131,15 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   }
   if (configFile !== undefined) {
     if (!/\.(ya?ml|json)$/i.test(configFile)) throw configError(`config file ${configFile}: must end in .yaml, .yml or .json`);
+    let text: string;
     try {
-      readFileSync(configFile);
+      text = readFileSync(configFile, 'utf8');
     } catch (err) {
       throw configError(`cannot read config file ${configFile}: ${(err as Error).message}`);
     }
+    const doc = parseConfigText(configFile, text);
     try {
-      conf.loadFile(configFile);
+      conf.load(doc as Record<string, unknown>);
     } catch (err) {
       throw configError(`config file ${configFile} is not valid: ${(err as Error).message}`);
     }

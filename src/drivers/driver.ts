@@ -6,6 +6,7 @@ import type {
   HostInfo,
   ListOptions,
   ReadOptions,
+  RestoreOptions,
   ShutdownOptions,
 } from './types.ts';
 import type { Logger } from '../util/logger.ts';
@@ -37,7 +38,7 @@ export interface DriverOperations {
   suspend?(key: string): Promise<void>;
   resume?(key: string): Promise<void>;
   save?(key: string, file: string): Promise<void>;
-  restore?(file: string): Promise<DomainRef>;
+  restore?(file: string, opts?: RestoreOptions): Promise<DomainRef>;
 }
 
 export interface Driver extends DriverOperations {

@@ -14,13 +14,13 @@ import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PROJECT_ROOT } from '../project.ts';
-import { VirtError } from '../virt/errors.ts';
+import { toVirtError, VirtError } from '../virt/errors.ts';
 import type { VirtUri } from '../virt/uri.ts';
 import type { Driver } from './driver.ts';
 import type { OpenContext } from './driver.ts';
 import type { BulkReadOptions, BulkStats, DomainInfo, DomainRef, HostInfo, ListOptions, ReadOptions, ShutdownOptions } from './types.ts';
 import { QemudClient } from './qemu/client.ts';
-import { resolvePaths, type QemudMode, type QemudPaths } from '../qemud/paths.ts';
+import { checkSessionDirs, resolvePaths, type QemudMode, type QemudPaths } from '../qemud/paths.ts';
 import { DAEMON_KEYS, setting } from '../qemud/settings.ts';
 import { processAlive } from '../qemud/proc.ts';
 
@@ -83,6 +83,12 @@ export function openQemuDriver(uri: VirtUri, ctx: OpenContext): Promise<Driver> 
   const mode: QemudMode = uri.path === '/system' ? 'system' : 'session';
   const s = ctx.settings;
   const paths = resolvePaths(mode, { runtimeDir: setting(s, 'runtime-dir'), stateDir: setting(s, 'state-dir') });
+  // Never talk to a socket in a directory another local user could have made (issue 12, finding 5).
+  try {
+    checkSessionDirs(paths);
+  } catch (err) {
+    return Promise.reject(toVirtError(err, 'VIRT_ERR_UNSAFE_PATH'));
+  }
   const binary = setting(s, 'qemud-binary') || DEFAULT_QEMUD;
   const readTimeout = setting(s, 'read-timeout-ms');
   const writeTimeout = setting(s, 'request-timeout-ms');
@@ -156,7 +162,7 @@ export function openQemuDriver(uri: VirtUri, ctx: OpenContext): Promise<Driver> 
     save: async (key, file) => {
       await write('save', [key, file]);
     },
-    restore: async (file) => (await write('restore', [file])) as DomainRef,
+    restore: async (file, opts) => (await write('restore', opts === undefined ? [file] : [file, opts])) as DomainRef,
   };
   // Connect (starting a supervisor if needed) now, so a broken setup fails at open.
   return client.call('ping', [], { timeoutMs: setting(s, 'connect-timeout-ms') }).then(

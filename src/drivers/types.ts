@@ -189,6 +189,13 @@ export interface ListOptions extends ReadOptions {
   inactive?: boolean;
 }
 
+export interface RestoreOptions {
+  /** The domain the caller means: the image must be of it. */
+  domain?: string;
+  /** Allow re-creating a domain that is no longer defined from the image (admin-only in the admin API). */
+  define?: boolean;
+}
+
 export interface ShutdownOptions {
   /** Destroy if the guest does not stop within the grace period. */
   force?: boolean;

@@ -175,7 +175,22 @@ export async function startMetricsServer(opts: MetricsServerOptions): Promise<Ru
       send(res, 405, 'text/plain; charset=utf-8', 'method not allowed\n', req);
       return;
     }
-    if (!opts.guard.check(req, res)) return;
+    const allowed = opts.guard.check(req, res);
+    if (allowed === true) route(req, res, path);
+    else if (allowed !== false) {
+      allowed.then(
+        (ok) => {
+          if (ok) route(req, res, path);
+        },
+        (err: unknown) => {
+          log.error('request check failed', { err });
+          if (!res.headersSent) send(res, 500, 'text/plain; charset=utf-8', 'internal error\n', req);
+        },
+      );
+    }
+  };
+
+  const route = (req: IncomingMessage, res: ServerResponse, path: string): void => {
     if (path === opts.telemetryPath) {
       tracedScrape(req, res);
       return;

@@ -3,7 +3,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import type { SecureContextOptions, SecureVersion } from 'node:tls';
 import type { Logger } from '../util/logger.ts';
-import { BcryptVerifyCache, parseBcrypt } from './auth/bcrypt.ts';
+import { BcryptVerifier, parseBcrypt } from './auth/bcrypt.ts';
 import { ConfigFile, loadYamlFile, type Mapping } from './auth/config-check.ts';
 import { peerCertificate, sanValues } from './auth/peer-cert.ts';
 import { ReloadingTls, type PemSource, type TlsMaterial } from './auth/tls-reload.ts';
@@ -201,7 +201,8 @@ function basicCredentials(req: IncomingMessage): { user: string; password: strin
 
 /** Builds the guard for a parsed config (exported for tests that build configs in memory). */
 export function createWebGuard(config: WebConfig, logger: Logger): WebGuard {
-  const cache = new BcryptVerifyCache();
+  // bcrypt runs in a worker thread, bounded; successes are cached (issue 12, finding 9).
+  const verifier = new BcryptVerifier();
   const bucket = config.rateLimit === undefined ? undefined : new TokenBucket(config.rateLimit.intervalMs, config.rateLimit.burst);
   const headers = Object.freeze({ ...config.headers });
   // Unknown users are checked against a real hash so that timing does not tell which users exist.
@@ -248,20 +249,37 @@ export function createWebGuard(config: WebConfig, logger: Logger): WebGuard {
         }
       }
       if (config.users.size === 0) return true;
+      const unauthorized = (): false => {
+        answer(res, headers, 401, 'Unauthorized', { 'WWW-Authenticate': 'Basic realm="virt-exporter", charset="UTF-8"' });
+        return false;
+      };
       const creds = basicCredentials(req);
-      if (creds !== null) {
-        const hash = config.users.get(creds.user);
-        if (hash !== undefined) {
-          if (cache.verify(creds.user, creds.password, hash)) return true;
-        } else if (decoyHash !== undefined) {
-          cache.verify(creds.user, creds.password, decoyHash);
-        }
-      }
-      answer(res, headers, 401, 'Unauthorized', { 'WWW-Authenticate': 'Basic realm="virt-exporter", charset="UTF-8"' });
-      return false;
+      if (creds === null) return unauthorized();
+      const hash = config.users.get(creds.user);
+      // A known good credential: answered at once, no hashing.
+      if (hash !== undefined && verifier.cached(creds.user, creds.password, hash)) return true;
+      // Unknown users are checked against a real hash so that timing does not tell which users exist.
+      const against = hash ?? decoyHash;
+      if (against === undefined) return unauthorized();
+      return verifier.verify(creds.user, creds.password, against).then(
+        (outcome) => {
+          if (outcome === 'ok' && hash !== undefined) return true;
+          if (outcome === 'busy') {
+            answer(res, headers, 429, 'Too Many Requests: too many password checks in progress', { 'Retry-After': '1' });
+            return false;
+          }
+          return unauthorized();
+        },
+        (err: unknown) => {
+          logger.error('basic auth verification failed', { err });
+          answer(res, headers, 500, 'Internal Server Error');
+          return false;
+        },
+      );
     },
     close() {
-      // Nothing held open: certificate changes are found by a stat per connection, not a watcher.
+      // Certificate changes are found by a stat per connection, not a watcher; the bcrypt workers end.
+      void verifier.close();
     },
   };
 }

@@ -8,8 +8,12 @@ import type { Server as TlsServer } from 'node:https';
  */
 export interface WebGuard {
   createServer(handler: RequestListener): Server | TlsServer;
-  /** Returns true when the request may proceed; otherwise it has already answered (401). */
-  check(req: IncomingMessage, res: ServerResponse): boolean;
+  /**
+   * True when the request may proceed; false when it has already answered
+   * (401, 403, 429). A promise when a password must be verified: bcrypt runs
+   * off the event loop, so the answer comes later.
+   */
+  check(req: IncomingMessage, res: ServerResponse): boolean | Promise<boolean>;
   /** Extra response headers (http_server_config.headers). */
   readonly headers: Readonly<Record<string, string>>;
   close(): void;

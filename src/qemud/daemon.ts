@@ -4,11 +4,12 @@ import type { Logger } from '../util/logger.ts';
 import { VirtError } from '../virt/errors.ts';
 import { acquireInstanceLock } from './instance-lock.ts';
 import { activatedSockets } from './systemd-sockets.ts';
-import { resolvePaths, type QemudMode, type QemudPaths } from './paths.ts';
+import { checkSessionDirs, resolvePaths, type QemudMode, type QemudPaths } from './paths.ts';
 import { processAlive } from './proc.ts';
-import { QemudServer } from './server.ts';
+import { QemudServer, type ClientLimits } from './server.ts';
 import { Store } from './store.ts';
 import { Supervisor } from './supervisor.ts';
+import { resolveQemuUser } from './dac.ts';
 
 export interface DaemonOptions {
   mode: QemudMode;
@@ -24,6 +25,12 @@ export interface DaemonOptions {
   vcpuRefreshSeconds: number;
   maxFrameBytes: number;
   roSocketGroup?: string;
+  adminGroup?: string;
+  /** User QEMU runs as; empty: the daemon's own. */
+  qemuUser?: string;
+  /** Directories a definition's files must lie in; empty: anywhere. */
+  imageDirs?: string[];
+  limits?: Partial<ClientLimits>;
   logger: Logger;
 }
 
@@ -71,6 +78,7 @@ function acquirePidFile(path: string): boolean {
 
 export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
   const paths = resolvePaths(o.mode, { runtimeDir: o.runtimeDir, stateDir: o.stateDir });
+  if (o.mode === 'session') checkSessionDirs(paths);
   new Store(paths, o.logger).init();
   const lock = await acquireInstanceLock(paths.runtimeDir);
   if (!acquirePidFile(paths.pidFile)) {
@@ -88,9 +96,11 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
     startTimeoutMs: o.startTimeoutMs,
     saveTimeoutMs: o.saveTimeoutMs,
     ...(o.emulator !== undefined && o.emulator !== '' ? { emulator: o.emulator } : {}),
+    ...(o.imageDirs !== undefined ? { imageDirs: o.imageDirs } : {}),
+    ...(o.qemuUser ? { qemuUser: resolveQemuUser(o.qemuUser) } : {}),
   });
   supervisor.init();
-  const server = new QemudServer({ supervisor, logger: o.logger, maxFrameBytes: o.maxFrameBytes, ...(o.roSocketGroup ? { roSocketGroup: o.roSocketGroup } : {}) });
+  const server = new QemudServer({ supervisor, logger: o.logger, maxFrameBytes: o.maxFrameBytes, ...(o.roSocketGroup ? { roSocketGroup: o.roSocketGroup } : {}), ...(o.adminGroup ? { adminGroup: o.adminGroup } : {}), ...(o.limits ? { limits: o.limits } : {}) });
   const activated = activatedSockets();
   if (activated === undefined) await server.listen(paths.rwSocket, paths.roSocket);
   else await server.listenFds(activated.rw, activated.ro);

@@ -1,5 +1,6 @@
-import { closeSync, openSync, readSync, statSync } from 'node:fs';
-import { dirname, isAbsolute } from 'node:path';
+import { closeSync, openSync, readSync, realpathSync, statSync } from 'node:fs';
+import { basename, dirname, isAbsolute, join, sep } from 'node:path';
+import type { DomainDefinition } from './definition.ts';
 import { VirtError } from '../virt/errors.ts';
 
 export /** Virtual size of a disk image: the file size for raw, the header field for qcow2. */
@@ -31,5 +32,59 @@ export function checkImagePath(file: unknown, forWrite: boolean): asserts file i
       ok = false;
     }
     if (!ok) throw new VirtError('VIRT_ERR_INVALID_ARG', `directory of save image ${file} does not exist`);
+  }
+}
+
+/** Every host file a definition names, with the key that names it. */
+export function definitionFiles(def: DomainDefinition): { key: string; path: string; mayBeMissing: boolean }[] {
+  const out: { key: string; path: string; mayBeMissing: boolean }[] = [];
+  def.disks.forEach((d, i) => out.push({ key: `disks[${i}].path`, path: d.path, mayBeMissing: true }));
+  if (def.kernel !== undefined) {
+    out.push({ key: 'kernel.path', path: def.kernel.path, mayBeMissing: true });
+    if (def.kernel.initrd !== undefined) out.push({ key: 'kernel.initrd', path: def.kernel.initrd, mayBeMissing: true });
+  }
+  if (def.console?.logFile !== undefined) out.push({ key: 'console.logFile', path: def.console.logFile, mayBeMissing: true });
+  return out;
+}
+
+function denied(key: string, path: string, why: string): VirtError {
+  return new VirtError('VIRT_ERR_OPERATION_DENIED', `${key} ${JSON.stringify(path)} ${why}`);
+}
+
+/** The real path of a file, or of its directory plus its name when the file does not exist yet. */
+function realOrParent(path: string): string | undefined {
+  try {
+    return realpathSync(path);
+  } catch {
+    try {
+      return join(realpathSync(dirname(path)), basename(path));
+    } catch {
+      return undefined;
+    }
+  }
+}
+
+/**
+ * QEMU opens every file a definition names as root: refuse device nodes,
+ * FIFOs, sockets and directories always, and, when image directories are
+ * configured, anything that does not resolve inside one of them.
+ */
+export function checkDefinitionPaths(def: DomainDefinition, imageDirs: readonly string[]): void {
+  const roots = imageDirs.map((d) => realOrParent(d) ?? d);
+  for (const f of definitionFiles(def)) {
+    let st;
+    try {
+      st = statSync(f.path);
+    } catch {
+      st = undefined;
+    }
+    if (st !== undefined && !st.isFile()) {
+      throw denied(f.key, f.path, st.isBlockDevice() || st.isCharacterDevice() ? 'is a device node; only regular image files may be named' : 'is not a regular file');
+    }
+    if (roots.length === 0) continue;
+    const real = realOrParent(f.path);
+    if (real === undefined || !roots.some((r) => real === r || real.startsWith(r.endsWith(sep) ? r : r + sep))) {
+      throw denied(f.key, f.path, `is not inside the configured image directories (${imageDirs.join(', ')})${real !== undefined && real !== f.path ? `; it resolves to ${real}` : ''}`);
+    }
   }
 }

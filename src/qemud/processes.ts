@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { processAlive } from './proc.ts';
 
 export function readPid(file: string): number | undefined {
@@ -71,6 +71,61 @@ export function runCommand(file: string, args: string[], timeoutMs: number): Pro
       resolve({ code, stdout, stderr });
     });
   });
+}
+
+/**
+ * Starts QEMU in the foreground of its own session (no -daemonize: QEMU's
+ * seccomp sandbox with spawn=deny and elevateprivileges=deny forbids the
+ * fork and setsid it needs), detached from virt-qemud so it outlives a
+ * restart. Resolves once QEMU has written its pid file and its QMP socket
+ * exists (code 0), or with its exit code and stderr when it ends first.
+ */
+export function startQemu(file: string, args: string[], opts: { pidFile: string; qmpSocket: string; stderrLog: string; timeoutMs: number; uid?: number; gid?: number }): Promise<CommandResult> {
+  const errFd = openSync(opts.stderrLog, 'w', 0o600);
+  let child;
+  try {
+    child = spawn(file, args, { stdio: ['ignore', 'ignore', errFd], detached: true, ...(opts.uid === undefined ? {} : { uid: opts.uid }), ...(opts.gid === undefined ? {} : { gid: opts.gid }) });
+  } finally {
+    closeSync(errFd);
+  }
+  const stderr = (): string => {
+    try {
+      return readFileSync(opts.stderrLog, 'utf8').slice(-65536);
+    } catch {
+      return '';
+    }
+  };
+  return new Promise((resolve, reject) => {
+    let done = false;
+    const finish = (f: () => void): void => {
+      if (done) return;
+      done = true;
+      clearInterval(poll);
+      clearTimeout(timer);
+      child.unref();
+      f();
+    };
+    child.on('error', (err) => finish(() => reject(err)));
+    child.on('exit', (code) => finish(() => resolve({ code: code ?? 1, stdout: '', stderr: stderr() })));
+    const poll = setInterval(() => {
+      if (existsSync(opts.pidFile) && existsSync(opts.qmpSocket)) finish(() => resolve({ code: 0, stdout: '', stderr: '' }));
+    }, 20);
+    const timer = setTimeout(() => {
+      finish(() => {
+        child.kill('SIGKILL');
+        reject(new Error(`${file} did not set up within ${opts.timeoutMs} ms`));
+      });
+    }, opts.timeoutMs);
+  });
+}
+
+/** The last lines QEMU wrote to its stderr log (for error messages). */
+export function qemuStderr(file: string): string {
+  try {
+    return readFileSync(file, 'utf8').slice(-4096);
+  } catch {
+    return '';
+  }
 }
 
 export function sleep(ms: number): Promise<void> {

@@ -16,7 +16,7 @@ export const HEADER_BYTES = 4;
 export const DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024;
 
 export const READ_OPS = ['ping', 'version', 'hostInfo', 'listDomains', 'lookupDomain', 'domainInfo', 'allDomainStats', 'domainDefinition'] as const;
-export const WRITE_OPS = ['define', 'undefine', 'start', 'shutdown', 'reboot', 'destroy', 'suspend', 'resume', 'save', 'restore'] as const;
+export const WRITE_OPS = ['define', 'undefine', 'start', 'shutdown', 'reboot', 'destroy', 'suspend', 'resume', 'save', 'restore', 'managedSaveRemove'] as const;
 export type ReadOp = (typeof READ_OPS)[number];
 export type WriteOp = (typeof WRITE_OPS)[number];
 export type Op = ReadOp | WriteOp;
@@ -68,8 +68,8 @@ export class FrameDecoder {
     const out: Decoded[] = [];
     for (;;) {
       if (this.#size < HEADER_BYTES) break;
-      const buf = this.#flatten();
-      const len = buf.readUInt32BE(0);
+      const first = (this.#chunks[0] as Buffer).length >= HEADER_BYTES ? (this.#chunks[0] as Buffer) : this.#flatten();
+      const len = first.readUInt32BE(0);
       if (len > this.#max) {
         this.#dead = true;
         this.#chunks = [];
@@ -77,7 +77,9 @@ export class FrameDecoder {
         out.push({ kind: 'oversized', length: len });
         break;
       }
-      if (buf.length < HEADER_BYTES + len) break;
+      // An unfinished frame is not copied again for every chunk that arrives.
+      if (this.#size < HEADER_BYTES + len) break;
+      const buf = this.#flatten();
       const body = buf.subarray(HEADER_BYTES, HEADER_BYTES + len);
       const rest = buf.subarray(HEADER_BYTES + len);
       this.#chunks = rest.length > 0 ? [rest] : [];

@@ -55,7 +55,10 @@ export function buildCommand(def: DomainDefinition, spec: LaunchSpec): Command {
     '-mon', 'chardev=qmp,mode=control',
     // Guest poweroff leaves QEMU alive in "shutdown": virt-qemud sees it and quits it.
     '-no-shutdown',
-    '-daemonize', '-pidfile', spec.pidFile,
+    // Not -daemonize: the sandbox below forbids the fork and setsid it needs; virt-qemud detaches QEMU itself.
+    '-pidfile', spec.pidFile,
+    // As libvirt: no obsolete syscalls, no setuid/setgid, no fork/exec, no scheduler/affinity changes.
+    '-sandbox', 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny',
     '-chardev', `file,id=serial0,path=${opt(spec.consoleLog)},append=on`,
     '-serial', 'chardev:serial0',
   ];

@@ -1,11 +1,9 @@
 /**
  * QEMU's own log per domain, as libvirt keeps /var/log/libvirt/qemu/NAME.log:
- * log/NAME.qemu.log under the runtime directory. A daemonized QEMU points its
- * stderr at /dev/null unless a log file is enabled (-D with a -d mask); then
- * it sends stderr to that file. The mask used matches no trace event, so the
- * file holds only what QEMU writes to stderr after daemonizing (block errors,
- * warnings, its reason for exiting). QEMU truncates the file when it starts;
- * the previous run's log is kept as NAME.qemu.log.1.
+ * log/NAME.qemu.log under the runtime directory. QEMU runs undaemonized (its
+ * sandbox forbids -daemonize) with its stderr on that file, so it holds what
+ * QEMU says while it runs (block errors, warnings, its reason for exiting).
+ * Each start truncates it; the previous run's log is kept as NAME.qemu.log.1.
  */
 import { closeSync, openSync, readSync, renameSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,11 +11,6 @@ import type { QemudPaths } from './paths.ts';
 
 export function qemuLogPath(paths: QemudPaths, name: string): string {
   return join(paths.logDir, `${name}.qemu.log`);
-}
-
-/** The QEMU arguments that keep its stderr, after daemonizing, in `file`. */
-export function qemuLogArgs(file: string): string[] {
-  return ['-D', file, '-d', 'trace:virt_exporter_stderr_only*'];
 }
 
 /** Keeps the previous run's log as FILE.1 (QEMU would truncate it). */

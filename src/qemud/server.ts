@@ -10,16 +10,48 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { STATS_GROUPS, type StatsGroup } from '../drivers/types.ts';
 import type { Logger } from '../util/logger.ts';
 import { VirtError, toVirtError } from '../virt/errors.ts';
-import { checkRequest, encodeFrame, FrameDecoder, PROTOCOL_VERSION, READ_OPS, WRITE_OPS, type Reply } from './protocol.ts';
+import { checkRequest, encodeFrame, FrameDecoder, PROTOCOL_VERSION, READ_OPS, WRITE_OPS, type Decoded, type Reply } from './protocol.ts';
 import { unlinkQuiet } from './store.ts';
+import { groupId as gidOf, loadPeerCred, processGroups, socketPeer, type PeerCred } from './peercred.ts';
 import type { Supervisor } from './supervisor.ts';
+
+/** Per-client limits, as libvirt's virtqemud.conf has them. */
+export interface ClientLimits {
+  /** Connections on the read-write socket. */
+  maxClients: number;
+  /** Connections on the read-only socket. */
+  maxAnonymousClients: number;
+  /** Requests of one connection in progress at once; the connection is not read further meanwhile. */
+  maxClientRequests: number;
+  /** A connection with nothing in progress and no traffic for this long is closed (0: never). */
+  idleTimeoutMs: number;
+  /** Request frame limit on the read-only socket. */
+  roMaxFrameBytes: number;
+  /** Queued reply bytes beyond which a connection is not read further until the client reads. */
+  maxPendingReplyBytes: number;
+}
+
+export const DEFAULT_CLIENT_LIMITS: ClientLimits = {
+  maxClients: 64,
+  maxAnonymousClients: 32,
+  maxClientRequests: 8,
+  idleTimeoutMs: 600_000,
+  roMaxFrameBytes: 64 * 1024,
+  maxPendingReplyBytes: 4 * 1024 * 1024,
+};
 
 export interface ServerOptions {
   supervisor: Supervisor;
   logger: Logger;
   maxFrameBytes: number;
   roSocketGroup?: string;
+  /** Group whose members may use the read-write socket besides root and the daemon's own user. */
+  adminGroup?: string;
+  limits?: Partial<ClientLimits>;
 }
+
+/** What the read-only socket shows instead of a secrets-bearing field. */
+export const REDACTED = '(redacted on the read-only socket)';
 
 function argKey(args: unknown[], i: number): string {
   const v = args[i];
@@ -71,8 +103,12 @@ export async function dispatch(sup: Supervisor, op: string, args: unknown[], rea
       return sup.lookupDomain(argKey(args, 0));
     case 'domainInfo':
       return sup.domainInfo(argKey(args, 0), signal);
-    case 'domainDefinition':
-      return sup.domainDefinition(argKey(args, 0));
+    case 'domainDefinition': {
+      const def = sup.domainDefinition(argKey(args, 0));
+      // The read-only socket is open to every local user (0666 by default): no kernel command line (it may carry secrets).
+      if (readOnly && def.kernel?.cmdline !== undefined) return { ...def, kernel: { ...def.kernel, cmdline: REDACTED } };
+      return def;
+    }
     case 'allDomainStats': {
       const o = argObj(args, 0);
       const groups = o['groups'] ?? [...STATS_GROUPS];
@@ -111,7 +147,14 @@ export async function dispatch(sup: Supervisor, op: string, args: unknown[], rea
     case 'restore': {
       const file = args[0];
       if (typeof file !== 'string') throw new VirtError('VIRT_ERR_INVALID_ARG', 'restore needs a file path');
-      return sup.restore(file);
+      const o = argObj(args, 1);
+      for (const k of Object.keys(o)) if (k !== 'domain' && k !== 'define') throw new VirtError('VIRT_ERR_INVALID_ARG', `unknown restore option ${JSON.stringify(k)}`);
+      const define = optBool(o, 'define');
+      const domain = o['domain'] === undefined ? undefined : argKey([o['domain']], 0);
+      return sup.restore(file, { ...(domain !== undefined ? { domain } : {}), ...(define !== undefined ? { define } : {}) });
+    }
+    case 'managedSaveRemove': {
+      return sup.managedSaveRemove(argKey(args, 0));
     }
     default:
       throw new VirtError('VIRT_ERR_NO_SUPPORT', `unknown operation ${JSON.stringify(op)}`);
@@ -123,9 +166,20 @@ export class QemudServer {
   readonly #servers: Server[] = [];
   readonly #sockets = new Set<Socket>();
   readonly #paths: string[] = [];
+  readonly #limits: ClientLimits;
+  readonly #count = { rw: 0, ro: 0 };
+  #adminGid: number | undefined;
+
+  /** Root, the daemon's own user, and members of the admin group may use the read-write socket. */
+  #mayWrite(peer: PeerCred): boolean {
+    if (peer.uid === 0 || peer.uid === (process.geteuid?.() ?? 0)) return true;
+    const gid = this.#adminGid;
+    return gid !== undefined && (peer.gid === gid || processGroups(peer.pid).includes(gid));
+  }
 
   constructor(opts: ServerOptions) {
     this.#o = opts;
+    this.#limits = { ...DEFAULT_CLIENT_LIMITS, ...opts.limits };
   }
 
   get connections(): number {
@@ -133,7 +187,15 @@ export class QemudServer {
   }
 
   async listen(rwPath: string, roPath: string): Promise<void> {
-    await this.#listen(rwPath, false, 0o600);
+    // Without peer credentials the read-write socket could not be checked: refuse to start.
+    loadPeerCred();
+    if (this.#o.adminGroup) {
+      const gid = gidOf(this.#o.adminGroup);
+      if (gid === undefined) throw new VirtError('VIRT_ERR_CONFIG', `unknown admin group ${JSON.stringify(this.#o.adminGroup)} for the read-write socket`);
+      this.#adminGid = gid;
+    }
+    await this.#listen(rwPath, false, this.#adminGid === undefined ? 0o600 : 0o660);
+    if (this.#adminGid !== undefined) chownSync(rwPath, process.geteuid?.() ?? 0, this.#adminGid);
     await this.#listen(roPath, true, this.#o.roSocketGroup ? 0o660 : 0o666);
     if (this.#o.roSocketGroup) chownSync(roPath, process.getuid?.() ?? 0, groupId(this.#o.roSocketGroup));
   }
@@ -176,9 +238,60 @@ export class QemudServer {
 
   #onConnection(sock: Socket, readOnly: boolean): void {
     const log = this.#o.logger;
+    const lim = this.#limits;
+    const kind = readOnly ? 'ro' : 'rw';
+    let peer: PeerCred | undefined;
+    try {
+      peer = socketPeer(sock);
+    } catch (err) {
+      log.warn('cannot read the peer credentials of a client', { socket: kind, err });
+    }
+    const who = peer === undefined ? {} : { peer_pid: peer.pid, peer_uid: peer.uid, peer_gid: peer.gid };
+    if (!readOnly && (peer === undefined || !this.#mayWrite(peer))) {
+      log.warn('refusing a client on the read-write socket: not root, not the daemon user, not in the admin group', { ...who, admin_group: this.#o.adminGroup ?? '' });
+      sock.on('error', () => undefined);
+      sock.end(encodeFrame({ v: PROTOCOL_VERSION, id: null, error: { code: 'VIRT_ERR_OPERATION_DENIED', message: `uid ${peer?.uid ?? '?'} may not use the read-write socket; use the read-only one, or ask for membership of the admin group` } }));
+      sock.destroySoon();
+      return;
+    }
+    if (readOnly) log.debug('client connected', { socket: kind, ...who });
+    else log.info('client connected', { socket: kind, ...who });
+    const max = readOnly ? lim.maxAnonymousClients : lim.maxClients;
+    if (this.#count[kind] >= max) {
+      log.warn('refusing a client: too many connections', { socket: kind, limit: max });
+      sock.on('error', () => undefined);
+      sock.end(encodeFrame({ v: PROTOCOL_VERSION, id: null, error: { code: 'VIRT_ERR_RATE_LIMITED', message: `virt-qemud already serves ${max} clients on the ${readOnly ? 'read-only' : 'read-write'} socket; retry later` } }));
+      sock.destroySoon();
+      return;
+    }
+    this.#count[kind]++;
     this.#sockets.add(sock);
     const abort = new AbortController();
-    const decoder = new FrameDecoder(this.#o.maxFrameBytes);
+    const frameLimit = readOnly ? Math.min(lim.roMaxFrameBytes, this.#o.maxFrameBytes) : this.#o.maxFrameBytes;
+    const decoder = new FrameDecoder(frameLimit);
+    // Decoded requests wait here while the client has too many in progress or does not read its replies.
+    const queue: Decoded[] = [];
+    let inFlight = 0;
+    let paused = false;
+    const blocked = (): boolean => inFlight >= lim.maxClientRequests || sock.writableLength > lim.maxPendingReplyBytes;
+    const flow = (): void => {
+      while (queue.length > 0 && !blocked() && !sock.destroyed) handle(queue.shift() as Decoded);
+      const stop = blocked() || queue.length > 0;
+      if (stop && !paused) {
+        paused = true;
+        sock.pause();
+      } else if (!stop && paused) {
+        paused = false;
+        sock.resume();
+      }
+    };
+    if (lim.idleTimeoutMs > 0) {
+      sock.setTimeout(lim.idleTimeoutMs, () => {
+        if (inFlight > 0) return;
+        log.info('closing an idle client', { socket: kind, idleMs: lim.idleTimeoutMs });
+        sock.destroy();
+      });
+    }
     const send = (reply: Reply): void => {
       if (sock.destroyed) return;
       let frame = encodeFrame(reply);
@@ -187,42 +300,59 @@ export class QemudServer {
       }
       sock.write(frame);
     };
-    sock.on('data', (chunk: Buffer) => {
-      for (const m of decoder.push(chunk)) {
-        if (m.kind === 'oversized') {
-          log.warn('closing connection after an oversized frame', { length: m.length, limit: this.#o.maxFrameBytes, readOnly });
-          sock.end(encodeFrame({ v: PROTOCOL_VERSION, id: null, error: { code: 'VIRT_ERR_RPC', message: `frame of ${m.length} bytes exceeds the limit of ${this.#o.maxFrameBytes} bytes; closing the connection` } }));
-          sock.destroySoon();
-          return;
-        }
-        if (m.kind === 'malformed') {
-          send({ v: PROTOCOL_VERSION, id: null, error: { code: 'VIRT_ERR_RPC', message: `malformed frame: ${m.message}` } });
-          continue;
-        }
-        let req;
-        try {
-          req = checkRequest(m.value);
-        } catch (err) {
-          const e = toVirtError(err, 'VIRT_ERR_RPC');
-          const id = typeof m.value === 'object' && m.value !== null ? (m.value as Record<string, unknown>)['id'] : null;
-          send({ v: PROTOCOL_VERSION, id: typeof id === 'number' || typeof id === 'string' ? id : null, error: { code: e.code, message: e.message } });
-          continue;
-        }
-        const { id, op, args } = req;
-        dispatch(this.#o.supervisor, op, args, readOnly, abort.signal).then(
+    const handle = (m: Decoded): void => {
+      if (m.kind === 'oversized') return;
+      if (m.kind === 'malformed') {
+        send({ v: PROTOCOL_VERSION, id: null, error: { code: 'VIRT_ERR_RPC', message: `malformed frame: ${m.message}` } });
+        return;
+      }
+      let req;
+      try {
+        req = checkRequest(m.value);
+      } catch (err) {
+        const e = toVirtError(err, 'VIRT_ERR_RPC');
+        const id = typeof m.value === 'object' && m.value !== null ? (m.value as Record<string, unknown>)['id'] : null;
+        send({ v: PROTOCOL_VERSION, id: typeof id === 'number' || typeof id === 'string' ? id : null, error: { code: e.code, message: e.message } });
+        return;
+      }
+      const { id, op, args } = req;
+      inFlight++;
+      dispatch(this.#o.supervisor, op, args, readOnly, abort.signal)
+        .then(
           (result) => send({ v: PROTOCOL_VERSION, id, result: result ?? null }),
           (err: unknown) => {
             const e = toVirtError(err, 'VIRT_ERR_INTERNAL_ERROR');
             if (e.code === 'VIRT_ERR_INTERNAL_ERROR') log.error('request failed', { op, err: e });
+            // Refused state-changing requests are the daemon's audit trail: what was asked, of which domain and file.
+            else if ((WRITE_OPS as readonly string[]).includes(op)) log.warn('write request refused', { op, code: e.code, message: e.message, domain: e.domain, readOnly, ...who });
             else log.debug('request refused', { op, code: e.code, message: e.message });
             send({ v: PROTOCOL_VERSION, id, error: { code: e.code, message: e.message } });
           },
-        );
+        )
+        .finally(() => {
+          inFlight--;
+          flow();
+        });
+    };
+    sock.on('drain', flow);
+    sock.on('data', (chunk: Buffer) => {
+      for (const m of decoder.push(chunk)) {
+        if (m.kind === 'oversized') {
+          log.warn('closing connection after an oversized frame', { length: m.length, limit: frameLimit, readOnly });
+          queue.length = 0;
+          sock.end(encodeFrame({ v: PROTOCOL_VERSION, id: null, error: { code: 'VIRT_ERR_RPC', message: `frame of ${m.length} bytes exceeds the limit of ${frameLimit} bytes; closing the connection` } }));
+          sock.destroySoon();
+          return;
+        }
+        queue.push(m);
       }
+      flow();
     });
     sock.on('error', () => undefined);
     sock.on('close', () => {
       this.#sockets.delete(sock);
+      this.#count[kind]--;
+      queue.length = 0;
       abort.abort();
     });
   }

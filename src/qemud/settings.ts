@@ -4,7 +4,7 @@
  * virt-qemud command line (--KEY, or VIRT_EXPORTER_QEMU_KEY) all read these.
  */
 export const QEMU_SETTINGS = {
-  'runtime-dir': { default: '', doc: 'Directory of virt-qemud sockets, pid and runtime files; empty: /run/virt-exporter/qemu for qemu:///system, $VIRT_EXPORTER_RUNTIME_DIR (else $XDG_RUNTIME_DIR/virt-exporter, else /tmp/virt-exporter-$UID) + /qemu for qemu:///session.' },
+  'runtime-dir': { default: '', doc: 'Directory of virt-qemud sockets, pid and runtime files; empty: /run/virt-exporter/qemu for qemu:///system, $VIRT_EXPORTER_RUNTIME_DIR (else $XDG_RUNTIME_DIR/virt-exporter, else $HOME/.cache/virt-exporter, else /tmp/virt-exporter-$UID, each checked to be the caller\'s own and mode 0700) + /qemu for qemu:///session.' },
   'state-dir': { default: '', doc: 'Directory of domain definitions and managed-save records; empty: /var/lib/virt-exporter/qemu (system) or RUNTIME-DIR/state (session).' },
   emulator: { default: '', doc: 'QEMU binary; empty: qemu-system-<arch> from PATH.' },
   'qemud-binary': { default: '', doc: 'virt-qemud executable the driver starts when no supervisor answers; empty: bin/virt-qemud of this installation.' },
@@ -22,6 +22,15 @@ export const QEMU_SETTINGS = {
   'vcpu-refresh-seconds': { default: 300, doc: 'virt-qemud: how often vCPU thread ids are re-read with query-cpus-fast (also whenever a thread disappears).' },
   'max-frame-bytes': { default: 16 * 1024 * 1024, doc: 'Largest driver<->virt-qemud protocol frame; a larger one closes that connection.' },
   'ro-socket-group': { default: '', doc: 'virt-qemud: group owning the read-only socket (mode 0660); empty: mode 0666 for everyone.' },
+  'qemu-user': { default: '', doc: 'virt-qemud: user QEMU runs as (as libvirt\'s libvirt-qemu); its files (disks, kernel, initrd, console log) are handed to it while the domain runs and given back after; empty: the daemon\'s own user.' },
+  'image-dirs': { default: '', doc: 'virt-qemud: comma-separated directories that disks, kernels, initrds and console logs of a definition must lie in (after resolving links); empty: anywhere (QEMU runs as root: set this on shared hosts). Device nodes, FIFOs and sockets are always refused.' },
+  'admin-group': { default: '', doc: 'virt-qemud: group whose members may use the read-write socket besides root (and, in session mode, the daemon\'s own user); the socket is then mode 0660 with that group. Peers are identified by SO_PEERCRED.' },
+  'max-clients': { default: 64, doc: 'virt-qemud: most connections on the read-write socket at once (as libvirt\'s max_clients); more are refused with VIRT_ERR_RATE_LIMITED.' },
+  'max-anonymous-clients': { default: 32, doc: 'virt-qemud: most connections on the read-only socket at once (as libvirt\'s max_anonymous_clients); more are refused with VIRT_ERR_RATE_LIMITED.' },
+  'max-client-requests': { default: 8, doc: 'virt-qemud: requests of one client in progress at once (as libvirt\'s max_client_requests); the connection is not read further until one finishes.' },
+  'client-idle-timeout-seconds': { default: 600, doc: 'virt-qemud: a connection with no request in progress and no traffic for this long is closed (0: never); clients reconnect.' },
+  'ro-max-frame-bytes': { default: 64 * 1024, doc: 'virt-qemud: largest request frame on the read-only socket (its requests are small); a larger one closes that connection.' },
+  'client-max-pending-reply-bytes': { default: 4 * 1024 * 1024, doc: 'virt-qemud: reply bytes queued for a client that does not read, beyond which its connection is not read further (back-pressure).' },
 } as const;
 
 export type QemuSettingKey = keyof typeof QEMU_SETTINGS;
@@ -55,4 +64,13 @@ export const DAEMON_KEYS: readonly QemuSettingKey[] = [
   'vcpu-refresh-seconds',
   'max-frame-bytes',
   'ro-socket-group',
+  'qemu-user',
+  'image-dirs',
+  'admin-group',
+  'max-clients',
+  'max-anonymous-clients',
+  'max-client-requests',
+  'client-idle-timeout-seconds',
+  'ro-max-frame-bytes',
+  'client-max-pending-reply-bytes',
 ];

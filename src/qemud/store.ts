@@ -101,6 +101,10 @@ export interface RuntimeRecord {
   consoleLog: string;
   accel: 'kvm' | 'tcg';
   startedAt: string;
+  /** Files handed to the QEMU user, with their owners to put back. */
+  labels?: { path: string; uid: number; gid: number }[];
+  /** Private directory of an unprivileged QEMU (QMP socket, pid file, migration sockets). */
+  privDir?: string;
 }
 
 export interface SaveRecord {

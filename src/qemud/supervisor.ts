@@ -6,29 +6,32 @@
  * costs at most one QMP command per domain; CPU, RSS and tap counters come
  * from /proc.
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { cpus, freemem, hostname, totalmem } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { BlockReading, BulkStats, DomainInfo, DomainRef, DomainStats, HostInfo, MemoryReading, NetReading, ReadError, StatsGroup, VcpuReading } from '../drivers/types.ts';
 import type { Logger } from '../util/logger.ts';
 import { VirtError, toVirtError } from '../virt/errors.ts';
-import { safeDefinition, validateDefinition, type DomainDefinition } from './definition.ts';
+import { domainNetns, safeDefinition, validateDefinition, type DomainDefinition } from './definition.ts';
 import { Domain, invalidState } from './domain.ts';
 import { guestView } from '../drivers/net.ts';
 import { hostCpuMhz } from './host-cpu.ts';
 import { noteBlockIoError, pauseReasonOfRunState, stopReason } from './pause-reason.ts';
-import { qemuLogArgs, qemuLogPath, rotateQemuLog, withQemuLog } from './qemu-log.ts';
-import { checkImagePath, imageVirtualSize } from './images.ts';
-import { killQuiet, qemuPidsFor, readPid, runCommand, sleep, type CommandResult } from './processes.ts';
+import { qemuLogPath, rotateQemuLog, withQemuLog } from './qemu-log.ts';
+import { checkDefinitionPaths, checkImagePath, imageVirtualSize } from './images.ts';
+import { receiveInto, sendFrom, type Receiver } from './migration-stream.ts';
+import { killQuiet, qemuPidsFor, readPid, runCommand, sleep, startQemu, type CommandResult } from './processes.ts';
 import { withTimeout } from '../util/deadline.ts';
 import { u64 } from './json.ts';
 import type { QemudPaths } from './paths.ts';
+import type { RestoreOptions } from '../drivers/types.ts';
 import { CLOCK_TICKS, cpuSeconds, readSchedstat, isLive, PAGE_SIZE, processAlive, readNetDev, readProcStat, type ProcStat } from './proc.ts';
 import { BALLOON_QOM_PATH, buildCommand, diskNodeName, kvmUsable } from './qemu-args.ts';
 import { QmpClient, type QmpEvent } from './qmp.ts';
 import { parseBalloon, parseBlockstats, parseCpusFast, parseGuestStats, parseQueryMigrate, parseQueryStatus, runStateToDomain } from './qmp-parse.ts';
-import { readSaveHeader, shQuote, writeSaveHeader } from './save-image.ts';
+import { createSaveFile, definitionDifferences, loadSaveKey, openSaveFile, readSaveHeader, writeSaveHeader } from './save-image.ts';
 import { Store, unlinkQuiet, type RuntimeRecord, type SaveRecord } from './store.ts';
+import { labelFiles, restoreLabels, type QemuUser } from './dac.ts';
 
 export interface SupervisorOptions {
   paths: QemudPaths;
@@ -43,6 +46,10 @@ export interface SupervisorOptions {
   startTimeoutMs: number;
   saveTimeoutMs: number;
   emulator?: string;
+  /** Directories disks, kernels, initrds and console logs must lie in; empty or absent: anywhere. */
+  imageDirs?: readonly string[];
+  /** User QEMU runs as; absent: the daemon's own. */
+  qemuUser?: QemuUser;
 }
 
 const MiB = 1024 * 1024;
@@ -55,6 +62,7 @@ export class Supervisor {
   #nextId = 1;
   #qemuVersion: string | undefined;
   #closed = false;
+  #saveKey: Buffer | undefined;
 
   constructor(opts: SupervisorOptions) {
     this.#o = opts;
@@ -69,6 +77,7 @@ export class Supervisor {
   /** Loads definitions and re-attaches to every QEMU that is still running. */
   init(): void {
     this.#store.init();
+    this.#saveKey = loadSaveKey(this.#o.paths.stateDir);
     for (const def of this.#store.loadDefinitions()) {
       const d = new Domain(def);
       d.save = this.#store.loadSave(def.name);
@@ -262,6 +271,9 @@ export class Supervisor {
   }
 
   #cleanupRuntime(rec: RuntimeRecord): void {
+    // Give the domain's files back before forgetting which they were.
+    if (rec.labels !== undefined) restoreLabels(rec.labels);
+    if (rec.privDir !== undefined) rmSync(rec.privDir, { recursive: true, force: true });
     this.#store.removeRuntime(rec.name);
     unlinkQuiet(rec.qmpSocket);
     unlinkQuiet(rec.pidFile);
@@ -645,9 +657,18 @@ export class Supervisor {
   define(input: unknown): DomainRef {
     const raw = input as Record<string, unknown> | null;
     const def = validateDefinition(input);
+    checkDefinitionPaths(def, this.#o.imageDirs ?? []);
     const existing = this.#domains.get(def.name);
     const hadUuid = raw !== null && typeof raw === 'object' && raw['uuid'] !== undefined;
     if (existing !== undefined) {
+      if (existing.save !== null) {
+        // As libvirt: a managed save image holds the old configuration; redefining under it would be silently undone by start.
+        throw new VirtError(
+          'VIRT_ERR_OPERATION_INVALID',
+          `domain ${def.name} has a managed save image (${existing.save.file}); remove it first (managedSaveRemove) or restore and stop the domain, then redefine`,
+          { domain: def.name },
+        );
+      }
       if (!hadUuid) def.uuid = existing.def.uuid;
       if (def.uuid !== existing.def.uuid) {
         throw new VirtError('VIRT_ERR_DOM_EXIST', `domain ${def.name} already exists with UUID ${existing.def.uuid}`, { domain: def.name });
@@ -684,6 +705,18 @@ export class Supervisor {
     });
   }
 
+  /** Discards a domain's managed save record (the image file itself is left alone), as virsh managedsave-remove. */
+  managedSaveRemove(key: string): Promise<void> {
+    const d = this.#find(key);
+    return this.#locked(d, () => {
+      if (d.save === null) return Promise.reject(invalidState(d, 'remove the managed save of', 'it has none'));
+      this.#log.info('managed save removed', { domain: d.def.name, file: d.save.file });
+      this.#store.removeSave(d.def.name);
+      d.save = null;
+      return Promise.resolve();
+    });
+  }
+
   start(key: string): Promise<void> {
     const d = this.#find(key);
     return this.#locked(d, async () => {
@@ -699,25 +732,49 @@ export class Supervisor {
   }
 
   async #launch(d: Domain, def: DomainDefinition, incoming: boolean): Promise<void> {
+    // Again at start: a file may have been swapped for a device node or a link out since the definition.
+    checkDefinitionPaths(def, this.#o.imageDirs ?? []);
     let accel: 'kvm' | 'tcg';
     if (def.accel === 'auto') accel = kvmUsable() ? 'kvm' : 'tcg';
     else if (def.accel === 'kvm' && !kvmUsable()) throw new VirtError('VIRT_ERR_OPERATION_FAILED', `domain ${def.name} requires KVM but /dev/kvm is not usable`, { domain: def.name });
     else accel = def.accel;
     const p = this.#o.paths;
+    const user = this.#o.qemuUser;
+    if (user !== undefined && domainNetns(def) !== undefined) {
+      throw new VirtError('VIRT_ERR_CONFIG', `domain ${def.name} names a network namespace; entering it needs root, so it cannot run as qemu-user ${user.name}`, { domain: def.name });
+    }
+    // An unprivileged QEMU gets a private directory of its own for its monitor socket, pid file and migration sockets.
+    const privDir = user === undefined ? undefined : join(p.runtimeDir, 'priv', def.uuid);
     const rec: RuntimeRecord & { definition: DomainDefinition } = {
       name: def.name,
       uuid: def.uuid,
       id: this.#nextId++,
       phase: 'starting',
-      pidFile: join(p.runDir, `${def.name}.pid`),
-      qmpSocket: join(p.qmpDir, `${def.uuid}.sock`),
+      pidFile: privDir === undefined ? join(p.runDir, `${def.name}.pid`) : join(privDir, 'qemu.pid'),
+      qmpSocket: privDir === undefined ? join(p.qmpDir, `${def.uuid}.sock`) : join(privDir, 'qmp.sock'),
       consoleLog: def.console?.logFile ?? join(p.logDir, `${def.name}.console.log`),
       accel,
       startedAt: new Date().toISOString(),
       definition: def,
+      ...(privDir === undefined ? {} : { privDir }),
     };
     unlinkQuiet(rec.qmpSocket);
     unlinkQuiet(rec.pidFile);
+    if (user !== undefined && privDir !== undefined) {
+      rmSync(privDir, { recursive: true, force: true });
+      // The parent is searchable (0711, not listable), each domain's directory its QEMU user's alone (0700).
+      mkdirSync(dirname(privDir), { recursive: true, mode: 0o711 });
+      chmodSync(dirname(privDir), 0o711);
+      mkdirSync(privDir, { mode: 0o700 });
+      chownSync(privDir, user.uid, user.gid);
+      // The console log must exist to be handed over; the log directory must be searchable (not listable) for it.
+      chmodSync(p.logDir, 0o711);
+      closeSync(openSync(rec.consoleLog, 'a', 0o600));
+      // Recorded before the change, so a crash in between still gives the files back.
+      const files = [...def.disks.map((x) => x.path), ...(def.kernel === undefined ? [] : [def.kernel.path, ...(def.kernel.initrd === undefined ? [] : [def.kernel.initrd])]), rec.consoleLog];
+      this.#store.saveRuntime(rec);
+      rec.labels = labelFiles(files, user);
+    }
     this.#store.saveRuntime(rec);
     const cmd = buildCommand(def, {
       qmpSocket: rec.qmpSocket,
@@ -728,13 +785,13 @@ export class Supervisor {
       balloonStatsIntervalSeconds: this.#o.balloonStatsIntervalSeconds,
       ...(this.#o.emulator !== undefined ? { emulator: this.#o.emulator } : {}),
     });
+    // QEMU's stderr goes to its per-domain log (startQemu opens it); the previous run's is kept as .1.
     const qemuLog = qemuLogPath(p, def.name);
     rotateQemuLog(qemuLog);
-    cmd.args.push(...qemuLogArgs(qemuLog));
     this.#log.info('starting QEMU', { domain: def.name, accel, command: [cmd.file, ...cmd.args].join(' ') });
     let r: CommandResult;
     try {
-      r = await runCommand(cmd.file, cmd.args, this.#o.startTimeoutMs);
+      r = await startQemu(cmd.file, cmd.args, { pidFile: rec.pidFile, qmpSocket: rec.qmpSocket, stderrLog: qemuLog, timeoutMs: this.#o.startTimeoutMs, ...(user === undefined ? {} : { uid: user.uid, gid: user.gid }) });
     } catch (err) {
       this.#cleanupRuntime(rec);
       throw new VirtError('VIRT_ERR_OPERATION_FAILED', `cannot run ${cmd.file}: ${(err as Error).message}`, { domain: def.name, cause: err });
@@ -761,7 +818,8 @@ export class Supervisor {
     } catch (err) {
       killQuiet(pid);
       this.#markStopped(d, 'failed');
-      throw new VirtError('VIRT_ERR_OPERATION_FAILED', withQemuLog(`QEMU for domain ${def.name} started but its QMP monitor failed: ${(err as Error).message}`, qemuLog), { domain: def.name, cause: err });
+      // QEMU runs undaemonized (the sandbox forbids -daemonize) with its stderr in its log: name it, and quote why.
+      throw new VirtError('VIRT_ERR_OPERATION_FAILED', withQemuLog(`QEMU for domain ${def.name} failed to start: ${(err as Error).message}`, qemuLog), { domain: def.name, cause: err });
     }
     this.#log.info('domain started', { domain: def.name, pid, accel });
   }
@@ -866,6 +924,16 @@ export class Supervisor {
     if (d.rec === null) d.reason = reason;
   }
 
+  get #key(): Buffer {
+    if (this.#saveKey === undefined) throw new VirtError('VIRT_ERR_INTERNAL_ERROR', 'the supervisor was not initialised');
+    return this.#saveKey;
+  }
+
+  #migrationSocket(d: Domain, what: string): string {
+    const priv = d.rec?.privDir;
+    return priv !== undefined ? join(priv, `${what}.sock`) : join(this.#o.paths.qmpDir, `${what}-${d.def.uuid}.sock`);
+  }
+
   save(key: string, file: string): Promise<void> {
     const d = this.#find(key);
     checkImagePath(file, true);
@@ -874,19 +942,28 @@ export class Supervisor {
       if (d.state !== 'running' && d.state !== 'paused') throw invalidState(d, 'save', 'it is neither running nor paused');
       const prior: 'running' | 'paused' = d.state === 'running' ? 'running' : 'paused';
       const cfg = d.config;
+      // Created here, exclusively and without following a link, before the guest is paused.
+      const fd = createSaveFile(file);
+      let receiver: Receiver | undefined;
       if (prior === 'running') {
         await this.#cmd(d, 'stop');
         d.state = 'paused';
         d.reason = 'save';
       }
       try {
-        const offset = writeSaveHeader(file, { definition: cfg, state: prior, savedAt: new Date().toISOString() });
+        const offset = writeSaveHeader(fd, { definition: cfg, state: prior, savedAt: new Date().toISOString() }, this.#key);
         this.#log.info('saving domain', { domain: d.def.name, file, offset });
+        const sock = this.#migrationSocket(d, 'save');
+        receiver = await receiveInto(sock, fd, offset, this.#o.qemuUser);
         // QEMU 7.2 caps migration at 32 MiB/s by default; a local file needs no cap.
         await this.#cmd(d, 'migrate-set-parameters', { 'max-bandwidth': 2 ** 40 });
-        await this.#cmd(d, 'migrate', { uri: `exec:cat >> ${shQuote(file)}` });
+        await this.#cmd(d, 'migrate', { uri: `unix:${sock}` });
         await this.#waitMigration(d, 'save');
+        await withTimeout(receiver.done, this.#o.saveTimeoutMs, `writing save image ${file}`);
       } catch (err) {
+        receiver?.close();
+        closeSync(fd);
+        unlinkQuiet(file);
         if (prior === 'running' && d.active) {
           await this.#cmd(d, 'cont').catch(() => undefined);
           d.state = 'running';
@@ -894,6 +971,7 @@ export class Supervisor {
         }
         throw toVirtError(err, 'VIRT_ERR_OPERATION_FAILED');
       }
+      closeSync(fd);
       d.expectingExit = 'saved';
       await this.#cmd(d, 'quit').catch(() => undefined);
       if (!(await this.#waitStopped(d, 10_000))) await this.#kill(d, 'saved');
@@ -917,42 +995,94 @@ export class Supervisor {
     }
   }
 
-  async restore(file: string): Promise<DomainRef> {
+  /**
+   * Restores a domain from a save image. Only a domain that is defined now
+   * comes back, with its current definition; an image whose header disagrees
+   * with that definition, or whose MAC does not verify, is refused
+   * (VIRT_ERR_SAVE_INVALID). `domain` names the domain the caller means (the
+   * image must be of it); `define` allows re-creating a domain that is no
+   * longer defined from the image (the admin API gives it to admins only).
+   */
+  async restore(file: string, opts: RestoreOptions = {}): Promise<DomainRef> {
     checkImagePath(file, false);
-    const { header } = readSaveHeader(file);
-    const hdef = header.definition;
-    const found = [...this.#domains.values()].find((x) => x.def.uuid === hdef.uuid);
-    if (found === undefined) {
-      const clash = this.#domains.get(hdef.name);
-      if (clash !== undefined) throw new VirtError('VIRT_ERR_DOM_EXIST', `domain ${hdef.name} exists with another UUID (${clash.def.uuid}) than the save image (${hdef.uuid})`);
-      this.define(hdef);
+    const fd = openSaveFile(file);
+    let hdef: DomainDefinition;
+    try {
+      hdef = readSaveHeader(fd, file, this.#key).header.definition;
+    } finally {
+      closeSync(fd);
     }
-    const dom = found ?? this.#find(hdef.name);
-    await this.#locked(dom, async () => {
-      this.#checkAlive(dom);
-      if (dom.active) throw invalidState(dom, 'restore', 'it is running; destroy it first');
-      await this.#restoreInto(dom, file);
+    let dom = [...this.#domains.values()].find((x) => x.def.uuid === hdef.uuid);
+    if (opts.domain !== undefined) {
+      const want = opts.domain;
+      const named = this.#findOrNull(want);
+      if (named !== null && named !== dom) {
+        throw new VirtError('VIRT_ERR_SAVE_INVALID', `save image ${file} is of domain ${hdef.name} (${hdef.uuid}), not of ${named.def.name} (${named.def.uuid})`, { domain: named.def.name });
+      }
+      if (named === null && hdef.name !== want && hdef.uuid !== want.toLowerCase()) {
+        throw new VirtError('VIRT_ERR_SAVE_INVALID', `save image ${file} is of domain ${hdef.name} (${hdef.uuid}), not of ${JSON.stringify(want)}`, { domain: hdef.name });
+      }
+    }
+    if (dom === undefined) {
+      if (opts.define !== true) {
+        throw new VirtError('VIRT_ERR_NO_DOMAIN', `save image ${file} is of domain ${hdef.name} (${hdef.uuid}), which is not defined; re-creating a domain from a save image needs the define option`, { domain: hdef.name });
+      }
+      const clash = this.#domains.get(hdef.name);
+      if (clash !== undefined) throw new VirtError('VIRT_ERR_DOM_EXIST', `domain ${hdef.name} exists with another UUID (${clash.def.uuid}) than the save image (${hdef.uuid})`, { domain: hdef.name });
+      this.define(hdef);
+      this.#log.warn('domain re-created from a save image', { domain: hdef.name, uuid: hdef.uuid, file });
+      dom = this.#find(hdef.name);
+    }
+    const target = dom;
+    await this.#locked(target, async () => {
+      this.#checkAlive(target);
+      if (target.active) throw invalidState(target, 'restore', 'it is running; destroy it first');
+      await this.#restoreInto(target, file);
     });
-    return dom.ref();
+    return target.ref();
+  }
+
+  #findOrNull(key: string): Domain | null {
+    try {
+      return this.#find(key);
+    } catch {
+      return null;
+    }
   }
 
   async #restoreInto(d: Domain, file: string): Promise<void> {
-    const { header, offset } = readSaveHeader(file);
-    await this.#launch(d, header.definition, true);
+    const fd = openSaveFile(file);
     try {
-      await this.#cmd(d, 'migrate-incoming', { uri: `exec:tail -c +${offset + 1} ${shQuote(file)}` });
-      await this.#waitIncoming(d);
-      if (header.state === 'running') {
-        await this.#cmd(d, 'cont');
-        d.state = 'running';
-        d.reason = 'restored';
-      } else {
-        d.state = 'paused';
-        d.reason = 'user';
+      const { header, offset } = readSaveHeader(fd, file, this.#key);
+      if (header.definition.uuid !== d.def.uuid) {
+        throw new VirtError('VIRT_ERR_SAVE_INVALID', `save image ${file} is of domain ${header.definition.name} (${header.definition.uuid}), not of ${d.def.name}`, { domain: d.def.name });
       }
-    } catch (err) {
-      await this.#kill(d, 'failed').catch(() => undefined);
-      throw toVirtError(err, 'VIRT_ERR_OPERATION_FAILED');
+      const diff = definitionDifferences(d.def, header.definition);
+      if (diff.length > 0) {
+        throw new VirtError('VIRT_ERR_SAVE_INVALID', `save image ${file} does not match the current definition of ${d.def.name} (differs in ${diff.join(', ')}); it is not restored`, { domain: d.def.name });
+      }
+      // The current definition, never the image's copy of it.
+      await this.#launch(d, d.def, true);
+      try {
+        const sock = this.#migrationSocket(d, 'restore');
+        await this.#cmd(d, 'migrate-incoming', { uri: `unix:${sock}` });
+        await sendFrom(sock, fd, offset);
+        unlinkQuiet(sock);
+        await this.#waitIncoming(d);
+        if (header.state === 'running') {
+          await this.#cmd(d, 'cont');
+          d.state = 'running';
+          d.reason = 'restored';
+        } else {
+          d.state = 'paused';
+          d.reason = 'user';
+        }
+      } catch (err) {
+        await this.#kill(d, 'failed').catch(() => undefined);
+        throw toVirtError(err, 'VIRT_ERR_OPERATION_FAILED');
+      }
+    } finally {
+      closeSync(fd);
     }
     if (d.save?.file === file) {
       this.#store.removeSave(d.def.name);

@@ -9,6 +9,7 @@ import type {
   HostInfo,
   ListOptions,
   ReadOptions,
+  RestoreOptions,
   ShutdownOptions,
 } from '../drivers/types.ts';
 import { silentLogger, type Logger } from '../util/logger.ts';
@@ -97,7 +98,7 @@ export class Connection {
   suspend(key: string): Promise<void> { return this.#call('suspend', key); }
   resume(key: string): Promise<void> { return this.#call('resume', key); }
   save(key: string, file: string): Promise<void> { return this.#call('save', key, file); }
-  restore(file: string): Promise<DomainRef> { return this.#call('restore', file); }
+  restore(file: string, opts?: RestoreOptions): Promise<DomainRef> { return opts === undefined ? this.#call('restore', file) : this.#call('restore', file, opts); }
 
   async close(): Promise<void> {
     if (this.#closed) return;

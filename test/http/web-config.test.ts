@@ -38,9 +38,12 @@ function curl(args: string[]): Promise<{ code: number; stdout: string; stderr: s
 /** A minimal /metrics server protected by a guard, as src/http/server.ts uses one. */
 async function metricsServer(guard: WebGuard): Promise<{ server: Server; port: number; close: () => Promise<void> }> {
   const handler: RequestListener = (req, res) => {
-    if (!guard.check(req, res)) return;
-    res.writeHead(req.url === '/metrics' ? 200 : 404, { ...guard.headers, 'Content-Type': 'text/plain; version=0.0.4' });
-    res.end(req.url === '/metrics' ? 'virt_up 1\n' : 'not found\n');
+    // check() answers later when a password must be verified (bcrypt in a worker).
+    void Promise.resolve(guard.check(req, res)).then((ok) => {
+      if (!ok) return;
+      res.writeHead(req.url === '/metrics' ? 200 : 404, { ...guard.headers, 'Content-Type': 'text/plain; version=0.0.4' });
+      res.end(req.url === '/metrics' ? 'virt_up 1\n' : 'not found\n');
+    });
   };
   const server = guard.createServer(handler);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

@@ -49,6 +49,16 @@ export const adminSchema: SchemaFragment = {
       format: 'nat',
       default: 64,
     },
+    'max-unauthenticated-connections': {
+      doc: 'Most simultaneous admin connections that have not yet carried an authenticated request; more are closed at once, so authenticated clients still get in.',
+      format: 'nat',
+      default: 16,
+    },
+    'unauthenticated-timeout-ms': {
+      doc: 'Time a new admin connection has to complete an authenticated request before it is closed, in milliseconds.',
+      format: 'nat',
+      default: 5000,
+    },
   },
 };
 
@@ -61,6 +71,8 @@ export interface AdminSettingValues {
   'admin.request-timeout-ms': number;
   'admin.headers-timeout-ms': number;
   'admin.max-connections': number;
+  'admin.max-unauthenticated-connections': number;
+  'admin.unauthenticated-timeout-ms': number;
 }
 
 /** Defaults applied when a key is absent from the flattened settings. */
@@ -73,4 +85,6 @@ export const ADMIN_DEFAULTS: Readonly<AdminSettingValues> = {
   'admin.request-timeout-ms': 30000,
   'admin.headers-timeout-ms': 10000,
   'admin.max-connections': 64,
+  'admin.max-unauthenticated-connections': 16,
+  'admin.unauthenticated-timeout-ms': 5000,
 };

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { constants } from 'node:fs';
 import { readFile, rename, writeFile, open as openFile } from 'node:fs/promises';
 import { isAbsolute } from 'node:path';
 import { VirtError } from '../../virt/errors.ts';
@@ -60,11 +61,24 @@ const hosts = new Map<string, Promise<TestHost>>();
 async function loadHostFile(path: string): Promise<TestHost> {
   let text: string;
   try {
-    const fh = await openFile(path, 'r');
+    // O_NONBLOCK: opening a FIFO does not wait for a writer; it is then refused as not a regular file.
+    const fh = await openFile(path, constants.O_RDONLY | constants.O_NONBLOCK);
     try {
-      const { size } = await fh.stat();
-      if (size > MAX_HOST_FILE_BYTES) throw new VirtError('VIRT_ERR_XML_ERROR', `host file ${path} is ${size} bytes; the limit is ${MAX_HOST_FILE_BYTES}`);
-      text = await fh.readFile('utf8');
+      const st = await fh.stat();
+      if (!st.isFile()) throw new VirtError('VIRT_ERR_XML_ERROR', `host file ${path} is not a regular file (a FIFO, device or directory); refusing to read it`, { driver: 'test' });
+      if (st.size > MAX_HOST_FILE_BYTES) throw new VirtError('VIRT_ERR_XML_ERROR', `host file ${path} is ${st.size} bytes; the limit is ${MAX_HOST_FILE_BYTES}`);
+      // Read at most the limit plus one byte, whatever the size said (a file that grows meanwhile).
+      const chunks: Buffer[] = [];
+      let got = 0;
+      for (;;) {
+        const chunk = Buffer.allocUnsafe(Math.min(1024 * 1024, MAX_HOST_FILE_BYTES + 1 - got));
+        const { bytesRead } = await fh.read(chunk, 0, chunk.length, got);
+        if (bytesRead === 0) break;
+        chunks.push(chunk.subarray(0, bytesRead));
+        got += bytesRead;
+        if (got > MAX_HOST_FILE_BYTES) throw new VirtError('VIRT_ERR_XML_ERROR', `host file ${path} is larger than the limit of ${MAX_HOST_FILE_BYTES} bytes`);
+      }
+      text = Buffer.concat(chunks).toString('utf8');
     } finally {
       await fh.close();
     }

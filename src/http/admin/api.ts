@@ -7,10 +7,10 @@ import type { Connection } from '../../virt/connection.ts';
 import { isVirtError, VirtError } from '../../virt/errors.ts';
 import type { AuditLog } from './audit.ts';
 import type { AuthResult, Authenticator, Principal } from './auth.ts';
-import type { DomainGate, PrincipalRateLimiter } from './limits.ts';
+import type { DomainGate, FailedAuthLimiter, PrincipalRateLimiter } from './limits.ts';
 import { outcomeFor } from './metrics.ts';
 import { Problem, quote, sendJson, sendProblem } from './problem.ts';
-import { DOMAIN_ACTIONS, isStateChanging, REQUIRED_ROLE, roleAllows, type Action, type DomainAction } from './roles.ts';
+import { CAPABILITY_ROLE, DOMAIN_ACTIONS, isStateChanging, REQUIRED_ROLE, roleAllows, roleHas, type Action, type DomainAction } from './roles.ts';
 import { actionBody, confinedFile, domainKey, jsonObject, readBody } from './validate.ts';
 
 export const API_PREFIX = '/api/v1/domains';
@@ -19,6 +19,10 @@ export interface AdminApiDeps {
   connection: Connection;
   authenticator: Authenticator;
   limiter: PrincipalRateLimiter;
+  /** Failed authentications: per source address (IPv6: per /64) and a global budget. */
+  failedAuth: FailedAuthLimiter;
+  /** Called once a request on a connection has authenticated (the listener's unauthenticated cap). */
+  onAuthenticated?: (req: IncomingMessage) => void;
   gate: DomainGate;
   audit: AuditLog;
   counter: Counter<'action' | 'outcome'>;
@@ -108,6 +112,17 @@ interface Outcome {
   headers?: Record<string, string>;
 }
 
+/** What the audit line says a request acted on, filled in as the request goes. */
+interface AuditTarget {
+  /** The domain named by the request (path segment or definition name), validated, even when refused. */
+  target: string | null;
+  /** Name and UUID of the domain actually acted on. */
+  domain: string | null;
+  uuid: string | null;
+  /** Save or restore file, relative to the save directory. */
+  file: string | null;
+}
+
 /** The admin request pipeline: route, authenticate, rate-limit, authorize, validate, gate, execute, audit, answer. */
 export function createAdminHandler(deps: AdminApiDeps): (req: IncomingMessage, res: ServerResponse) => void {
   const { connection, logger } = deps;
@@ -134,7 +149,11 @@ export function createAdminHandler(deps: AdminApiDeps): (req: IncomingMessage, r
     }
   }
 
-  async function execute(req: IncomingMessage, action: Action, segment: string | undefined): Promise<Outcome> {
+  async function execute(req: IncomingMessage, action: Action, segment: string | undefined, principal: Principal, audit: AuditTarget): Promise<Outcome> {
+    const actedOn = (ref: DomainRef): void => {
+      audit.domain = ref.name;
+      audit.uuid = ref.uuid;
+    };
     if (action === 'list') {
       const refs = await connection.listDomains();
       const domains = await Promise.all(refs.map(async (r) => ({ name: r.name, uuid: r.uuid, id: r.id, state: await stateOf(r.uuid) })));
@@ -142,8 +161,10 @@ export function createAdminHandler(deps: AdminApiDeps): (req: IncomingMessage, r
     }
     if (action === 'define') {
       const definition = jsonObject(req, await readBody(req, deps.maxBodyBytes), false);
+      if (typeof definition.name === 'string') audit.target = definition.name.slice(0, 64);
       const gateKey = `define:${typeof definition.name === 'string' ? definition.name : ''}`;
       const ref = await gated(gateKey, 'the definition', () => connection.define(definition));
+      actedOn(ref);
       return { status: 201, body: { action, domain: ref }, headers: { Location: `${API_PREFIX}/${ref.uuid}` } };
     }
     const key = domainKey(segment ?? '');
@@ -156,10 +177,15 @@ export function createAdminHandler(deps: AdminApiDeps): (req: IncomingMessage, r
       const body = await readBody(req, deps.maxBodyBytes);
       if (body.length > 0) throw new Problem(400, 'VIRT_ERR_INVALID_ARG', 'DELETE takes no body');
       const ref = await lookup(key);
+      actedOn(ref);
       await gated(ref.uuid, `domain ${ref.name}`, () => connection.undefine(ref.uuid));
       return { status: 200, body: { action, domain: ref } };
     }
     const params = actionBody(action, jsonObject(req, await readBody(req, deps.maxBodyBytes), true));
+    if (params.file !== undefined) audit.file = params.file.slice(0, 512);
+    if (action === 'shutdown' && params.force === true && !roleHas(principal.role, 'shutdown.force')) {
+      throw new Problem(403, 'VIRT_ERR_OPERATION_DENIED', `role ${principal.role} may not shut down with force (it destroys the domain); it needs ${CAPABILITY_ROLE['shutdown.force']}`);
+    }
     let file: string | undefined;
     if (action === 'save' || action === 'restore') {
       if (deps.saveDirectory === undefined) {
@@ -168,17 +194,25 @@ export function createAdminHandler(deps: AdminApiDeps): (req: IncomingMessage, r
       file = await confinedFile(deps.saveDirectory, params.file ?? '', action === 'save' ? 'create' : 'existing');
     }
     if (action === 'restore') {
-      // The domain may no longer be defined; gate on its UUID when known, else on the key given.
-      let gateKey = key;
+      // Only the domain named in the path, defined now, comes back with its current definition; the
+      // image must be of it. A domain that is no longer defined is re-created from the image by admins only.
+      let ref: DomainRef | undefined;
       try {
-        gateKey = (await lookup(key)).uuid;
+        ref = await lookup(key);
       } catch (err) {
         if (!isVirtError(err, 'VIRT_ERR_NO_DOMAIN')) throw err;
       }
-      const restored = await gated(gateKey, `domain ${key}`, () => connection.restore(file as string));
+      if (ref === undefined && !roleHas(principal.role, 'restore.define')) {
+        throw new Problem(403, 'VIRT_ERR_OPERATION_DENIED', `domain ${quote(key)} is not defined; re-creating a domain from a save image needs role ${CAPABILITY_ROLE['restore.define']}`);
+      }
+      if (ref !== undefined) actedOn(ref);
+      const opts = ref === undefined ? { domain: key, define: true } : { domain: ref.uuid };
+      const restored = await gated(ref?.uuid ?? key, `domain ${ref?.name ?? key}`, () => connection.restore(file as string, opts));
+      actedOn(restored);
       return { status: 200, body: { action, domain: restored, state: await stateOf(restored.uuid) } };
     }
     const ref = await lookup(key);
+    actedOn(ref);
     const target = ref.uuid;
     await gated(target, `domain ${ref.name}`, () => {
       switch (action) {
@@ -203,15 +237,22 @@ export function createAdminHandler(deps: AdminApiDeps): (req: IncomingMessage, r
     const match = matchRoute(method, req.url ?? '/');
     let principal: Principal | null = null;
     let authReason = 'none';
-    let domain: string | null = null;
+    const audit: AuditTarget = { target: null, domain: null, uuid: null, file: null };
+    if (match.segment !== undefined) {
+      try {
+        audit.target = domainKey(match.segment);
+      } catch {
+        audit.target = null;
+      }
+    }
     let outcome: Outcome | undefined;
     let problem: Problem | undefined;
     try {
       const auth = deps.authenticator.authenticate(req);
       if (!auth.ok) {
         authReason = auth.reason;
-        // Failed attempts share one bucket per peer address, which slows token guessing.
-        const wait = deps.limiter.take(`peer:${req.socket.remoteAddress ?? 'unknown'}`);
+        // Failed attempts share one bucket per source (IPv6: per /64) and one global budget, which slows token guessing.
+        const wait = deps.failedAuth.take(req.socket.remoteAddress);
         if (wait > 0) throw new Problem(429, 'VIRT_ERR_RATE_LIMITED', 'too many failed attempts; retry later', { 'Retry-After': String(Math.ceil(wait / 1000)) });
         const invalidToken = auth.reason === 'malformed' || auth.reason === 'unknown-token';
         throw new Problem(401, 'VIRT_ERR_AUTH_FAILED', AUTH_DETAIL[auth.reason], {
@@ -220,6 +261,7 @@ export function createAdminHandler(deps: AdminApiDeps): (req: IncomingMessage, r
       }
       principal = auth.principal;
       authReason = principal.kind;
+      deps.onAuthenticated?.(req);
       const wait = deps.limiter.take(`principal:${principal.name}`);
       if (wait > 0) throw new Problem(429, 'VIRT_ERR_RATE_LIMITED', `rate limit for ${principal.name} exceeded; retry later`, { 'Retry-After': String(Math.ceil(wait / 1000)) });
       if (match.problem !== undefined) throw match.problem;
@@ -227,8 +269,7 @@ export function createAdminHandler(deps: AdminApiDeps): (req: IncomingMessage, r
       if (!roleAllows(principal.role, action)) {
         throw new Problem(403, 'VIRT_ERR_OPERATION_DENIED', `role ${principal.role} may not ${action}; it needs ${REQUIRED_ROLE[action]}`);
       }
-      if (match.segment !== undefined) domain = domainKey(match.segment);
-      outcome = await execute(req, action, match.segment);
+      outcome = await execute(req, action, match.segment, principal, audit);
     } catch (err) {
       problem = toProblem(err, logger);
     }
@@ -248,7 +289,10 @@ export function createAdminHandler(deps: AdminApiDeps): (req: IncomingMessage, r
           method: method.slice(0, 16),
           route: match.route,
           action,
-          domain,
+          target: audit.target,
+          domain: audit.domain,
+          uuid: audit.uuid,
+          file: audit.file,
           outcome: outcomeFor(status),
           status,
           code: problem?.code ?? null,

@@ -13,7 +13,13 @@ export interface AuditEntry {
   method: string;
   route: string;
   action: string;
+  /** The domain the request named (path segment or definition name), also when refused. */
+  target: string | null;
+  /** Name and UUID of the domain actually acted on (after lookup, or from the driver's answer). */
   domain: string | null;
+  uuid: string | null;
+  /** Save or restore file, relative to the save directory. */
+  file: string | null;
   outcome: string;
   status: number;
   code: string | null;

@@ -32,13 +32,20 @@ export interface AdminConfig {
   tokens: TokenEntry[];
   certificates: CertificateEntry[];
   rateLimit: { intervalMs: number; burst: number };
+  /**
+   * Failed authentications: a bucket per source address (per /64 for IPv6)
+   * and one global budget shared by every source. Defaults: the rate_limit
+   * for each address, ten times it for the global budget.
+   */
+  failedAuth: { perAddress: { intervalMs: number; burst: number }; global: { intervalMs: number; burst: number } };
   maxInFlightPerDomain: number;
   auditLog: string;
   /** Real path of the directory save/restore files are confined to; undefined disables them. */
   saveDirectory?: string;
 }
 
-const TOP = ['tls', 'tokens', 'client_certificates', 'rate_limit', 'max_in_flight_per_domain', 'audit_log', 'save_directory'] as const;
+const TOP = ['tls', 'tokens', 'client_certificates', 'rate_limit', 'failed_auth', 'max_in_flight_per_domain', 'audit_log', 'save_directory'] as const;
+const FAILED = ['interval', 'burst', 'global_interval', 'global_burst'] as const;
 const TLS = ['cert_file', 'key_file', 'client_ca_file', 'client_auth', 'min_version'] as const;
 const TOKEN = ['name', 'role', 'sha256'] as const;
 const CERT = ['name', 'role', 'san'] as const;
@@ -63,6 +70,7 @@ export function parseAdminConfig(doc: unknown, file: string): Omit<AdminConfig, 
     tokens: [],
     certificates: [],
     rateLimit: { ...DEFAULT_RATE_LIMIT },
+    failedAuth: { perAddress: { ...DEFAULT_RATE_LIMIT }, global: { ...DEFAULT_RATE_LIMIT } },
     maxInFlightPerDomain: cf.int(top, 'max_in_flight_per_domain', '', 1, 64) ?? 1,
     auditLog: within(baseDir, cf.requiredString(top, 'audit_log', '')),
   };
@@ -133,6 +141,21 @@ export function parseAdminConfig(doc: unknown, file: string): Omit<AdminConfig, 
     const intervalMs = cf.duration(rl, 'interval', 'rate_limit') ?? DEFAULT_RATE_LIMIT.intervalMs;
     const burst = cf.int(rl, 'burst', 'rate_limit', 1, 1_000_000) ?? DEFAULT_RATE_LIMIT.burst;
     out.rateLimit = { intervalMs, burst };
+  }
+  const rl = out.rateLimit;
+  out.failedAuth = { perAddress: { ...rl }, global: { intervalMs: Math.max(1, Math.round(rl.intervalMs / 10)), burst: Math.min(10_000_000, rl.burst * 10) } };
+  if (top.failed_auth !== undefined && top.failed_auth !== null) {
+    const fa = cf.mapping(top.failed_auth, 'failed_auth', FAILED);
+    out.failedAuth = {
+      perAddress: {
+        intervalMs: cf.duration(fa, 'interval', 'failed_auth') ?? out.failedAuth.perAddress.intervalMs,
+        burst: cf.int(fa, 'burst', 'failed_auth', 1, 1_000_000) ?? out.failedAuth.perAddress.burst,
+      },
+      global: {
+        intervalMs: cf.duration(fa, 'global_interval', 'failed_auth') ?? out.failedAuth.global.intervalMs,
+        burst: cf.int(fa, 'global_burst', 'failed_auth', 1, 10_000_000) ?? out.failedAuth.global.burst,
+      },
+    };
   }
 
   const save = cf.string(top, 'save_directory', '');

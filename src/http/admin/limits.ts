@@ -1,9 +1,11 @@
 import { TokenBucket } from '../auth/token-bucket.ts';
 
 /**
- * Per-principal token buckets. Keys are principal names (or "peer:ADDR" for
- * requests that failed authentication), so the map is bounded by the config
- * plus the peers seen; idle full buckets are forgotten.
+ * Token buckets by key. Keys are principal names (bounded by the config) or
+ * source addresses of failed authentications. Idle full buckets are
+ * forgotten; buckets in use are never dropped wholesale (that would hand a
+ * flooder, or a principal over its limit, a fresh burst): once `maxKeys`
+ * busy keys are tracked, new keys share one overflow bucket.
  */
 export class PrincipalRateLimiter {
   readonly #intervalMs: number;
@@ -11,6 +13,7 @@ export class PrincipalRateLimiter {
   readonly #now: () => number;
   readonly #buckets = new Map<string, TokenBucket>();
   readonly #maxKeys: number;
+  #overflow: TokenBucket | undefined;
 
   constructor(intervalMs: number, burst: number, now: () => number = () => performance.now(), maxKeys = 10_000) {
     this.#intervalMs = intervalMs;
@@ -22,19 +25,73 @@ export class PrincipalRateLimiter {
   /** Returns 0 when allowed, else the milliseconds to wait. An interval of 0 disables limiting. */
   take(key: string): number {
     if (this.#intervalMs === 0) return 0;
-    let b = this.#buckets.get(key);
-    if (b === undefined) {
-      if (this.#buckets.size >= this.#maxKeys) this.#prune();
-      b = new TokenBucket(this.#intervalMs, this.#burst, this.#now);
-      this.#buckets.set(key, b);
-    }
+    const b = this.#bucket(key);
     return b.take() ? 0 : Math.max(1, b.waitMs());
+  }
+
+  /** Milliseconds until `key` could pass, without spending (0: it could now). */
+  peek(key: string): number {
+    if (this.#intervalMs === 0) return 0;
+    const b = this.#buckets.get(key) ?? (this.#buckets.size >= this.#maxKeys ? this.#overflow : undefined);
+    return b === undefined ? 0 : b.waitMs();
+  }
+
+  get size(): number {
+    return this.#buckets.size;
+  }
+
+  #bucket(key: string): TokenBucket {
+    let b = this.#buckets.get(key);
+    if (b !== undefined) return b;
+    if (this.#buckets.size >= this.#maxKeys) this.#prune();
+    if (this.#buckets.size >= this.#maxKeys) {
+      this.#overflow ??= new TokenBucket(this.#intervalMs, this.#burst, this.#now);
+      return this.#overflow;
+    }
+    b = new TokenBucket(this.#intervalMs, this.#burst, this.#now);
+    this.#buckets.set(key, b);
+    return b;
   }
 
   #prune(): void {
     for (const [k, b] of this.#buckets) if (b.idle()) this.#buckets.delete(k);
-    // Still full of busy keys (a flood of peers): start over rather than grow.
-    if (this.#buckets.size >= this.#maxKeys) this.#buckets.clear();
+  }
+}
+
+/** The key of a failed authentication's source: the IPv4 address, or the /64 of an IPv6 one. */
+export function sourceKey(address: string | undefined): string {
+  if (address === undefined || address === '') return 'unknown';
+  const a = address.toLowerCase();
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(a);
+  if (mapped !== null) return mapped[1] as string;
+  if (!a.includes(':')) return a;
+  const [head = '', tail = ''] = a.split('::');
+  const h = head === '' ? [] : head.split(':');
+  const t = tail === '' ? [] : tail.split(':');
+  const groups = a.includes('::') ? [...h, ...Array<string>(Math.max(0, 8 - h.length - t.length)).fill('0'), ...t] : h;
+  return groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, '')).join(':') + '::/64';
+}
+
+/**
+ * Failed-authentication limits: a bucket per source (address, or IPv6 /64)
+ * and a global budget shared by all sources, so many addresses together
+ * cannot guess faster than the global rate.
+ */
+export class FailedAuthLimiter {
+  readonly #perSource: PrincipalRateLimiter;
+  readonly #global: TokenBucket | undefined;
+
+  constructor(perSource: { intervalMs: number; burst: number }, global: { intervalMs: number; burst: number }, now: () => number = () => performance.now(), maxKeys = 10_000) {
+    this.#perSource = new PrincipalRateLimiter(perSource.intervalMs, perSource.burst, now, maxKeys);
+    this.#global = global.intervalMs === 0 ? undefined : new TokenBucket(global.intervalMs, global.burst, now);
+  }
+
+  /** Returns 0 when this failure may be answered (401), else the milliseconds to wait (429). */
+  take(address: string | undefined): number {
+    const wait = this.#perSource.take(`peer:${sourceKey(address)}`);
+    if (wait > 0) return wait;
+    if (this.#global !== undefined && !this.#global.take()) return Math.max(1, this.#global.waitMs());
+    return 0;
   }
 }
 

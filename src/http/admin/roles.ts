@@ -27,6 +27,24 @@ export const REQUIRED_ROLE: Readonly<Record<Action, Role>> = {
   undefine: 'admin',
 };
 
+/**
+ * Capabilities inside an action that need more than the action's own role:
+ * `shutdown {"force": true}` destroys the domain when the guest ignores ACPI,
+ * so it needs what destroy needs; re-creating a domain that is no longer
+ * defined from a save image is a define, so it needs what define needs.
+ */
+export const CAPABILITIES = ['shutdown.force', 'restore.define'] as const;
+export type Capability = (typeof CAPABILITIES)[number];
+
+export const CAPABILITY_ROLE: Readonly<Record<Capability, Role>> = {
+  'shutdown.force': REQUIRED_ROLE.destroy,
+  'restore.define': REQUIRED_ROLE.define,
+};
+
+export function roleHas(role: Role, capability: Capability): boolean {
+  return ROLES.indexOf(role) >= ROLES.indexOf(CAPABILITY_ROLE[capability]);
+}
+
 /** Actions that change a domain: audited with fsync, gated per domain. */
 export function isStateChanging(action: Action): boolean {
   return action !== 'list' && action !== 'get';

@@ -12,7 +12,9 @@ import { createAdminHandler } from './api.ts';
 import { AuditLog } from './audit.ts';
 import { Authenticator } from './auth.ts';
 import { loadAdminConfig } from './config.ts';
-import { DomainGate, PrincipalRateLimiter } from './limits.ts';
+import { DomainGate, FailedAuthLimiter, PrincipalRateLimiter } from './limits.ts';
+import type { Socket } from 'node:net';
+import type { IncomingMessage } from 'node:http';
 import { adminRequestsCounter } from './metrics.ts';
 import { tracedConnection, tracedHandler } from '../../telemetry/tracing.ts';
 
@@ -99,11 +101,27 @@ export async function startAdminServer(opts: StartAdminOptions): Promise<AdminSe
   }
 
   const audit = await AuditLog.open(config.auditLog, logger);
+  // Connections that have not yet carried an authenticated request: their own, smaller cap and a short deadline.
+  const unauthenticated = new Map<Socket, NodeJS.Timeout>();
+  const maxUnauthenticated = setting(settings, 'admin.max-unauthenticated-connections');
+  const unauthenticatedMs = setting(settings, 'admin.unauthenticated-timeout-ms');
+  let refusedSince = 0;
+  let lastRefusalLog = 0;
+  const rawSocket = (req: IncomingMessage): Socket => (req.socket as Socket & { _parent?: Socket | null })._parent ?? req.socket;
+  const authenticated = (req: IncomingMessage): void => {
+    const raw = rawSocket(req);
+    const timer = unauthenticated.get(raw);
+    if (timer === undefined) return;
+    clearTimeout(timer);
+    unauthenticated.delete(raw);
+  };
   // Tracing hook: a span per request (child of its traceparent), the driver operation its child.
   const handler = tracedHandler('admin', createAdminHandler({
     connection: tracedConnection(connection),
     authenticator: new Authenticator(config.tokens, config.certificates),
     limiter: new PrincipalRateLimiter(config.rateLimit.intervalMs, config.rateLimit.burst),
+    failedAuth: new FailedAuthLimiter(config.failedAuth.perAddress, config.failedAuth.global),
+    onAuthenticated: authenticated,
     gate: new DomainGate(config.maxInFlightPerDomain),
     audit,
     counter: adminRequestsCounter(opts.registry),
@@ -140,6 +158,31 @@ export async function startAdminServer(opts: StartAdminOptions): Promise<AdminSe
     throw err;
   }
   server.maxConnections = setting(settings, 'admin.max-connections');
+  server.on('connection', (sock: Socket) => {
+    // Over the cap, the oldest unauthenticated connection goes (Map keeps insertion order): a new client
+    // still gets in and has its moment to authenticate, while idle or slow ones cannot hold the slots.
+    while (unauthenticated.size >= maxUnauthenticated) {
+      const [oldest, t] = unauthenticated.entries().next().value as [Socket, NodeJS.Timeout];
+      clearTimeout(t);
+      unauthenticated.delete(oldest);
+      oldest.destroy();
+      refusedSince++;
+    }
+    if (refusedSince > 0 && Date.now() - lastRefusalLog > 10_000) {
+      logger.warn('closed the oldest unauthenticated admin connections: too many at once', { limit: maxUnauthenticated, closed: refusedSince });
+      lastRefusalLog = Date.now();
+      refusedSince = 0;
+    }
+    const timer = setTimeout(() => {
+      if (unauthenticated.get(sock) === timer) sock.destroy();
+    }, unauthenticatedMs);
+    timer.unref();
+    unauthenticated.set(sock, timer);
+    sock.once('close', () => {
+      clearTimeout(timer);
+      if (unauthenticated.get(sock) === timer) unauthenticated.delete(sock);
+    });
+  });
   server.on('clientError', (err, socket) => {
     // Malformed HTTP (bad request line, oversized headers): Node's own 400/431, then close.
     const code = (err as NodeJS.ErrnoException).code;

@@ -1,17 +1,17 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash } from 'node:crypto';
+import { createRequire } from 'node:module';
+import { Worker } from 'node:worker_threads';
+import bcrypt from 'bcryptjs';
 
 /**
- * bcrypt verification (Provos & Mazières' EksBlowfish), written from the
- * published algorithm because no npm package may be added. Verification only:
- * hashes are made with `htpasswd -nbB` (or any bcrypt tool) and put in the
- * web config. $2a$, $2b$ and $2y$ are all computed the correct (2b) way: the
- * key is the UTF-8 password plus a NUL, cut to 72 bytes. $2x$ (the
- * crypt_blowfish sign-extension bug) is refused.
+ * bcrypt for basic auth: the well-kept `bcryptjs` implementation, run off the
+ * event loop in worker threads, with a cache of successful verifications (as
+ * Prometheus' exporter-toolkit has) and a bound on verifications in progress,
+ * so wrong passwords cannot stall scrapes and the admin API. Hashes are made
+ * with `htpasswd -nbB` (or any bcrypt tool) and put in the web config.
+ * $2a$, $2b$ and $2y$ are accepted; $2x$ (the crypt_blowfish
+ * sign-extension bug) is refused.
  */
-
-const BCRYPT_ALPHABET = './ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
-const DECODE = new Int16Array(128).fill(-1);
-for (let i = 0; i < BCRYPT_ALPHABET.length; i++) DECODE[BCRYPT_ALPHABET.charCodeAt(i)] = i;
 
 const HASH_RE = /^\$(2[aby])\$(\d\d)\$([./A-Za-z0-9]{22})([./A-Za-z0-9]{31})$/;
 const MIN_COST = 4;
@@ -20,220 +20,182 @@ const MAX_COST = 31;
 export interface ParsedBcrypt {
   variant: '2a' | '2b' | '2y';
   cost: number;
-  salt: Uint8Array;
+  /** The 22-character encoded salt. */
+  salt: string;
   /** The 31-character encoded digest, as in the hash string. */
   digest: string;
 }
 
-/** Parses a bcrypt hash string; null when it is not one this module can verify. */
+/** Parses a bcrypt hash string; null when it is not one that can be verified. */
 export function parseBcrypt(hash: string): ParsedBcrypt | null {
   const m = HASH_RE.exec(hash);
   if (m === null) return null;
-  const [, variant, costText, saltText, digest] = m as unknown as [string, '2a' | '2b' | '2y', string, string, string];
+  const [, variant, costText, salt, digest] = m as unknown as [string, '2a' | '2b' | '2y', string, string, string];
   const cost = Number(costText);
   if (cost < MIN_COST || cost > MAX_COST) return null;
-  const salt = decodeBase64(saltText, 16);
-  if (salt === null) return null;
   return { variant, cost, salt, digest };
 }
 
-function decodeBase64(text: string, length: number): Uint8Array | null {
-  const out = new Uint8Array(length);
-  let bits = 0;
-  let acc = 0;
-  let n = 0;
-  for (let i = 0; i < text.length && n < length; i++) {
-    const code = text.charCodeAt(i);
-    const v = code < 128 ? (DECODE[code] ?? -1) : -1;
-    if (v < 0) return null;
-    acc = (acc << 6) | v;
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out[n++] = (acc >>> bits) & 0xff;
-    }
+/** True when `password` matches the bcrypt `hash`; false for a malformed hash. Synchronous: never on a request path. */
+export function verifyBcrypt(password: string, hash: string): boolean {
+  if (parseBcrypt(hash) === null) return false;
+  return bcrypt.compareSync(password, hash);
+}
+
+const WORKER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+const bcrypt = require(workerData.bcryptjs);
+parentPort.on('message', (m) => {
+  let ok = false;
+  try { ok = bcrypt.compareSync(m.password, m.hash); } catch { ok = false; }
+  parentPort.postMessage({ id: m.id, ok });
+});
+`;
+
+interface Pending {
+  resolve: (ok: boolean) => void;
+  reject: (err: Error) => void;
+}
+
+/** A small pool of worker threads running bcryptjs.compareSync. */
+class BcryptPool {
+  readonly #workers: { worker: Worker; busy: number }[] = [];
+  readonly #pending = new Map<number, Pending>();
+  readonly #size: number;
+  #nextId = 1;
+  #closed = false;
+
+  constructor(size: number) {
+    this.#size = Math.max(1, size);
   }
-  return n === length ? out : null;
-}
 
-function encodeBase64(bytes: Uint8Array): string {
-  let out = '';
-  let acc = 0;
-  let bits = 0;
-  for (const b of bytes) {
-    acc = ((acc << 8) | b) & 0xffffff;
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out += BCRYPT_ALPHABET[(acc >>> bits) & 0x3f];
-    }
-  }
-  if (bits > 0) out += BCRYPT_ALPHABET[(acc << (6 - bits)) & 0x3f];
-  return out;
-}
-
-/**
- * Blowfish's initial P-array and S-boxes are the fractional hexadecimal
- * digits of pi (18 + 1024 words). Computing them with Machin's formula
- * replaces a 1042-word table that a single typo would silently break; the
- * known first words and the OpenWall vectors check the result.
- */
-let piWordsCache: Uint32Array | undefined;
-export function piWords(): Uint32Array {
-  if (piWordsCache !== undefined) return piWordsCache;
-  const words = 18 + 1024;
-  const bits = BigInt(words * 32);
-  const guard = 64n;
-  const one = 1n << (bits + guard);
-  const arctanInv = (x: bigint): bigint => {
-    const x2 = x * x;
-    let power = one / x;
-    let sum = power;
-    let k = 1n;
-    let negative = true;
-    while (power !== 0n) {
-      power /= x2;
-      const term = power / (2n * k + 1n);
-      sum = negative ? sum - term : sum + term;
-      negative = !negative;
-      k++;
-    }
-    return sum;
-  };
-  const pi = 16n * arctanInv(5n) - 4n * arctanInv(239n);
-  const fraction = (pi - 3n * one) >> guard;
-  const out = new Uint32Array(words);
-  for (let i = 0; i < words; i++) {
-    out[i] = Number((fraction >> (bits - 32n * BigInt(i + 1))) & 0xffffffffn);
-  }
-  piWordsCache = out;
-  return out;
-}
-
-interface State {
-  p: Uint32Array;
-  s: Uint32Array;
-}
-
-// Encrypts lr[0], lr[1] in place (16 rounds, unrolled by two).
-function encipher(st: State, lr: Int32Array): void {
-  const p = st.p;
-  const s = st.s;
-  let l = lr[0] as number;
-  let r = lr[1] as number;
-  for (let i = 0; i < 16; i += 2) {
-    l ^= p[i] as number;
-    r ^= (((s[l >>> 24] as number) + (s[256 | ((l >>> 16) & 0xff)] as number)) ^ (s[512 | ((l >>> 8) & 0xff)] as number)) + (s[768 | (l & 0xff)] as number);
-    r ^= p[i + 1] as number;
-    l ^= (((s[r >>> 24] as number) + (s[256 | ((r >>> 16) & 0xff)] as number)) ^ (s[512 | ((r >>> 8) & 0xff)] as number)) + (s[768 | (r & 0xff)] as number);
-  }
-  lr[0] = r ^ (p[17] as number);
-  lr[1] = l ^ (p[16] as number);
-}
-
-/** Big-endian 32-bit words of `data`, cycling through it (Blowfish_stream2word). */
-function streamWords(data: Uint8Array, count: number): Int32Array {
-  const out = new Int32Array(count);
-  let j = 0;
-  for (let i = 0; i < count; i++) {
-    let w = 0;
-    for (let b = 0; b < 4; b++) {
-      w = (w << 8) | (data[j] as number);
-      j = (j + 1) % data.length;
-    }
-    out[i] = w;
-  }
-  return out;
-}
-
-// Key stream for P: 18 words; salt stream: 2 words per encryption over
-// P and S (18 + 1024 words), continuing without reset as OpenBSD does.
-function expandState(st: State, keyWords: Int32Array, saltWords: Int32Array | null): void {
-  for (let i = 0; i < 18; i++) st.p[i] = (st.p[i] as number) ^ (keyWords[i] as number);
-  const lr = new Int32Array(2);
-  let k = 0;
-  const fill = (arr: Uint32Array): void => {
-    for (let i = 0; i < arr.length; i += 2) {
-      if (saltWords !== null) {
-        lr[0] = (lr[0] as number) ^ (saltWords[k % 4] as number);
-        lr[1] = (lr[1] as number) ^ (saltWords[(k + 1) % 4] as number);
-        k += 2;
+  #spawn(): { worker: Worker; busy: number } {
+    const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { bcryptjs: createRequire(import.meta.url).resolve('bcryptjs') } });
+    const slot = { worker, busy: 0 };
+    worker.unref();
+    worker.on('message', (m: { id: number; ok: boolean }) => {
+      slot.busy--;
+      const p = this.#pending.get(m.id);
+      this.#pending.delete(m.id);
+      p?.resolve(m.ok === true);
+    });
+    const fail = (err: Error): void => {
+      const i = this.#workers.indexOf(slot);
+      if (i >= 0) this.#workers.splice(i, 1);
+      // Whatever this worker had is failed; the next verification spawns a new one.
+      for (const [id, p] of this.#pending) {
+        if ((p as Pending & { slot?: unknown }).slot === slot) {
+          this.#pending.delete(id);
+          p.reject(err);
+        }
       }
-      encipher(st, lr);
-      arr[i] = lr[0] as number;
-      arr[i + 1] = lr[1] as number;
-    }
-  };
-  fill(st.p);
-  fill(st.s);
+    };
+    worker.on('error', fail);
+    worker.on('exit', (code) => fail(new Error(`bcrypt worker exited with code ${code}`)));
+    this.#workers.push(slot);
+    return slot;
+  }
+
+  compare(password: string, hash: string): Promise<boolean> {
+    if (this.#closed) return Promise.reject(new Error('bcrypt pool is closed'));
+    let slot = this.#workers.reduce<{ worker: Worker; busy: number } | undefined>((best, w) => (best === undefined || w.busy < best.busy ? w : best), undefined);
+    if (slot === undefined || (slot.busy > 0 && this.#workers.length < this.#size)) slot = this.#spawn();
+    const id = this.#nextId++;
+    slot.busy++;
+    const s = slot;
+    return new Promise<boolean>((resolve, reject) => {
+      this.#pending.set(id, Object.assign({ resolve, reject }, { slot: s }));
+      s.worker.postMessage({ id, password, hash });
+    });
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    const ws = this.#workers.splice(0);
+    await Promise.all(ws.map((w) => w.worker.terminate()));
+  }
 }
 
-const MAGIC = new TextEncoder().encode('OrpheanBeholderScryDoubt');
+export type VerifyOutcome = 'ok' | 'denied' | 'busy';
 
-/** The raw 23-byte bcrypt output for a key (bytes incl. NUL, <= 72) and salt. */
-function bcryptRaw(cost: number, salt: Uint8Array, key: Uint8Array): Uint8Array {
-  const init = piWords();
-  const st: State = { p: init.slice(0, 18), s: init.slice(18) };
-  const keyWords = streamWords(key, 18);
-  const saltWords = streamWords(salt, 4);
-  // The salt cycles every 4 words; a 16-byte "key" of salt gives its 18-word stream.
-  const saltAsKey = streamWords(salt, 18);
-  expandState(st, keyWords, saltWords);
-  const rounds = 2 ** cost;
-  for (let i = 0; i < rounds; i++) {
-    expandState(st, keyWords, null);
-    expandState(st, saltAsKey, null);
-  }
-  const cdata = streamWords(MAGIC, 6);
-  const lr = new Int32Array(2);
-  for (let i = 0; i < 64; i++) {
-    for (let j = 0; j < 6; j += 2) {
-      lr[0] = cdata[j] as number;
-      lr[1] = cdata[j + 1] as number;
-      encipher(st, lr);
-      cdata[j] = lr[0];
-      cdata[j + 1] = lr[1];
-    }
-  }
-  const out = new Uint8Array(24);
-  for (let i = 0; i < 6; i++) {
-    const w = cdata[i] as number;
-    out[4 * i] = (w >>> 24) & 0xff;
-    out[4 * i + 1] = (w >>> 16) & 0xff;
-    out[4 * i + 2] = (w >>> 8) & 0xff;
-    out[4 * i + 3] = w & 0xff;
-  }
-  return out.subarray(0, 23);
-}
-
-/** Computes the full bcrypt string for a password and a hash's setting (variant, cost, salt). */
-export function bcryptHash(password: string | Uint8Array, parsed: Pick<ParsedBcrypt, 'variant' | 'cost' | 'salt'>): string {
-  const pw = typeof password === 'string' ? new TextEncoder().encode(password) : password;
-  // The NUL terminator counts toward the 72-byte limit; longer passwords are cut.
-  const key = new Uint8Array(Math.min(pw.length + 1, 72));
-  key.set(pw.subarray(0, Math.min(pw.length, key.length)));
-  const raw = bcryptRaw(parsed.cost, parsed.salt, key);
-  const saltText = encodeBase64(parsed.salt).slice(0, 22);
-  return `$${parsed.variant}$${String(parsed.cost).padStart(2, '0')}$${saltText}${encodeBase64(raw)}`;
-}
-
-/** True when `password` matches the bcrypt `hash`; false for a malformed hash. */
-export function verifyBcrypt(password: string | Uint8Array, hash: string): boolean {
-  const parsed = parseBcrypt(hash);
-  if (parsed === null) return false;
-  const computed = Buffer.from(bcryptHash(password, parsed).slice(29), 'latin1');
-  const expected = Buffer.from(parsed.digest, 'latin1');
-  return computed.length === expected.length && timingSafeEqual(computed, expected);
+export interface BcryptVerifierOptions {
+  /** Worker threads (default 1: one core for hashing, the event loop keeps the other). */
+  workers?: number;
+  /** Verifications queued or running at once; beyond, the answer is 'busy' without hashing (default 8). */
+  maxInFlight?: number;
+  /** Successful verifications remembered (default 1024, least recently used evicted). */
+  cacheEntries?: number;
 }
 
 /**
- * Remembers successful verifications, as exporter-toolkit does, so a scraper
- * sending the same credentials every 15 s pays for bcrypt once. Keyed by a
- * SHA-256 of user, password and hash: the password itself is never stored,
- * and a changed hash (rotation) misses the cache.
+ * Verifies basic-auth credentials off the event loop. Successful ones are
+ * remembered, keyed by a SHA-256 of user, password and hash: the password
+ * itself is never stored, and a changed hash (rotation) misses the cache.
+ */
+export class BcryptVerifier {
+  readonly #ok = new Map<string, true>();
+  readonly #max: number;
+  readonly #maxInFlight: number;
+  readonly #pool: BcryptPool;
+  #inFlight = 0;
+
+  constructor(opts: BcryptVerifierOptions = {}) {
+    this.#max = opts.cacheEntries ?? 1024;
+    this.#maxInFlight = opts.maxInFlight ?? 8;
+    this.#pool = new BcryptPool(opts.workers ?? 1);
+  }
+
+  #key(user: string, password: string, hash: string): string {
+    return createHash('sha256').update(user).update('\0').update(password).update('\0').update(hash).digest('hex');
+  }
+
+  /** A cached success, answered without hashing; false means "not known", not "wrong". */
+  cached(user: string, password: string, hash: string): boolean {
+    const key = this.#key(user, password, hash);
+    if (!this.#ok.has(key)) return false;
+    this.#ok.delete(key);
+    this.#ok.set(key, true);
+    return true;
+  }
+
+  async verify(user: string, password: string, hash: string): Promise<VerifyOutcome> {
+    if (this.cached(user, password, hash)) return 'ok';
+    if (parseBcrypt(hash) === null) return 'denied';
+    if (this.#inFlight >= this.#maxInFlight) return 'busy';
+    this.#inFlight++;
+    let ok: boolean;
+    try {
+      ok = await this.#pool.compare(password, hash);
+    } finally {
+      this.#inFlight--;
+    }
+    if (!ok) return 'denied';
+    const key = this.#key(user, password, hash);
+    // Bounded: the least recently used entry goes, never the whole cache.
+    if (this.#ok.size >= this.#max) this.#ok.delete(this.#ok.keys().next().value as string);
+    this.#ok.set(key, true);
+    return 'ok';
+  }
+
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  get size(): number {
+    return this.#ok.size;
+  }
+
+  close(): Promise<void> {
+    return this.#pool.close();
+  }
+}
+
+/**
+ * The synchronous cache of earlier releases, kept for callers that verify
+ * outside a request path (tools, tests): successful verifications only.
  */
 export class BcryptVerifyCache {
-  readonly #ok = new Set<string>();
+  readonly #ok = new Map<string, true>();
   readonly #max: number;
 
   constructor(maxEntries = 1024) {
@@ -245,9 +207,8 @@ export class BcryptVerifyCache {
     if (this.#ok.has(key)) return true;
     const ok = verifyBcrypt(password, hash);
     if (ok) {
-      // Bounded: a flood of distinct valid credentials cannot grow memory.
-      if (this.#ok.size >= this.#max) this.#ok.clear();
-      this.#ok.add(key);
+      if (this.#ok.size >= this.#max) this.#ok.delete(this.#ok.keys().next().value as string);
+      this.#ok.set(key, true);
     }
     return ok;
   }

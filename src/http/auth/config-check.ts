@@ -130,6 +130,10 @@ export async function loadYamlFile(file: string): Promise<unknown> {
   try {
     return parseYaml(text, { uniqueKeys: true }) as unknown;
   } catch (err) {
-    throw new VirtError('VIRT_ERR_CONFIG', `${file}: not valid YAML: ${(err as Error).message}`, { cause: err });
+    const message = (err as Error).message;
+    if (err instanceof RangeError || message.includes('Maximum call stack size exceeded')) {
+      throw new VirtError('VIRT_ERR_CONFIG', `${file}: nested too deeply to parse; no key of this file is more than a few levels deep`, { cause: err });
+    }
+    throw new VirtError('VIRT_ERR_CONFIG', `${file}: not valid YAML: ${message}`, { cause: err });
   }
 }

@@ -16,7 +16,8 @@ const ROUTES: Record<Action, { method: string; path: string; body?: string; ok: 
   // The admin run defines new-vm just before (ACTIONS order), so undefining it leaves old-1 to start.
   undefine: { method: 'DELETE', path: `${DOMAINS}/new-vm`, ok: 200 },
   start: { method: 'POST', path: `${DOMAINS}/old-1/start`, ok: 200 },
-  shutdown: { method: 'POST', path: `${DOMAINS}/web-1/shutdown`, body: '{"force":true}', ok: 200 },
+  // Without force: force destroys, so it needs admin (test/security/11-force-is-admin-only.test.ts).
+  shutdown: { method: 'POST', path: `${DOMAINS}/web-1/shutdown`, body: '{"force":false}', ok: 200 },
   reboot: { method: 'POST', path: `${DOMAINS}/${WEB}/reboot`, ok: 200 },
   destroy: { method: 'POST', path: `${DOMAINS}/web-1/destroy`, ok: 200 },
   suspend: { method: 'POST', path: `${DOMAINS}/web-1/suspend`, body: '{}', ok: 200 },
