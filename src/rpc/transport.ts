@@ -14,6 +14,7 @@
  *   sent: VIRT_ERR_RPC, and the connection is closed (the stream can no longer
  *   be trusted to be in step).
  */
+import { withDeadline } from '../util/deadline.ts';
 import { createConnection, type Socket } from 'node:net';
 import { silentLogger, type Logger } from '../util/logger.ts';
 import { VirtError, toVirtError } from '../virt/errors.ts';
@@ -341,27 +342,9 @@ export class RpcTransport<F> {
   }
 
   #withDeadline<T>(p: Promise<T>, opts: CallOptions): Promise<T> {
-    if (opts.signal === undefined) return p;
-    const signal = opts.signal;
-    if (signal.aborted) {
-      p.catch(() => undefined);
-      return Promise.reject(new VirtError('VIRT_ERR_OPERATION_TIMEOUT', `${opts.what} to ${this.options.peer} aborted (deadline)`));
-    }
-    return new Promise<T>((resolve, reject) => {
-      const onAbort = (): void => reject(new VirtError('VIRT_ERR_OPERATION_TIMEOUT', `${opts.what} to ${this.options.peer} aborted while connecting (deadline)`));
-      signal.addEventListener('abort', onAbort, { once: true });
-      p.then(
-        (v) => {
-          signal.removeEventListener('abort', onAbort);
-          resolve(v);
-        },
-        (e: unknown) => {
-          signal.removeEventListener('abort', onAbort);
-          reject(e instanceof Error ? e : new Error(String(e)));
-        },
-      );
-    });
+    return opts.signal === undefined ? p : withDeadline(p, opts.signal, `${opts.what} to ${this.options.peer}`);
   }
+
 
   /** Drops the current connection (its pending requests fail with err); the next call reconnects. */
   reset(err: VirtError): void {
