@@ -292,7 +292,7 @@ export class RpcTransport<F> {
 
   /** The live connection, connecting (with handshake) when there is none. */
   connection(signal?: AbortSignal): Promise<TransportConnection<F>> {
-    if (this.#closed) return Promise.reject(new VirtError('VIRT_ERR_INVALID_ARG', `connection to ${this.options.peer} is closed`));
+    if (this.#closed) return Promise.reject(new VirtError('VIRT_ERR_INVALID_CONN', `connection to ${this.options.peer} is closed`));
     if (this.#conn !== null && !this.#conn.closed) return Promise.resolve(this.#conn);
     this.#connecting ??= this.#open(signal).finally(() => {
       this.#connecting = null;
@@ -311,13 +311,13 @@ export class RpcTransport<F> {
       const socket = await connectSocket(o.socketPath, o.connectTimeoutMs, signal, o.peer);
       conn = new TransportConnection(this, socket);
       conn.attach();
-      if (this.#closed) throw new VirtError('VIRT_ERR_INVALID_ARG', `connection to ${o.peer} is closed`);
+      if (this.#closed) throw new VirtError('VIRT_ERR_INVALID_CONN', `connection to ${o.peer} is closed`);
       if (o.handshake !== undefined) {
         const hs = AbortSignal.timeout(o.connectTimeoutMs);
         await o.handshake(conn, signal === undefined ? hs : AbortSignal.any([hs, signal]));
       }
       if (conn.closed) throw new VirtError('VIRT_ERR_NO_CONNECT', `connection to ${o.peer} closed during the handshake`);
-      if (this.#closed) throw new VirtError('VIRT_ERR_INVALID_ARG', `connection to ${o.peer} is closed`);
+      if (this.#closed) throw new VirtError('VIRT_ERR_INVALID_CONN', `connection to ${o.peer} is closed`);
       this.#conn = conn;
       if (this.#failures > 0) this.#log.info('reconnected', { peer: o.peer, attempts: this.#failures });
       this.#failures = 0;
@@ -353,7 +353,7 @@ export class RpcTransport<F> {
 
   close(): void {
     this.#closed = true;
-    this.#conn?.fail(new VirtError('VIRT_ERR_INVALID_ARG', `connection to ${this.options.peer} closed by the client`));
+    this.#conn?.fail(new VirtError('VIRT_ERR_INVALID_CONN', `connection to ${this.options.peer} closed by the client`));
     this.#conn = null;
   }
 }

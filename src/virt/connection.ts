@@ -54,7 +54,7 @@ export class Connection {
   }
 
   async #call<K extends OperationName>(op: K, ...args: Parameters<NonNullable<DriverOperations[K]>>): Promise<Awaited<ReturnType<NonNullable<DriverOperations[K]>>>> {
-    if (this.#closed) throw new VirtError('VIRT_ERR_INVALID_ARG', `connection to ${this.uri.text} is closed`);
+    if (this.#closed) throw new VirtError('VIRT_ERR_INVALID_CONN', `connection to ${this.uri.text} is closed`);
     if (this.readOnly && WRITE_OPERATIONS.has(op)) {
       throw new VirtError('VIRT_ERR_OPERATION_DENIED', `operation ${op} is not allowed on a read-only connection to ${this.uri.text}`, {
         driver: this.#driver.name,

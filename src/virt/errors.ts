@@ -7,6 +7,7 @@ export const ERROR_CODES = {
   VIRT_ERR_INTERNAL_ERROR: { status: 500, exit: 1, summary: 'An internal error; a bug in virt-exporter.' },
   VIRT_ERR_NO_SUPPORT: { status: 501, exit: 3, summary: 'The driver does not implement this operation.' },
   VIRT_ERR_INVALID_URI: { status: 400, exit: 2, summary: 'A connection URI is malformed or names no known driver.' },
+  VIRT_ERR_INVALID_CONN: { status: 503, exit: 4, summary: 'The connection was already closed; open a new one (as libvirt\'s VIR_ERR_INVALID_CONN).' },
   VIRT_ERR_NO_CONNECT: { status: 503, exit: 4, summary: 'The backend (hypervisor, daemon, socket) could not be reached.' },
   VIRT_ERR_INVALID_ARG: { status: 400, exit: 2, summary: 'An argument is out of range, malformed or unknown.' },
   VIRT_ERR_CONFIG: { status: 400, exit: 2, summary: 'A configuration value, file or flag is invalid.' },
@@ -36,7 +37,14 @@ export interface VirtErrorOptions {
   domain?: string;
 }
 
+/**
+ * Marks VirtErrors across module copies: bin/ may load build/ while a test or
+ * tool loads src/, and instanceof would then fail for an error of the other copy.
+ */
+const VIRT_ERROR_BRAND = Symbol.for('virt-exporter.VirtError');
+
 export class VirtError extends Error {
+  readonly [VIRT_ERROR_BRAND] = true;
   readonly code: VirtErrorCode;
   readonly driver: string | undefined;
   readonly domain: string | undefined;
@@ -59,12 +67,13 @@ export class VirtError extends Error {
 }
 
 export function isVirtError(err: unknown, code?: VirtErrorCode): err is VirtError {
-  return err instanceof VirtError && (code === undefined || err.code === code);
+  if (typeof err !== 'object' || err === null || (err as Record<symbol, unknown>)[VIRT_ERROR_BRAND] !== true) return false;
+  return code === undefined || (err as VirtError).code === code;
 }
 
 /** Wraps anything thrown into a VirtError, keeping an existing code. */
 export function toVirtError(err: unknown, fallback: VirtErrorCode = 'VIRT_ERR_INTERNAL_ERROR'): VirtError {
-  if (err instanceof VirtError) return err;
+  if (isVirtError(err)) return err;
   const message = err instanceof Error ? err.message : String(err);
   return new VirtError(fallback, message, { cause: err });
 }

@@ -55,7 +55,7 @@ describe('Connection (front-end)', () => {
     const conn = connectionFor(parseUri('test:///default'), { name: 'boom', hostInfo: () => Promise.reject(new TypeError('kaputt')) }, true);
     await assert.rejects(conn.hostInfo(), (err: unknown) => isVirtError(err, 'VIRT_ERR_OPERATION_FAILED'));
     await conn.close();
-    await assert.rejects(conn.hostInfo(), (err: unknown) => isVirtError(err, 'VIRT_ERR_INVALID_ARG'));
+    await assert.rejects(conn.hostInfo(), (err: unknown) => isVirtError(err, 'VIRT_ERR_INVALID_CONN'));
   });
 
   it('open() parses the URI first', async () => {

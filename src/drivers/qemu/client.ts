@@ -106,7 +106,7 @@ export class QemudClient {
     }
     if (this.#closed) {
       sock.destroy();
-      throw new VirtError('VIRT_ERR_INVALID_ARG', 'connection closed');
+      throw new VirtError('VIRT_ERR_INVALID_CONN', 'connection closed');
     }
     const decoder = new FrameDecoder(this.#o.maxFrameBytes);
     sock.on('data', (chunk: Buffer) => {
@@ -171,7 +171,7 @@ export class QemudClient {
   }
 
   async #call(op: string, args: unknown[], opts: CallOptions): Promise<unknown> {
-    if (this.#closed) throw new VirtError('VIRT_ERR_INVALID_ARG', 'connection to virt-qemud is closed');
+    if (this.#closed) throw new VirtError('VIRT_ERR_INVALID_CONN', 'connection to virt-qemud is closed');
     if (opts.signal?.aborted === true) throw new VirtError('VIRT_ERR_OPERATION_TIMEOUT', `${op} aborted`);
     const sock = await this.#connect();
     const id = this.#nextId++;
@@ -216,7 +216,7 @@ export class QemudClient {
     const s = this.#socket;
     this.#socket = null;
     if (s !== null) {
-      this.#failAll(s, new VirtError('VIRT_ERR_INVALID_ARG', 'connection closed'));
+      this.#failAll(s, new VirtError('VIRT_ERR_INVALID_CONN', 'connection closed'));
       s.destroy();
     }
   }
