@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ERROR_CODES, isVirtError, toVirtError, VirtError } from '../../src/virt/errors.ts';
+import type * as Errors from '../../src/virt/errors.ts';
 
 describe('VirtError', () => {
   it('is recognised by code, and across module copies (bin/ may load build/ while a caller loads src/)', async () => {
@@ -9,7 +10,7 @@ describe('VirtError', () => {
     assert.ok(isVirtError(e, 'VIRT_ERR_RPC'));
     assert.ok(!isVirtError(e, 'VIRT_ERR_NO_DOMAIN'));
     // A second copy of the module: its class is another class, the brand is the same.
-    const copy = (await import(`../../src/virt/errors.ts?copy=${Date.now()}`)) as typeof import('../../src/virt/errors.ts');
+    const copy = (await import(`../../src/virt/errors.ts?copy=${Date.now()}`)) as typeof Errors;
     assert.notEqual(copy.VirtError, VirtError);
     const foreign = new copy.VirtError('VIRT_ERR_NO_DOMAIN', 'gone');
     assert.ok(!(foreign instanceof VirtError));
