@@ -1,0 +1,78 @@
+// The import graph of src/ (static, type-only and dynamic imports alike) has
+// no cycle: each layer (virt front-end, drivers, collectors, http, ...) can be
+// loaded, read and changed without dragging in the ones that use it.
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+const SRC = fileURLToPath(new URL('../../src/', import.meta.url));
+const SPECIFIER = /(?:^|[^\w.])(?:import|export)\s+(?:type\s+)?(?:[^'";]*?\sfrom\s+)?['"](\.{1,2}\/[^'"]+)['"]|import\(\s*['"](\.{1,2}\/[^'"]+)['"]\s*\)/g;
+
+function sources(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? sources(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : []));
+}
+
+export function importGraph(): Map<string, string[]> {
+  const graph = new Map<string, string[]>();
+  for (const file of sources(SRC)) {
+    const text = readFileSync(file, 'utf8');
+    const deps: string[] = [];
+    for (const m of text.matchAll(SPECIFIER)) {
+      const spec = m[1] ?? m[2];
+      if (spec !== undefined) deps.push(relative(SRC, resolve(dirname(file), spec)));
+    }
+    graph.set(relative(SRC, file), deps);
+  }
+  return graph;
+}
+
+/** Strongly connected components with more than one file, or a file importing itself (Tarjan). */
+export function cycles(graph: Map<string, string[]>): string[][] {
+  let index = 0;
+  const idx = new Map<string, number>();
+  const low = new Map<string, number>();
+  const stack: string[] = [];
+  const on = new Set<string>();
+  const out: string[][] = [];
+  const visit = (v: string): void => {
+    idx.set(v, index);
+    low.set(v, index++);
+    stack.push(v);
+    on.add(v);
+    for (const w of graph.get(v) ?? []) {
+      if (!graph.has(w)) continue;
+      if (!idx.has(w)) {
+        visit(w);
+        low.set(v, Math.min(low.get(v) as number, low.get(w) as number));
+      } else if (on.has(w)) low.set(v, Math.min(low.get(v) as number, idx.get(w) as number));
+    }
+    if (low.get(v) === idx.get(v)) {
+      const scc: string[] = [];
+      let w: string;
+      do {
+        w = stack.pop() as string;
+        on.delete(w);
+        scc.push(w);
+      } while (w !== v);
+      if (scc.length > 1 || (graph.get(v) ?? []).includes(v)) out.push(scc.sort());
+    }
+  };
+  for (const v of graph.keys()) if (!idx.has(v)) visit(v);
+  return out;
+}
+
+describe('the import graph of src/', () => {
+  it('finds the imports it walks (a sanity check of the walker itself)', () => {
+    const g = importGraph();
+    assert.ok(g.size > 50, `${g.size} files`);
+    assert.ok(g.get('virt/connection.ts')?.includes('drivers/registry.ts'), 'connection.ts imports the driver registry');
+    assert.ok(g.get('drivers/registry.ts')?.includes('drivers/qemu.ts'), 'dynamic imports count too');
+    assert.deepEqual(cycles(new Map([['a.ts', ['b.ts']], ['b.ts', ['a.ts']], ['c.ts', []]])), [['a.ts', 'b.ts']]);
+  });
+
+  it('has no cycle, type-only and dynamic imports included', () => {
+    assert.deepEqual(cycles(importGraph()), []);
+  });
+});
