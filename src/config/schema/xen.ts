@@ -60,6 +60,16 @@ export const xenSchema: SchemaFragment = {
       format: String,
       default: '/sys',
     },
+    'retry-ms': {
+      doc: 'First wait in milliseconds before a Xen backend (virt-proxy, Xend, XenStore, xl) that failed to open or dropped is tried again; it doubles on each further failure, up to 60 s.',
+      format: 'nat',
+      default: 1000,
+    },
+    'inactive-timeout-ms': {
+      doc: 'Deadline in milliseconds of the shut-off managed domains part of a bulk read; when missed, the running domains are still reported, with an error for the rest. Keep it below collection.timeout.',
+      format: 'nat',
+      default: 2000,
+    },
     'proc-net-dev': {
       doc: 'File virt-proxy reads vif counters from, passed as --proc-net-dev.',
       format: String,

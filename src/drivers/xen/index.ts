@@ -19,7 +19,7 @@ import type { XenSubDriver } from './subdriver.ts';
 import { createUnifiedDriver } from './unified.ts';
 import { Reconnecting } from './reconnecting.ts';
 import { XendClient } from './xend.ts';
-import { createXendSubDriver } from './xend-driver.ts';
+import { createXendSubDriver, type XendSubDriver } from './xend-driver.ts';
 import { createXenStoreSubDriver, type XenStoreSubDriver } from './xenstore-driver.ts';
 import { resolveXenStoreSocket, XenStoreClient } from './xenstore.ts';
 
@@ -35,28 +35,32 @@ export async function openXenDriver(uri: VirtUri, ctx: OpenContext): Promise<Dri
     log.warn('xen sub-driver not opened', { sub: slot, code: e.code, err: e.message });
   };
 
-  let xs: XenStoreSubDriver | undefined;
-  try {
-    const connect = (): Promise<XenStoreClient> => XenStoreClient.connect({ socketPath: resolveXenStoreSocket(s.xenstoreSocket), readOnly: !writable, timeoutMs: s.timeoutMs, logger: log });
-    xs = createXenStoreSubDriver(new Reconnecting(await connect(), connect, log, 'xenstore'), !writable);
-  } catch (err) {
-    note('xenstore', err);
-  }
+  // Each backend is opened now; one that is not there yet is retried (with backoff) on later calls.
+  const attempt = async <T,>(slot: string, connect: () => Promise<T>, quiet = false): Promise<{ first?: T; err?: unknown }> => {
+    try {
+      return { first: await connect() };
+    } catch (err) {
+      if (quiet) log.info(`${slot} not reachable; retried on later calls`, { err: toVirtError(err).message });
+      else note(slot, err);
+      return { err };
+    }
+  };
 
-  let xend: XenSubDriver | undefined;
-  try {
-    const client = await XendClient.open({ address: s.xendAddress, timeoutMs: s.timeoutMs, opTimeoutMs: s.xendOpTimeoutMs, maxResponseBytes: s.xendMaxResponseBytes, logger: log });
-    xend = createXendSubDriver({ client, writable, graceMs: s.timeoutMs });
-  } catch (err) {
-    // Xend left Xen in 4.5; non-root simply goes without it.
-    if (root) note('xend', err);
-    else log.info('xend not reachable; continuing without it', { err: toVirtError(err).message });
-  }
+  const xsConnect = (): Promise<XenStoreClient> => XenStoreClient.connect({ socketPath: resolveXenStoreSocket(s.xenstoreSocket), readOnly: !writable, timeoutMs: s.timeoutMs, logger: log });
+  const xsFirst = await attempt('xenstore', xsConnect);
+  const xsConn = new Reconnecting(xsFirst.first, xsConnect, log, 'xenstore', { firstError: xsFirst.err, initialMs: s.retryMs });
+  const xs: XenStoreSubDriver = createXenStoreSubDriver(xsConn, !writable);
+
+  const xendConnect = (): Promise<XendClient> => XendClient.open({ address: s.xendAddress, timeoutMs: s.timeoutMs, opTimeoutMs: s.xendOpTimeoutMs, maxResponseBytes: s.xendMaxResponseBytes, logger: log });
+  // Xend left Xen in 4.5; non-root simply goes without it until it answers.
+  const xendFirst = await attempt('xend', xendConnect, !root);
+  const xendConn = new Reconnecting(xendFirst.first, xendConnect, log, 'xend', { firstError: xendFirst.err, initialMs: s.retryMs });
+  const xend: XendSubDriver = createXendSubDriver({ conn: xendConn, writable, graceMs: s.timeoutMs });
 
   // Names and devices for the hypervisor readings: XenStore first, then Xend.
   const identify: Identify = async (readings, signal) => {
     const errors: ReadError[] = [];
-    if (xs !== undefined) {
+    {
       try {
         const found = await xs.identities(readings.map((r) => r.domid), { signal });
         const ids = new Map<number, DomainIdentity>();
@@ -69,9 +73,9 @@ export async function openXenDriver(uri: VirtUri, ctx: OpenContext): Promise<Dri
         errors.push({ code: e.code, message: `names from XenStore: ${e.message}` });
       }
     }
-    if (xend?.allDomainStats !== undefined) {
+    {
       try {
-        const bulk = await xend.allDomainStats({ groups: ['state'], signal });
+        const bulk = await (xend.allDomainStats as NonNullable<XendSubDriver['allDomainStats']>)({ groups: ['state'], signal });
         const ids = new Map<number, DomainIdentity>();
         for (const d of bulk.domains) if (d.info.id !== null) ids.set(d.info.id, { name: d.info.name });
         return { ids, errors };
@@ -84,28 +88,38 @@ export async function openXenDriver(uri: VirtUri, ctx: OpenContext): Promise<Dri
     return { ids: new Map(), errors };
   };
 
-  let hyp: XenSubDriver | undefined;
-  try {
-    const args = ['--sysfs-root', s.sysfsRoot, '--proc-net-dev', s.procNetDev];
-    const connect = (): Promise<VirtProxyClient> =>
-      root
-        ? VirtProxyClient.spawnStdio({ binary: s.proxyBinary, xenctrl: s.xenctrl, args, logger: log, timeoutMs: s.proxyTimeoutMs })
-        : VirtProxyClient.connect({ socketPath: s.proxySocket, logger: log, timeoutMs: s.proxyTimeoutMs });
-    const conn = new Reconnecting<VirtProxyClient>(await connect(), connect, log, root ? 'virt-proxy child' : 'virt-proxy socket');
-    hyp = createHypervisorSubDriver({ slot: root ? 'hypervisor' : 'proxy', conn, identify });
-    // Fail at open, not at the first scrape, when Xen (or the stub) is not there.
-    await hyp.version?.();
-  } catch (err) {
-    note(root ? 'hypervisor' : 'proxy', err);
-    await hyp?.close?.().catch(() => undefined);
-    hyp = undefined;
-  }
+  const hypSlot = root ? 'hypervisor' : 'proxy';
+  const args = ['--sysfs-root', s.sysfsRoot, '--proc-net-dev', s.procNetDev];
+  const hypConnect = async (): Promise<VirtProxyClient> => {
+    const c = root
+      ? await VirtProxyClient.spawnStdio({ binary: s.proxyBinary, xenctrl: s.xenctrl, args, logger: log, timeoutMs: s.proxyTimeoutMs })
+      : await VirtProxyClient.connect({ socketPath: s.proxySocket, logger: log, timeoutMs: s.proxyTimeoutMs });
+    try {
+      // Fail at open, not at the first scrape, when Xen (or the stub) is not there.
+      await c.version();
+    } catch (err) {
+      await c.close().catch(() => undefined);
+      throw err;
+    }
+    return c;
+  };
+  const hypFirst = await attempt(hypSlot, hypConnect);
+  const hypConn = new Reconnecting<VirtProxyClient>(hypFirst.first, hypConnect, log, root ? 'virt-proxy child' : 'virt-proxy socket', { firstError: hypFirst.err, initialMs: s.retryMs });
+  const hyp: XenSubDriver = createHypervisorSubDriver({ slot: hypSlot, conn: hypConn, identify });
 
-  const subs = [hyp, xend, xs].filter((x): x is XenSubDriver => x !== undefined);
-  if (subs.length === 0) {
+  const opened = [hypFirst, xendFirst, xsFirst].filter((x) => x.first !== undefined).length;
+  if (opened === 0) {
+    await Promise.all([hypConn.close(), xendConn.close(), xsConn.close()].map((p) => p.catch(() => undefined)));
     throw new VirtError('VIRT_ERR_NO_CONNECT', `cannot open ${uri.text}: no Xen backend reachable (${failures.join('; ')})`, { driver: 'xen' });
   }
-  log.info('xen driver open', { subs: subs.map((x) => x.slot).join(','), privileged: root, read_only: ctx.readOnly });
+  const subs: XenSubDriver[] = [hyp, xend, xs];
+  log.info('xen driver open', {
+    subs: subs.map((x) => x.slot).join(','),
+    connected: [hypFirst.first !== undefined ? hypSlot : '', xendFirst.first !== undefined ? 'xend' : '', xsFirst.first !== undefined ? 'xenstore' : ''].filter((x) => x !== '').join(','),
+    privileged: root,
+    read_only: ctx.readOnly,
+    write_path: writable ? 'xend' : 'none',
+  });
   const denyReason = ctx.readOnly ? 'the connection is read-only' : !root ? 'an unprivileged (non-root) Xen connection never changes domains' : 'no writable Xen backend (Xend) is open';
-  return createUnifiedDriver(subs, { logger: log, denyReason });
+  return createUnifiedDriver(subs, { logger: log, denyReason, inactiveTimeoutMs: s.inactiveTimeoutMs });
 }
