@@ -60,6 +60,21 @@ export const xenSchema: SchemaFragment = {
       format: String,
       default: '/sys',
     },
+    'xl-binary': {
+      doc: 'The xl toolstack binary the libxl sub-driver runs (Xen >= 4.5, when Xend does not answer).',
+      format: String,
+      default: 'xl',
+    },
+    'xl-channel': {
+      doc: 'Unix socket of an xl channel (a relay running xl as root in dom0, as the Xen lab has); empty: run xl-binary locally. Setting it lets this exporter change domains through xl whatever its own uid.',
+      format: String,
+      default: '',
+    },
+    'libxl-config-dir': {
+      doc: 'Configuration store of the libxl sub-driver: the xl configurations of defined domains (shut off ones are listed from here).',
+      format: String,
+      default: '/var/lib/virt-exporter/libxl',
+    },
     'retry-ms': {
       doc: 'First wait in milliseconds before a Xen backend (virt-proxy, Xend, XenStore, xl) that failed to open or dropped is tried again; it doubles on each further failure, up to 60 s.',
       format: 'nat',

@@ -7,7 +7,7 @@
  * A read-only connection, or any non-root one, opens nothing that can
  * write: Xend without its write operations, XenStore refusing writes.
  */
-import { VirtError, toVirtError } from '../../virt/errors.ts';
+import { VirtError, isVirtError, toVirtError } from '../../virt/errors.ts';
 import type { VirtUri } from '../../virt/uri.ts';
 import type { Driver } from '../driver.ts';
 import type { OpenContext } from '../registry.ts';
@@ -20,6 +20,8 @@ import { createUnifiedDriver } from './unified.ts';
 import { Reconnecting } from './reconnecting.ts';
 import { XendClient } from './xend.ts';
 import { createXendSubDriver, type XendSubDriver } from './xend-driver.ts';
+import { createLibxlSubDriver, XlConfigStore, type ActiveLookup } from './libxl-driver.ts';
+import { channelXl, localXl, type XlRunner } from './xl.ts';
 import { createXenStoreSubDriver, type XenStoreSubDriver } from './xenstore-driver.ts';
 import { resolveXenStoreSocket, XenStoreClient } from './xenstore.ts';
 
@@ -107,19 +109,65 @@ export async function openXenDriver(uri: VirtUri, ctx: OpenContext): Promise<Dri
   const hypConn = new Reconnecting<VirtProxyClient>(hypFirst.first, hypConnect, log, root ? 'virt-proxy child' : 'virt-proxy socket', { firstError: hypFirst.err, initialMs: s.retryMs });
   const hyp: XenSubDriver = createHypervisorSubDriver({ slot: hypSlot, conn: hypConn, identify });
 
-  const opened = [hypFirst, xendFirst, xsFirst].filter((x) => x.first !== undefined).length;
+  // The write path: Xend when it answers (Xen <= 4.4), else xl (Xen >= 4.5) when it works.
+  let libxl: XenSubDriver | undefined;
+  let xlConn: Reconnecting<XlRunner> | undefined;
+  if (xendFirst.first === undefined) {
+    const xlConnect = async (): Promise<XlRunner> => {
+      // xl runs are slow (each one loads libxl and talks to xenstored): at least 30 s each.
+      const xlMs = Math.max(s.timeoutMs, 30_000);
+      const r = s.xlChannel !== '' ? await channelXl(s.xlChannel, xlMs) : localXl(s.xlBinary, xlMs);
+      try {
+        // Read-only probe: xl reaches the hypervisor and its libraries load.
+        const info = await r.run(['info']);
+        if (info.code !== 0 || !/xen_major/.test(info.stdout)) throw new VirtError('VIRT_ERR_NO_CONNECT', `${r.describe} info failed (exit ${info.code}): ${info.stderr.trim().slice(0, 200)}`, { driver: 'xen/libxl' });
+      } catch (err) {
+        await r.close();
+        throw err;
+      }
+      return r;
+    };
+    const xlFirst = await attempt('libxl', xlConnect, true);
+    if (xlFirst.first !== undefined) {
+      xlConn = new Reconnecting(xlFirst.first, xlConnect, log, 'xl', { initialMs: s.retryMs });
+      const activeNames = async (): Promise<Set<string>> => new Set([...(await xs.identities(undefined)).values()].map((i) => i.name));
+      const active: ActiveLookup = async (key) => {
+        try {
+          const i = await (hyp.domainInfo as NonNullable<XenSubDriver['domainInfo']>)(key);
+          return { name: i.name, uuid: i.uuid, id: i.id, state: i.state };
+        } catch (err) {
+          if (isVirtError(err, 'VIRT_ERR_NO_DOMAIN')) return undefined;
+          throw err;
+        }
+      };
+      libxl = createLibxlSubDriver({
+        conn: xlConn,
+        store: new XlConfigStore(s.libxlConfigDir),
+        // The xl channel is a root endpoint someone set up for this exporter: it carries writes for any exporter user.
+        writable: (root || s.xlChannel !== '') && !ctx.readOnly,
+        active,
+        activeNames,
+        graceMs: s.timeoutMs,
+        opTimeoutMs: s.xendOpTimeoutMs,
+      });
+    }
+  }
+
+  const opened = [hypFirst, xendFirst, xsFirst].filter((x) => x.first !== undefined).length + (libxl !== undefined ? 1 : 0);
   if (opened === 0) {
     await Promise.all([hypConn.close(), xendConn.close(), xsConn.close()].map((p) => p.catch(() => undefined)));
     throw new VirtError('VIRT_ERR_NO_CONNECT', `cannot open ${uri.text}: no Xen backend reachable (${failures.join('; ')})`, { driver: 'xen' });
   }
-  const subs: XenSubDriver[] = [hyp, xend, xs];
+  if (libxl !== undefined) await xendConn.close();
+  const subs: XenSubDriver[] = libxl !== undefined ? [hyp, libxl, xs] : [hyp, xend, xs];
+  const writePath = libxl !== undefined ? (libxl.canWrite ? 'libxl' : 'none') : writable ? 'xend' : 'none';
   log.info('xen driver open', {
     subs: subs.map((x) => x.slot).join(','),
-    connected: [hypFirst.first !== undefined ? hypSlot : '', xendFirst.first !== undefined ? 'xend' : '', xsFirst.first !== undefined ? 'xenstore' : ''].filter((x) => x !== '').join(','),
+    connected: [hypFirst.first !== undefined ? hypSlot : '', xendFirst.first !== undefined ? 'xend' : '', libxl !== undefined ? 'libxl' : '', xsFirst.first !== undefined ? 'xenstore' : ''].filter((x) => x !== '').join(','),
     privileged: root,
     read_only: ctx.readOnly,
-    write_path: writable ? 'xend' : 'none',
+    write_path: writePath,
   });
-  const denyReason = ctx.readOnly ? 'the connection is read-only' : !root ? 'an unprivileged (non-root) Xen connection never changes domains' : 'no writable Xen backend (Xend) is open';
+  const denyReason = ctx.readOnly ? 'the connection is read-only' : !root && libxl === undefined ? 'an unprivileged (non-root) Xen connection never changes domains' : 'no writable Xen toolstack (Xend or xl) is open';
   return createUnifiedDriver(subs, { logger: log, denyReason, inactiveTimeoutMs: s.inactiveTimeoutMs });
 }

@@ -23,6 +23,9 @@ export interface XenSettings {
   procNetDev: string;
   /** First wait before a backend that failed to open is tried again (doubling, up to 60 s). */
   retryMs: number;
+  xlBinary: string;
+  xlChannel: string;
+  libxlConfigDir: string;
   inactiveTimeoutMs: number;
 }
 
@@ -64,6 +67,9 @@ export function readXenSettings(s: OpenContext['settings']): XenSettings {
     sysfsRoot: str(s, 'sysfs-root', '/sys'),
     procNetDev: str(s, 'proc-net-dev', '/proc/net/dev'),
     retryMs: ms(s, 'retry-ms', 1000),
+    xlBinary: str(s, 'xl-binary', 'xl'),
+    xlChannel: str(s, 'xl-channel', ''),
+    libxlConfigDir: str(s, 'libxl-config-dir', '/var/lib/virt-exporter/libxl'),
     inactiveTimeoutMs: ms(s, 'inactive-timeout-ms', 2000),
   };
 }
