@@ -96,7 +96,7 @@ export async function channelXl(socketPath: string, defaultTimeoutMs: number): P
     describe: `xl via ${socketPath}`,
     run: (args, o) => {
       if (closed) return Promise.reject(new VirtError('VIRT_ERR_NO_CONNECT', `xl channel ${socketPath} is closed`, { driver: DRIVER }));
-      if (args.some((a) => a.includes('\0') || a.includes('\n'))) return Promise.reject(new VirtError('VIRT_ERR_INVALID_ARG', 'xl arguments may not contain NUL or newline', { driver: DRIVER }));
+      if (args.some((a) => a.includes('\0'))) return Promise.reject(new VirtError('VIRT_ERR_INVALID_ARG', 'xl arguments may not contain NUL', { driver: DRIVER }));
       const id = String(next++);
       const timeoutMs = o?.timeoutMs ?? defaultTimeoutMs;
       return new Promise<XlResult>((resolve, reject) => {

@@ -83,7 +83,7 @@ void describe('Xen driver against a real Xen 4.17 (the lab)', { timeout: 900_000
 
   before(async () => {
     lab = await bootXenLab({ bootTimeoutMs: 400_000 });
-    settings = { ...lab.settings, 'xen.libxl-config-dir': join(lab.dir, 'libxl-store'), 'xen.retry-ms': '200', 'xen.timeout': '2000', 'xen.inactive-timeout-ms': '1500' };
+    settings = { ...lab.settings, 'xen.libxl-config-dir': join(lab.dir, 'libxl-store'), 'xen.retry-ms': '200', 'xen.timeout': '10000', 'xen.inactive-timeout-ms': '8000', 'xen.proxy-timeout-ms': '15000' };
     runId = await lab.createDomU('run1', { nic: true });
     await lab.createDomU('paused1', { paused: true });
     ro = await open('xen:///', { readOnly: true, logger: silentLogger, settings });
@@ -109,7 +109,14 @@ void describe('Xen driver against a real Xen 4.17 (the lab)', { timeout: 900_000
     const bulk = await ro.allDomainStats({ groups: ALL, inactive: true });
     const afterList = parseXlList(await lab.ok('xl list'));
     const long = JSON.parse(await lab.ok('xl list -l')) as Array<{ domid: number; config: { c_info: { name: string; uuid?: string }; b_info: { max_memkb?: number; target_memkb?: number; max_vcpus?: number } } }>;
-    const vcpuList = (await lab.ok('xl vcpu-list')).split('\n').slice(1).filter((l) => l.trim() !== '');
+    // xl vcpu-list has been seen to abort (malloc: invalid size) in this dom0 now and then: a few tries.
+    let vcpuText = '';
+    for (let i = 0; i < 4 && vcpuText === ''; i++) {
+      const r = await lab.sh('xl vcpu-list');
+      if (r.code === 0) vcpuText = r.stdout;
+    }
+    assert.notEqual(vcpuText, '', 'xl vcpu-list answered');
+    const vcpuList = vcpuText.split('\n').slice(1).filter((l) => l.trim() !== '');
     const info = Object.fromEntries((await lab.ok('xl info')).split('\n').map((l) => l.split(/\s*:\s*/, 2)).filter((p) => p.length === 2)) as Record<string, string>;
     assert.deepEqual(bulk.errors, []);
     assert.deepEqual(bulk.domains.map((d) => d.info.name).sort(), ['Domain-0', 'off1', 'paused1', 'run1']);
@@ -143,7 +150,8 @@ void describe('Xen driver against a real Xen 4.17 (the lab)', { timeout: 900_000
     assert.equal(off.info.maxMemoryBytes, 80 * MIB);
     const host = await ro.hostInfo();
     assert.equal(host.cpus, Number(info.nr_cpus));
-    assert.equal(Math.round(host.memoryBytes / MIB), Number(info.total_memory));
+    // xl info prints whole MiB, rounded down.
+    assert.equal(Math.floor(host.memoryBytes / MIB), Number(info.total_memory));
     assert.equal(host.hypervisorVersion, info.xen_version);
     const run = byName(bulk, 'run1');
     assert.deepEqual(run.block?.map((b) => b.device), ['xvda']);
@@ -239,7 +247,7 @@ void describe('Xen driver against a real Xen 4.17 (the lab)', { timeout: 900_000
     await lab.ok('kill -STOP $(cat /run/xenstored.pid)');
     try {
       const ac = new AbortController();
-      const t = setTimeout(() => ac.abort(), 8000);
+      const t = setTimeout(() => ac.abort(), 30_000);
       const b: BulkStats | Error = await ro.allDomainStats({ groups: ALL, signal: ac.signal }).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
       clearTimeout(t);
       assert.equal(ac.signal.aborted, false, 'the read finished before the deadline');
