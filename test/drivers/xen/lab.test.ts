@@ -171,7 +171,7 @@ void describe('Xen driver against a real Xen 4.17 (the lab)', { timeout: 900_000
     for (const n of ['Domain-0', 'run1', 'paused1', 'off1']) assert.match(text, new RegExp(`virt_domain_memory_maximum_bytes\\{[^}]*domain="${n}"`), `${n} in /metrics`);
     assert.match(text, /virt_domain_state\{[^}]*domain="paused1"[^}]*state="paused"[^}]*\} 1/);
     assert.match(text, /virt_domain_state\{[^}]*domain="off1"[^}]*state="shutoff"[^}]*\} 1/);
-    assert.match(text, /virt_up 1/);
+    assert.match(text, /virt_up\{driver="xen"\} 1/);
     assert.match(e.log(), /"write_path":"none"|"subs":"proxy,libxl,xenstore"/);
   });
 
@@ -208,7 +208,13 @@ void describe('Xen driver against a real Xen 4.17 (the lab)', { timeout: 900_000
     await rw.resume('paused1');
     await eventually('paused1 unpaused', async () => (await state('paused1')) !== 'paused');
 
-    await rw.start('off1');
+    // xl in this TCG-emulated dom0 now and then fails to build a domain (libxenguest: "unable to XZ
+    // decompress kernel"; also seen: xl vcpu-list aborting in malloc): one more try, and say so.
+    await rw.start('off1').catch(async (err: unknown) => {
+      if (!isVirtError(err, 'VIRT_ERR_OPERATION_FAILED')) throw err;
+      process.stderr.write(`lab: xl create failed once, retrying: ${String(err)}\n`);
+      await rw.start('off1');
+    });
     await eventually('off1 running in xl list', async () => (await state('off1')) !== undefined);
     assert.notEqual((await ro.domainInfo('off1')).id, null);
     await rw.destroy('off1');
