@@ -177,7 +177,10 @@ export function createLibxlSubDriver(opts: LibxlSubDriverOptions): XenSubDriver 
   const xl = async (args: string[], timeoutMs?: number): Promise<XlResult> => {
     const r = await (await conn.get()).run(args, { timeoutMs });
     if (r.code !== 0) {
-      const msg = (r.stderr.trim() || r.stdout.trim()).split('\n').slice(-3).join(' ').slice(0, 400);
+      // The first error libxl printed says why; the last lines say where it ended.
+      const lines = (r.stderr.trim() || r.stdout.trim()).split('\n');
+      const first = lines.find((l) => /error|fail|invalid/i.test(l));
+      const msg = [...new Set([first, ...lines.slice(-2)].filter((l): l is string => l !== undefined))].join(' ').slice(0, 600);
       const code = /not found|invalid domain identifier|no such domain/i.test(msg) ? 'VIRT_ERR_NO_DOMAIN' : 'VIRT_ERR_OPERATION_FAILED';
       throw new VirtError(code, `xl ${args[0] ?? ''} failed (exit ${r.code}): ${msg}`, { driver: DRIVER });
     }

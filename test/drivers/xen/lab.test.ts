@@ -65,8 +65,8 @@ type = "pv"
 kernel = "/lab/vmlinuz"
 ramdisk = "/lab/domu.cpio"
 extra = "console=hvc0 nokaslr quiet"
-memory = 64
-maxmem = 80
+memory = 96
+maxmem = 112
 vcpus = 1
 on_poweroff = "destroy"
 on_reboot = "restart"
@@ -147,7 +147,7 @@ void describe('Xen driver against a real Xen 4.17 (the lab)', { timeout: 900_000
     assert.equal(off.info.state, 'shutoff');
     assert.equal(off.info.id, null);
     assert.equal(off.info.memoryBytes, 0);
-    assert.equal(off.info.maxMemoryBytes, 80 * MIB);
+    assert.equal(off.info.maxMemoryBytes, 112 * MIB);
     const host = await ro.hostInfo();
     assert.equal(host.cpus, Number(info.nr_cpus));
     // xl info prints whole MiB, rounded down.
