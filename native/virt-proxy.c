@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -493,16 +494,27 @@ int main(int argc, char **argv)
     struct access_policy pol;
     memset(&ctx, 0, sizeof(ctx));
     memset(&pol, 0, sizeof(pol));
-    /* Never setuid (the libvirt_proxy lesson): --xenctrl and the environment choose code to load. */
-    if (getuid() != geteuid() || getgid() != getegid()) {
-        fprintf(stderr, "virt-proxy: refusing to run setuid/setgid; run it as root (--stdio child or --socket daemon)\n");
+    /*
+     * Never setuid, setgid or with file capabilities (the libvirt_proxy
+     * lesson): --xenctrl and the environment choose code to load. AT_SECURE
+     * is what the kernel sets for every such exec (file capabilities included,
+     * where the uids stay equal); the uid/gid check covers the rest.
+     */
+    if (getauxval(AT_SECURE) != 0 || getuid() != geteuid() || getgid() != getegid()) {
+        fprintf(stderr, "virt-proxy: refusing to run setuid/setgid or with file capabilities (AT_SECURE); run it as root (--stdio child or --socket daemon)\n");
         return 2;
     }
+    /* Only the real root chooses which library to load (it could load one anyway). */
+    const int may_choose_lib = getuid() == 0;
     ctx.sysfs_root = "/sys";
     ctx.proc_net_dev = "/proc/net/dev";
-    ctx.xb.lib_path = getenv("VIRT_PROXY_XENCTRL");
+    ctx.xb.lib_path = secure_getenv("VIRT_PROXY_XENCTRL");
     if (ctx.xb.lib_path != NULL && ctx.xb.lib_path[0] == '\0')
         ctx.xb.lib_path = NULL;
+    if (ctx.xb.lib_path != NULL && !may_choose_lib) {
+        fprintf(stderr, "virt-proxy: ignoring VIRT_PROXY_XENCTRL: only root may choose the Xen control library\n");
+        ctx.xb.lib_path = NULL;
+    }
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -531,7 +543,10 @@ int main(int argc, char **argv)
             pol.nallow++;
             i++;
         } else if (strcmp(a, "--xenctrl") == 0) {
-            ctx.xb.lib_path = val;
+            if (may_choose_lib)
+                ctx.xb.lib_path = val;
+            else
+                fprintf(stderr, "virt-proxy: ignoring --xenctrl %s: only root may choose the Xen control library\n", val);
             i++;
         } else if (strcmp(a, "--sysfs-root") == 0) {
             ctx.sysfs_root = val;

@@ -19,6 +19,8 @@ export interface XendFault {
   declaredLength?: number;
   /** Never answer (the client's deadline must cut it off). */
   hang?: boolean;
+  /** Answer normally, but only after this many ms (a slow Xend). */
+  delayMs?: number;
 }
 
 export type FaultHook = (method: string, url: string) => XendFault | undefined;
@@ -131,9 +133,11 @@ export async function startXendServer(host: FakeXenHost, opts: { socketPath: str
     if (req.method === 'GET') {
       if (parts[1] === 'node' && parts.length === 2) return send(res, 200, serializeSexpr(nodeSexpr(host)));
       if (parts[1] === 'domain' && parts.length === 2) {
+        // As real Xend (SrvDomainDir.ls_domain): with detail it answers the running
+        // domains and ignores state=; only the name list honours state=halted.
+        if (url.searchParams.has('detail')) return send(res, 200, serializeSexpr(host.domains.filter((d) => d.domid !== null).map(domainSexpr)));
         const halted = url.searchParams.get('state') === 'halted';
         const doms = host.domains.filter((d) => (halted ? d.domid === null : d.domid !== null));
-        if (url.searchParams.get('detail') === '1') return send(res, 200, serializeSexpr(doms.map(domainSexpr)));
         return send(res, 200, serializeSexpr(doms.map((d) => d.name)));
       }
       if (parts[1] === 'domain' && parts.length === 3) {
@@ -210,6 +214,11 @@ export async function startXendServer(host: FakeXenHost, opts: { socketPath: str
       const body = Buffer.concat(chunks).toString('utf8');
       state.log.push({ method: req.method ?? '', url: req.url ?? '', headers: { ...req.headers }, body });
       const f = state.fault?.(req.method ?? '', req.url ?? '');
+      if (f?.delayMs !== undefined) {
+        const t = setTimeout(() => void handle(req, res, body).catch((err: unknown) => sendErr(res, err)), f.delayMs);
+        res.once('close', () => clearTimeout(t));
+        return;
+      }
       if (f !== undefined) {
         if (f.hang === true) return;
         const text = f.body ?? '';

@@ -60,6 +60,31 @@ export const xenSchema: SchemaFragment = {
       format: String,
       default: '/sys',
     },
+    'xl-binary': {
+      doc: 'The xl toolstack binary the libxl sub-driver runs (Xen >= 4.5, when Xend does not answer).',
+      format: String,
+      default: 'xl',
+    },
+    'xl-channel': {
+      doc: 'Unix socket of an xl channel (a relay running xl as root in dom0, as the Xen lab has); empty: run xl-binary locally. Setting it lets this exporter change domains through xl whatever its own uid.',
+      format: String,
+      default: '',
+    },
+    'libxl-config-dir': {
+      doc: 'Configuration store of the libxl sub-driver: the xl configurations of defined domains (shut off ones are listed from here).',
+      format: String,
+      default: '/var/lib/virt-exporter/libxl',
+    },
+    'retry-ms': {
+      doc: 'First wait in milliseconds before a Xen backend (virt-proxy, Xend, XenStore, xl) that failed to open or dropped is tried again; it doubles on each further failure, up to 60 s.',
+      format: 'nat',
+      default: 1000,
+    },
+    'inactive-timeout-ms': {
+      doc: 'Deadline in milliseconds of the shut-off managed domains part of a bulk read; when missed, the running domains are still reported, with an error for the rest. Keep it below collection.timeout.',
+      format: 'nat',
+      default: 2000,
+    },
     'proc-net-dev': {
       doc: 'File virt-proxy reads vif counters from, passed as --proc-net-dev.',
       format: String,

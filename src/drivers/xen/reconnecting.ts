@@ -1,11 +1,14 @@
 /**
  * Keeps a backend connection usable across backend restarts: when the
- * current one is gone (virt-proxy child died, xenstored restarted), the next
- * call opens a new one. Concurrent callers share one reopen attempt; a failed
- * reopen surfaces as the caller's error (VIRT_ERR_NO_CONNECT) and the next
- * call tries again.
+ * current one is gone (virt-proxy child died, xenstored restarted), or was
+ * never opened (the backend was absent when the driver opened), the next call
+ * opens a new one. Concurrent callers share one open attempt. A failed open
+ * surfaces as the caller's error (VIRT_ERR_NO_CONNECT) and starts a backoff:
+ * until it runs out, calls fail at once with the last reason instead of
+ * knocking on the backend again; each further failure doubles it (up to a cap),
+ * a success resets it.
  */
-import { VirtError } from '../../virt/errors.ts';
+import { VirtError, toVirtError } from '../../virt/errors.ts';
 import type { Logger } from '../../util/logger.ts';
 
 export interface Closable {
@@ -13,33 +16,84 @@ export interface Closable {
   close(): Promise<void>;
 }
 
+export interface BackoffOptions {
+  /** First wait after a failed open, in ms (default 1000). */
+  initialMs?: number;
+  /** Longest wait, in ms (default 60000). */
+  maxMs?: number;
+}
+
 export class Reconnecting<T extends Closable> {
   readonly #open: () => Promise<T>;
   readonly #logger: Logger;
   readonly #what: string;
+  readonly #initialMs: number;
+  readonly #maxMs: number;
   #current: T | undefined;
   #opening: Promise<T> | undefined;
   #shut = false;
+  #failures = 0;
+  #retryAt = 0;
+  #lastError: VirtError | undefined;
 
-  constructor(first: T, open: () => Promise<T>, logger: Logger, what: string) {
+  /** first: the connection opened already, or undefined with the error that kept it from opening. */
+  constructor(first: T | undefined, open: () => Promise<T>, logger: Logger, what: string, opts: BackoffOptions & { firstError?: unknown } = {}) {
     this.#current = first;
     this.#open = open;
     this.#logger = logger;
     this.#what = what;
+    this.#initialMs = opts.initialMs ?? 1000;
+    this.#maxMs = opts.maxMs ?? 60_000;
+    if (first === undefined) this.#failed(opts.firstError ?? new VirtError('VIRT_ERR_NO_CONNECT', `${what} is not open`));
+  }
+
+  /** True while a connection is open (not necessarily alive). */
+  get connected(): boolean {
+    return this.#current !== undefined && !this.#current.closed;
+  }
+
+  /** Why the last open failed, while no connection is open. */
+  get lastError(): VirtError | undefined {
+    return this.connected ? undefined : this.#lastError;
+  }
+
+  #failed(err: unknown): VirtError {
+    const e = toVirtError(err, 'VIRT_ERR_NO_CONNECT');
+    this.#lastError = e;
+    const wait = Math.min(this.#maxMs, this.#initialMs * 2 ** Math.min(this.#failures, 30));
+    this.#failures++;
+    this.#retryAt = Date.now() + wait;
+    return e;
   }
 
   async get(): Promise<T> {
     if (this.#shut) throw new VirtError('VIRT_ERR_NO_CONNECT', `${this.#what} connection is closed`);
     const cur = this.#current;
     if (cur !== undefined && !cur.closed) return cur;
+    if (this.#opening === undefined && Date.now() < this.#retryAt) {
+      const last = this.#lastError;
+      throw new VirtError('VIRT_ERR_NO_CONNECT', `${this.#what} is not connected (next attempt in ${this.#retryAt - Date.now()} ms): ${last?.message ?? 'not open'}`, { cause: last, driver: last?.driver });
+    }
     this.#opening ??= (async () => {
       this.#logger.info('reconnecting', { backend: this.#what });
       await cur?.close().catch(() => undefined);
-      const next = await this.#open();
+      this.#current = undefined;
+      let next: T;
+      try {
+        next = await this.#open();
+      } catch (err) {
+        const e = this.#failed(err);
+        this.#logger.debug('reconnect failed', { backend: this.#what, code: e.code, err: e.message, retry_in_ms: this.#retryAt - Date.now() });
+        throw e.code === 'VIRT_ERR_NO_CONNECT' ? e : new VirtError('VIRT_ERR_NO_CONNECT', `${this.#what}: ${e.message}`, { cause: e, driver: e.driver });
+      }
       if (this.#shut) {
         await next.close();
         throw new VirtError('VIRT_ERR_NO_CONNECT', `${this.#what} connection is closed`);
       }
+      if (this.#failures > 0) this.#logger.info('backend connected', { backend: this.#what, after_failures: this.#failures });
+      this.#failures = 0;
+      this.#retryAt = 0;
+      this.#lastError = undefined;
       this.#current = next;
       return next;
     })().finally(() => {

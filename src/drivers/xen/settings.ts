@@ -21,6 +21,12 @@ export interface XenSettings {
   xenctrl: string;
   sysfsRoot: string;
   procNetDev: string;
+  /** First wait before a backend that failed to open is tried again (doubling, up to 60 s). */
+  retryMs: number;
+  xlBinary: string;
+  xlChannel: string;
+  libxlConfigDir: string;
+  inactiveTimeoutMs: number;
 }
 
 function get(s: OpenContext['settings'], key: string): string | number | boolean | undefined {
@@ -60,6 +66,11 @@ export function readXenSettings(s: OpenContext['settings']): XenSettings {
     xenctrl: str(s, 'xenctrl', ''),
     sysfsRoot: str(s, 'sysfs-root', '/sys'),
     procNetDev: str(s, 'proc-net-dev', '/proc/net/dev'),
+    retryMs: ms(s, 'retry-ms', 1000),
+    xlBinary: str(s, 'xl-binary', 'xl'),
+    xlChannel: str(s, 'xl-channel', ''),
+    libxlConfigDir: str(s, 'libxl-config-dir', '/var/lib/virt-exporter/libxl'),
+    inactiveTimeoutMs: ms(s, 'inactive-timeout-ms', 2000),
   };
 }
 

@@ -3,8 +3,9 @@
  * implemented operations) plus its slot and whether it can change anything.
  */
 import type { Driver } from '../driver.ts';
+import type { BulkReadOptions, BulkStats } from '../types.ts';
 
-export type XenSlot = 'hypervisor' | 'proxy' | 'xend' | 'xenstore';
+export type XenSlot = 'hypervisor' | 'proxy' | 'xend' | 'libxl' | 'xenstore';
 
 export interface XenSubDriver extends Driver {
   readonly slot: XenSlot;
@@ -12,6 +13,8 @@ export interface XenSubDriver extends Driver {
   readonly canWrite: boolean;
   /** Lists shut-off managed domains too (only Xend knows them). */
   readonly knowsInactive: boolean;
+  /** Shut-off managed domains alone (a sub-driver that knowsInactive may offer it, so the running list is not read twice). */
+  inactiveDomainStats?(o: BulkReadOptions): Promise<BulkStats>;
 }
 
 /** Matches a lookup key (name, uuid or numeric id) against a domain. */

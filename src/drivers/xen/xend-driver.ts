@@ -2,8 +2,10 @@
  * The Xend sub-driver: every state change (when opened writable), plus
  * reads: node info, running and managed domains, domain details.
  */
-import { VirtError, isVirtError } from '../../virt/errors.ts';
-import type { BulkStats, DomainInfo, DomainRef, DomainStats, ShutdownOptions } from '../types.ts';
+import { VirtError, isVirtError, toVirtError } from '../../virt/errors.ts';
+import type { BulkReadOptions, BulkStats, DomainInfo, DomainRef, DomainStats, ReadError, ShutdownOptions } from '../types.ts';
+import type { Reconnecting } from './reconnecting.ts';
+import { checkState, type LifecycleOp } from './state-rules.ts';
 import { definitionToConfig } from './xend-config.ts';
 import type { XendDomain } from './xend-domain.ts';
 import { parseXendDomain } from './xend-domain.ts';
@@ -14,6 +16,7 @@ import type { XenSubDriver } from './subdriver.ts';
 const DRIVER = 'xen/xend';
 
 export function xendDomainInfo(d: XendDomain): DomainInfo {
+  const off = isOff(d);
   return {
     name: d.name,
     uuid: d.uuid,
@@ -22,7 +25,7 @@ export function xendDomainInfo(d: XendDomain): DomainInfo {
     // Xend prints shutdown_reason for every domain; it means something only once stopped.
     ...(d.shutdownReason !== undefined && (d.state === 'shutoff' || d.state === 'shutdown' || d.state === 'crashed') && d.domid !== null ? { stateReason: d.shutdownReason } : {}),
     maxMemoryBytes: d.maxMemoryBytes,
-    memoryBytes: d.memoryBytes,
+    memoryBytes: off ? 0 : d.memoryBytes,
     vcpus: d.onlineVcpus ?? d.vcpus,
     cpuTimeSeconds: d.cpuTimeSeconds,
     osType: d.osType,
@@ -32,56 +35,100 @@ export function xendDomainInfo(d: XendDomain): DomainInfo {
 
 const ref = (d: XendDomain): DomainRef => ({ name: d.name, uuid: d.uuid, id: d.domid });
 
+/** Xend's inactive (halted, or `---s--` shut off) domains hold no memory, whatever the reply says. */
+function isOff(d: XendDomain): boolean {
+  return d.domid === null || d.state === 'shutoff';
+}
+
+function domainStats(d: XendDomain): DomainStats {
+  const info = xendDomainInfo(d);
+  // Xend knows no per-device counters: block and net stay absent, not zero.
+  return { info, memory: { maximumBytes: info.maxMemoryBytes, currentBytes: info.memoryBytes } };
+}
+
 export interface XendSubDriverOptions {
-  client: XendClient;
+  conn: Reconnecting<XendClient>;
   writable: boolean;
   /** Grace period of a forced shutdown before destroy, in ms. */
   graceMs: number;
 }
 
-export function createXendSubDriver(opts: XendSubDriverOptions): XenSubDriver {
-  const { client } = opts;
+/** The Xend sub-driver plus the read the unified driver uses for shut-off managed domains alone. */
+export interface XendSubDriver extends XenSubDriver {
+  /** Inactive managed domains only (never the running list again), each failure costing only itself. */
+  inactiveDomainStats(o: BulkReadOptions): Promise<BulkStats>;
+}
 
-  /** All running domains in one GET (detail=1 on the directory), managed ones in one more. */
-  const allDomains = async (inactive: boolean, signal?: AbortSignal): Promise<XendDomain[]> => {
-    const parseList = (sx: unknown): XendDomain[] => {
-      if (!Array.isArray(sx)) throw new VirtError('VIRT_ERR_RPC', 'unexpected Xend reply: domain list is not a list', { driver: DRIVER });
-      return (sx as unknown[]).map((x) => parseXendDomain(x as string));
-    };
-    const out = parseList(await client.get('/xend/domain?detail=1', { signal }));
-    if (inactive && client.configFormat >= 3) out.push(...parseList(await client.get('/xend/domain?state=halted&detail=1', { signal })));
-    return out;
+export function createXendSubDriver(opts: XendSubDriverOptions): XendSubDriver {
+  const { conn } = opts;
+
+  const parseList = (sx: unknown): XendDomain[] => {
+    if (!Array.isArray(sx)) throw new VirtError('VIRT_ERR_RPC', 'unexpected Xend reply: domain list is not a list', { driver: DRIVER });
+    return (sx as unknown[]).map((x) => parseXendDomain(x as string));
   };
 
-  const sub: XenSubDriver = {
+  /** All running domains in one GET (detail=1 on the directory). */
+  const running = async (signal?: AbortSignal): Promise<XendDomain[]> => parseList(await (await conn.get()).get('/xend/domain?detail=1', { signal }));
+
+  /**
+   * Inactive managed domains as real Xend serves them: it ignores state= when
+   * detail=1 is given (and answers the running list), so the halted names come
+   * first and each domain's details in a request of its own, all at once. A
+   * domain whose read fails is left out with an error; one that vanished in
+   * between is simply gone.
+   */
+  const halted = async (signal?: AbortSignal): Promise<{ domains: XendDomain[]; errors: ReadError[] }> => {
+    const client = await conn.get();
+    if (client.configFormat < 3) return { domains: [], errors: [] };
+    const names = await client.domainNames({ halted: true, signal });
+    const errors: ReadError[] = [];
+    const found = await Promise.all(
+      names.map(async (name) => {
+        try {
+          const d = await client.domain(name, { signal });
+          return d.domid === null ? d : undefined;
+        } catch (err) {
+          const e = toVirtError(err);
+          if (e.code !== 'VIRT_ERR_NO_DOMAIN') errors.push({ domain: name, code: e.code, message: `inactive domain ${name} from Xend: ${e.message}` });
+          return undefined;
+        }
+      }),
+    );
+    return { domains: found.filter((d): d is XendDomain => d !== undefined), errors };
+  };
+
+  const inactiveDomainStats = async (o: BulkReadOptions): Promise<BulkStats> => {
+    const h = await halted(o.signal);
+    return { domains: h.domains.map(domainStats), errors: h.errors };
+  };
+
+  const sub: XendSubDriver = {
     name: DRIVER,
     slot: 'xend',
     canWrite: opts.writable,
     knowsInactive: true,
-    version: async (o) => (await client.node(o)).hypervisorVersion,
-    hostInfo: (o) => client.node(o),
+    inactiveDomainStats,
+    version: async (o) => (await (await conn.get()).node(o)).hypervisorVersion,
+    hostInfo: async (o) => (await conn.get()).node(o),
     listDomains: async (o) => {
       const active = o?.active ?? true;
       const inactive = o?.inactive ?? false;
-      const out: DomainRef[] = [];
-      if (active) out.push(...(await allDomains(false, o?.signal)).map(ref));
-      if (inactive && client.configFormat >= 3) {
-        for (const name of await client.domainNames({ halted: true, signal: o?.signal })) out.push(ref(await client.domain(name, o)));
-      }
-      return out;
+      const [a, h] = await Promise.all([active ? running(o?.signal) : [], inactive ? halted(o?.signal) : { domains: [], errors: [] }]);
+      return [...a, ...h.domains].map(ref);
     },
-    lookupDomain: async (key, o) => ref(await client.domain(key, o)),
-    domainInfo: async (key, o) => xendDomainInfo(await client.domain(key, o)),
-    domainDefinition: async (key, o) => ({ format: 'xend-sexpr', sexpr: serializeSexpr(await client.get(`/xend/domain/${encodeURIComponent(key)}?detail=1`, { ...o, domain: key })) }),
+    lookupDomain: async (key, o) => ref(await (await conn.get()).domain(key, o)),
+    domainInfo: async (key, o) => xendDomainInfo(await (await conn.get()).domain(key, o)),
+    domainDefinition: async (key, o) => ({ format: 'xend-sexpr', sexpr: serializeSexpr(await (await conn.get()).get(`/xend/domain/${encodeURIComponent(key)}?detail=1`, { ...o, domain: key })) }),
     allDomainStats: async (o): Promise<BulkStats> => {
-      // Xend knows no per-device counters: block and net stay absent, not zero.
-      const domains: DomainStats[] = (await allDomains(o.inactive === true, o.signal)).map((d) => ({
-        info: xendDomainInfo(d),
-        memory: { maximumBytes: d.maxMemoryBytes, currentBytes: d.memoryBytes },
-      }));
-      return { domains, errors: [] };
+      // The running list and the halted list are independent: a failing halted read costs only the inactive domains.
+      const [a, h] = await Promise.all([
+        running(o.signal),
+        o.inactive === true ? inactiveDomainStats(o).catch((err: unknown): BulkStats => ({ domains: [], errors: [{ group: 'state', code: toVirtError(err).code, message: `inactive domains from Xend: ${toVirtError(err).message}` }] })) : undefined,
+      ]);
+      const domains = a.map(domainStats);
+      return { domains: h === undefined ? domains : [...domains, ...h.domains], errors: h?.errors ?? [] };
     },
-    close: () => client.close(),
+    close: () => conn.close(),
   };
 
   if (!opts.writable) return sub;
@@ -90,8 +137,8 @@ export function createXendSubDriver(opts: XendSubDriverOptions): XenSubDriver {
     const until = Date.now() + ms;
     while (Date.now() < until) {
       try {
-        const d = await client.domain(key);
-        if (d.domid === null || d.state === 'shutoff') return true;
+        const d = await (await conn.get()).domain(key);
+        if (isOff(d)) return true;
       } catch (err) {
         if (isVirtError(err, 'VIRT_ERR_NO_DOMAIN')) return true;
         throw err;
@@ -101,30 +148,41 @@ export function createXendSubDriver(opts: XendSubDriverOptions): XenSubDriver {
     return false;
   };
 
+  /** Reads the domain, refuses a wrong-state op before anything is posted, then runs it by the domain's name. */
+  const guarded = async (op: LifecycleOp, key: string, run: (client: XendClient, name: string) => Promise<void>): Promise<void> => {
+    const client = await conn.get();
+    const d = await client.domain(key);
+    checkState(op, { name: d.name, id: d.domid, state: d.state }, DRIVER);
+    await run(client, d.name);
+  };
+
   Object.assign(sub, {
     define: async (definition: unknown): Promise<DomainRef> => {
+      const client = await conn.get();
       const config = definitionToConfig(definition);
       const name = isList(config) ? config.find((x): x is string[] => isList(x) && x[0] === 'name')?.[1] : undefined;
       await client.define(config);
       return ref(await client.domain(typeof name === 'string' ? name : ''));
     },
-    undefine: (key: string) => client.delete(key),
-    start: (key: string) => client.start(key),
-    shutdown: async (key: string, so?: ShutdownOptions) => {
-      await client.shutdown(key, 'poweroff');
-      if (so?.force === true && !(await waitGone(key, opts.graceMs))) await client.destroy(key);
-    },
-    reboot: (key: string) => client.shutdown(key, 'reboot'),
-    destroy: (key: string) => client.destroy(key),
-    suspend: (key: string) => client.pause(key),
-    resume: (key: string) => client.unpause(key),
+    undefine: (key: string) => guarded('undefine', key, (c, n) => c.delete(n)),
+    start: (key: string) => guarded('start', key, (c, n) => c.start(n)),
+    // A forced shutdown may also finish off a domain that is already shutting down.
+    shutdown: (key: string, so?: ShutdownOptions) =>
+      guarded(so?.force === true ? 'destroy' : 'shutdown', key, async (c, n) => {
+        await c.shutdown(n, 'poweroff');
+        if (so?.force === true && !(await waitGone(n, opts.graceMs))) await c.destroy(n);
+      }),
+    reboot: (key: string) => guarded('reboot', key, (c, n) => c.shutdown(n, 'reboot')),
+    destroy: (key: string) => guarded('destroy', key, (c, n) => c.destroy(n)),
+    suspend: (key: string) => guarded('suspend', key, (c, n) => c.pause(n)),
+    resume: (key: string) => guarded('resume', key, (c, n) => c.unpause(n)),
     save: (key: string, file: string) => {
       if (!file.startsWith('/') || file.includes('\0')) throw new VirtError('VIRT_ERR_INVALID_ARG', `save file must be an absolute path, got ${JSON.stringify(file)}`, { driver: DRIVER, domain: key });
-      return client.save(key, file);
+      return guarded('save', key, (c, n) => c.save(n, file));
     },
     restore: async (file: string): Promise<DomainRef> => {
       if (!file.startsWith('/') || file.includes('\0')) throw new VirtError('VIRT_ERR_INVALID_ARG', `restore file must be an absolute path, got ${JSON.stringify(file)}`, { driver: DRIVER });
-      const text = await client.restore(file);
+      const text = await (await conn.get()).restore(file);
       try {
         return ref(parseXendDomain(parseSexpr(text)));
       } catch {

@@ -5,7 +5,7 @@
  * form-encoded). Every request has a deadline, honours the caller's
  * AbortSignal and reads at most maxResponseBytes.
  */
-import { Client } from 'undici';
+import { Pool } from 'undici';
 import type { Logger } from '../../util/logger.ts';
 import { VirtError, type VirtErrorCode } from '../../virt/errors.ts';
 import { isList, parseSexpr, serializeSexpr, type Sexpr } from './sexpr.ts';
@@ -41,6 +41,12 @@ export interface XendClientOptions {
   opTimeoutMs?: number;
   maxResponseBytes: number;
   logger: Logger;
+  /**
+   * Connections used at once (one request each, as libvirt). Independent reads
+   * (node, running list, halted list, one managed domain) never queue behind
+   * each other up to this many; default 8.
+   */
+  connections?: number;
 }
 
 export interface XendRequestOptions {
@@ -52,6 +58,7 @@ export interface XendRequestOptions {
 interface RawReply {
   status: number;
   text: string;
+  contentType: string;
 }
 
 const CONNECT_ERRNOS = new Set(['ECONNREFUSED', 'ENOENT', 'EACCES', 'EPERM', 'ENOTSOCK', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'ENOTFOUND']);
@@ -89,8 +96,9 @@ function codeForXendMessage(message: string, fallback: VirtErrorCode): VirtError
 export class XendClient {
   readonly address: XendAddress;
   readonly #opts: XendClientOptions;
-  readonly #client: Client;
+  readonly #client: Pool;
   #configFormat = 1;
+  #closed = false;
 
   constructor(opts: XendClientOptions) {
     this.#opts = opts;
@@ -98,8 +106,8 @@ export class XendClient {
     const a = opts.address;
     this.#client =
       a.kind === 'unix'
-        ? new Client('http://localhost:8000', { socketPath: a.path, connect: { timeout: opts.timeoutMs }, pipelining: 1 })
-        : new Client(`http://${a.host}:${a.port}`, { connect: { timeout: opts.timeoutMs, noDelay: true }, pipelining: 1 });
+        ? new Pool('http://localhost:8000', { socketPath: a.path, connect: { timeout: opts.timeoutMs }, pipelining: 1, connections: opts.connections ?? 8 })
+        : new Pool(`http://${a.host}:${a.port}`, { connect: { timeout: opts.timeoutMs, noDelay: true }, pipelining: 1, connections: opts.connections ?? 8 });
   }
 
   /**
@@ -137,7 +145,13 @@ export class XendClient {
     return this.#configFormat;
   }
 
+  /** Xend is stateless per request: an opened client stays usable until closed. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
   async close(): Promise<void> {
+    this.#closed = true;
     await this.#client.close().catch(() => undefined);
   }
 
@@ -177,7 +191,8 @@ export class XendClient {
         }
         chunks.push(chunk);
       }
-      return { status: res.statusCode, text: Buffer.concat(chunks).toString('utf8') };
+      const ct = res.headers['content-type'];
+      return { status: res.statusCode, text: Buffer.concat(chunks).toString('utf8'), contentType: (Array.isArray(ct) ? ct[0] : ct) ?? '' };
     } catch (err) {
       if (ac.signal.aborted && ac.signal.reason instanceof VirtError) throw ac.signal.reason;
       if (err instanceof VirtError) throw err;
@@ -249,10 +264,30 @@ export class XendClient {
     return parseXendDomain(sx);
   }
 
-  /** POST op=<op> to /xend/domain/<key>. */
+  /**
+   * POST op=<op> to /xend/domain/<key>. Success is a 2xx whose body is empty
+   * or one well-formed S-expression; anything else (HTML, garbage, a cut-off
+   * expression) is VIRT_ERR_RPC: Xend did not say it did it.
+   */
   async domainOp(key: string, op: string, args: Record<string, string> = {}, opts: XendRequestOptions = {}): Promise<void> {
     if (key === '') throw new VirtError('VIRT_ERR_INVALID_ARG', 'empty domain name', { driver: DRIVER });
-    await this.post(`/xend/domain/${encodeURIComponent(key)}`, { op, ...args }, { ...opts, domain: key });
+    const path = `/xend/domain/${encodeURIComponent(key)}`;
+    const body = new URLSearchParams({ op, ...args }).toString();
+    const reply = await this.#request('POST', path, body, opts.signal, opts.timeoutMs);
+    this.#check('POST', path, reply, key);
+    const text = reply.text.trim();
+    const bad = (why: string): never => {
+      throw new VirtError('VIRT_ERR_RPC', `POST ${path} op=${op}: Xend answered ${reply.status} with ${why}; the ${op} is not known to have happened`, { driver: DRIVER, domain: key });
+    };
+    if (/html/i.test(reply.contentType)) bad(`an HTML page (${reply.contentType})`);
+    if (text === '') return;
+    let sx: Sexpr | undefined;
+    try {
+      sx = parseSexpr(text, { maxLength: this.#opts.maxResponseBytes });
+    } catch {
+      sx = undefined;
+    }
+    if (sx === undefined || !isList(sx)) bad(`a malformed body ${JSON.stringify(text.slice(0, 80))}`);
   }
 
   pause(key: string): Promise<void> { return this.domainOp(key, 'pause'); }

@@ -4,7 +4,7 @@
  * reboot by writing control/shutdown when the connection may write.
  */
 import { VirtError } from '../../virt/errors.ts';
-import type { DomainInfo, DomainRef, ListOptions, ReadOptions } from '../types.ts';
+import type { DomainRef, ListOptions, ReadOptions } from '../types.ts';
 import { canonicalUuid } from './xend-domain.ts';
 import { isXsErrno, type XenStoreClient } from './xenstore.ts';
 import { matchesKey, type XenSubDriver } from './subdriver.ts';
@@ -116,12 +116,9 @@ export function createXenStoreSubDriver(conn: Reconnecting<XenStoreClient>, read
       const { name, uuid, id } = await find(key, opts);
       return { name, uuid, id };
     },
-    // Partial, as libvirt's xenstore getInfo: no state or CPU time here.
-    domainInfo: async (key, opts): Promise<DomainInfo> => {
-      const d = await find(key, opts);
-      const mem = d.ident.memoryTargetBytes ?? 0;
-      return { name: d.name, uuid: d.uuid, id: d.id, state: 'nostate', maxMemoryBytes: mem, memoryBytes: mem, vcpus: d.ident.vcpusOnline ?? 0, cpuTimeSeconds: 0 };
-    },
+    // No domainInfo: XenStore has no state, CPU time or maximum memory, and a
+    // reading with those left at nostate/0 would pass for a real one. Without
+    // the hypervisor and Xend, domainInfo fails and says which backend is missing.
     close: () => conn.close(),
   };
   if (!readOnly) {

@@ -64,7 +64,7 @@ void describe('Xen lifecycle through Xend, seen by the next hypervisor read', ()
     assert.equal((await c.domainInfo('web')).state, 'paused');
     await c.resume('web');
     assert.equal(await hvState(c, 'web'), 'running');
-    await assert.rejects(c.suspend('idle'), (e: unknown) => isVirtError(e, 'VIRT_ERR_OPERATION_FAILED'));
+    await assert.rejects(c.suspend('idle'), (e: unknown) => isVirtError(e, 'VIRT_ERR_OPERATION_INVALID'));
     await assert.rejects(c.suspend('nobody'), (e: unknown) => isVirtError(e, 'VIRT_ERR_NO_DOMAIN'));
   });
 
@@ -129,7 +129,7 @@ void describe('Xen lifecycle through Xend, seen by the next hypervisor read', ()
       assert.equal(await hvState(noXend, 'web'), 'running');
       await noXend.shutdown('web');
       await eventually('the guest powering off after control/shutdown', async () => (await hvState(noXend, 'web')) === null);
-      await assert.rejects(noXend.destroy('db'), (e: unknown) => isVirtError(e, 'VIRT_ERR_NO_SUPPORT'), 'XenStore cannot destroy; only Xend could');
+      await assert.rejects(noXend.destroy('db'), (e: unknown) => isVirtError(e, 'VIRT_ERR_NO_CONNECT') && /xend/i.test((e as Error).message), 'XenStore cannot destroy; only Xend could, and it is not there');
     } finally {
       await noXend.close();
     }
