@@ -14,7 +14,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PROJECT_ROOT } from '../project.ts';
-import { toVirtError, VirtError } from '../virt/errors.ts';
+import { isVirtError, toVirtError, VirtError } from '../virt/errors.ts';
 import type { VirtUri } from '../virt/uri.ts';
 import type { Driver } from './driver.ts';
 import type { OpenContext } from './driver.ts';
@@ -83,10 +83,14 @@ export function openQemuDriver(uri: VirtUri, ctx: OpenContext): Promise<Driver> 
   const mode: QemudMode = uri.path === '/system' ? 'system' : 'session';
   const s = ctx.settings;
   const paths = resolvePaths(mode, { runtimeDir: setting(s, 'runtime-dir'), stateDir: setting(s, 'state-dir') });
-  // Never talk to a socket in a directory another local user could have made (issue 12, finding 5).
+  // Never talk to a socket in a directory another local user could have made (issue 12, finding 5);
+  // a read-only connection checks what exists but creates nothing (issue 15).
   try {
-    checkSessionDirs(paths);
+    checkSessionDirs(paths, process.env, !ctx.readOnly);
   } catch (err) {
+    if (ctx.readOnly && isVirtError(err, 'VIRT_ERR_NO_CONNECT')) {
+      return Promise.reject(new VirtError('VIRT_ERR_NO_CONNECT', `no virt-qemud runs for ${uri.text} (${err.message}); read-only connections never start virt-qemud: start it (systemctl start virt-qemud, or virt-qemud --${mode}) or run a write command`));
+    }
     return Promise.reject(toVirtError(err, 'VIRT_ERR_UNSAFE_PATH'));
   }
   const binary = setting(s, 'qemud-binary') || DEFAULT_QEMUD;

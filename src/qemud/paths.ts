@@ -82,9 +82,10 @@ export function checkOwnedDir(dir: string, opts: { uid: number; private: boolean
 /**
  * Checks (creating when missing) the directories a session-mode client or
  * daemon is about to trust: the session base and the runtime directory must
- * be the caller's own; the derived defaults must be mode 0700.
+ * be the caller's own; the derived defaults must be mode 0700. Without
+ * `create` (read-only clients) a missing one is VIRT_ERR_NO_CONNECT.
  */
-export function checkSessionDirs(paths: QemudPaths, env: NodeJS.ProcessEnv = process.env): void {
+export function checkSessionDirs(paths: QemudPaths, env: NodeJS.ProcessEnv = process.env, create = true): void {
   const uid = process.geteuid?.() ?? 0;
   if (paths.mode === 'system') {
     // qemu:///system is root's: its directory must be root's and not writable by others.
@@ -102,8 +103,8 @@ export function checkSessionDirs(paths: QemudPaths, env: NodeJS.ProcessEnv = pro
     const xdg = env['XDG_RUNTIME_DIR'];
     if (xdg !== undefined && xdg !== '') checkOwnedDir(xdg, { uid, private: true, create: false });
   }
-  if (paths.runtimeDir.startsWith(base + '/')) checkOwnedDir(base, { uid, private: derived, create: true });
-  checkOwnedDir(paths.runtimeDir, { uid, private: false, create: true });
+  if (paths.runtimeDir.startsWith(base + '/')) checkOwnedDir(base, { uid, private: derived, create });
+  checkOwnedDir(paths.runtimeDir, { uid, private: false, create });
 }
 
 export function resolvePaths(mode: QemudMode, overrides: PathOverrides = {}, env: NodeJS.ProcessEnv = process.env): QemudPaths {

@@ -103,7 +103,11 @@ void describe('finding 5: a session runtime directory of another user is refused
     const home = join(work, 'home');
     mkdirSync(home, { mode: 0o700 });
     chownSync(home, victim.uid, victim.gid);
-    const r = await runAs(victim, VIRTCTL_BIN, ['--connect', 'qemu:///session', 'list'], env({ HOME: home }));
+    // Read-only commands create nothing (issue 15); a write command makes the directory, then finds no daemon (autostart off).
+    const ro = await runAs(victim, VIRTCTL_BIN, ['--connect', 'qemu:///session', 'list'], env({ HOME: home }));
+    assert.equal(ro.code, ERROR_CODES.VIRT_ERR_NO_CONNECT.exit, ro.stderr);
+    assert.equal(existsSync(join(home, '.cache')), false, 'a read-only command created a directory');
+    const r = await runAs(victim, VIRTCTL_BIN, ['--connect', 'qemu:///session', 'start', 'nothing'], env({ HOME: home }));
     assert.equal(r.code, ERROR_CODES.VIRT_ERR_NO_CONNECT.exit, r.stderr);
     const dir = join(home, '.cache', 'virt-exporter');
     const st = statSync(dir);
