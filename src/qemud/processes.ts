@@ -1,3 +1,4 @@
+import { createConnection } from 'node:net';
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { processAlive } from './proc.ts';
@@ -73,6 +74,18 @@ export function runCommand(file: string, args: string[], timeoutMs: number): Pro
   });
 }
 
+/** Whether a unix socket accepts a connection now (the probe is closed at once). */
+function accepts(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createConnection(path);
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
 /**
  * Starts QEMU in the foreground of its own session (no -daemonize: QEMU's
  * seccomp sandbox with spawn=deny and elevateprivileges=deny forbids the
@@ -107,8 +120,16 @@ export function startQemu(file: string, args: string[], opts: { pidFile: string;
     };
     child.on('error', (err) => finish(() => reject(err)));
     child.on('exit', (code) => finish(() => resolve({ code: code ?? 1, stdout: '', stderr: stderr() })));
+    // QEMU binds its monitor socket a moment before it listens on it: "set up"
+    // means the socket accepts a connection, not merely that its file exists.
+    let probing = false;
     const poll = setInterval(() => {
-      if (existsSync(opts.pidFile) && existsSync(opts.qmpSocket)) finish(() => resolve({ code: 0, stdout: '', stderr: '' }));
+      if (probing || !existsSync(opts.pidFile) || !existsSync(opts.qmpSocket)) return;
+      probing = true;
+      void accepts(opts.qmpSocket).then((ok) => {
+        probing = false;
+        if (ok) finish(() => resolve({ code: 0, stdout: '', stderr: '' }));
+      });
     }, 20);
     const timer = setTimeout(() => {
       finish(() => {
