@@ -89,13 +89,20 @@ export async function startMetricsServer(opts: MetricsServerOptions): Promise<Ru
   };
 
   /** Streams a lent body (gzip on the libuv pool when accepted); resolves when the response is done. */
-  const sendBody = async (res: ServerResponse, req: IncomingMessage, type: string, body: Rendered): Promise<void> => {
+  /**
+   * `handedOff` runs once the whole body is queued on the response: from then on
+   * the scrape costs only the kernel's flush, and a scraper's next request on the
+   * same keep-alive connection must not count twice against --web.max-requests
+   * (as promhttp's in-flight gauge, which drops when the handler returns).
+   */
+  const sendBody = async (res: ServerResponse, req: IncomingMessage, type: string, body: Rendered, handedOff: () => void): Promise<void> => {
     for (const [k, v] of Object.entries(opts.guard.headers)) res.setHeader(k, v);
     res.setHeader('Content-Type', type);
     const gzip = body.bytes > 1024 && /\bgzip\b/.test(String(req.headers['accept-encoding'] ?? ''));
     if (req.method === 'HEAD') {
       res.writeHead(200);
       res.end();
+      handedOff();
       return;
     }
     if (gzip && body.bytes <= ONE_SHOT_GZIP_BYTES) {
@@ -105,6 +112,7 @@ export async function startMetricsServer(opts: MetricsServerOptions): Promise<Ru
       res.setHeader('Content-Length', payload.length);
       res.writeHead(200);
       res.end(payload);
+      handedOff();
       await finished(res).catch(clientGone(res));
       return;
     }
@@ -115,6 +123,7 @@ export async function startMetricsServer(opts: MetricsServerOptions): Promise<Ru
       const done = pipeline(gz, res);
       for (const c of body.chunks) gz.write(c);
       gz.end();
+      handedOff();
       await done.catch(clientGone(res));
       return;
     }
@@ -123,6 +132,7 @@ export async function startMetricsServer(opts: MetricsServerOptions): Promise<Ru
     res.cork();
     for (const c of body.chunks) res.write(c);
     res.end();
+    handedOff();
     await finished(res).catch(clientGone(res));
   };
 
@@ -143,19 +153,25 @@ export async function startMetricsServer(opts: MetricsServerOptions): Promise<Ru
       filtered.set(key, renderer);
     }
     inFlight++;
+    let counted = true;
+    const release = (): void => {
+      if (!counted) return;
+      counted = false;
+      inFlight--;
+    };
     const started = performance.now();
     try {
       const format = negotiateFormat(req.headers.accept);
       const snapshot = await opts.collection.collect();
       const body = await renderer.render(snapshot, selected ?? opts.collectors, { version: opts.version, errorCounts: opts.collection.errorCounts, otelExportFailures: opts.otelExportFailures }, opts.registry, format);
       try {
-        await sendBody(res, req, CONTENT_TYPES[format], body);
+        await sendBody(res, req, CONTENT_TYPES[format], body, release);
       } finally {
         body.release();
       }
       log.debug('scrape', { remote: req.socket.remoteAddress, format, collectors: selected === null ? 'all' : [...selected].join(','), bytes: body.bytes, up: snapshot.up, seconds: Number(((performance.now() - started) / 1000).toFixed(4)) });
     } finally {
-      inFlight--;
+      release();
     }
   };
 

@@ -129,8 +129,9 @@ void describe('an admin principal flooding the endpoint', { timeout: 120_000 }, 
       }
       return lat.sort((a, b) => a - b);
     };
+    // 8 connections: within the cap on not-yet-authenticated connections (issue 12 finding 12), which would close more.
     const baseline = await viewer(5);
-    const [flood, during] = await Promise.all([wrk(['-t1', '-c32', '-d5s', '-H', `Authorization: Bearer ${TOKENS.operator}`, url]), viewer(30)]);
+    const [flood, during] = await Promise.all([wrk(['-t1', '-c8', '-d5s', '-H', `Authorization: Bearer ${TOKENS.operator}`, url]), viewer(30)]);
     const p = (xs: number[], q: number): number => Math.round((xs[Math.min(xs.length - 1, Math.floor(xs.length * q))] ?? NaN) * 10) / 10;
     t.diagnostic(`flood: ${flood.requests} requests, ${flood.non2xx} refused (429); viewer latency before p50 ${p(baseline, 0.5)} ms, during p50 ${p(during, 0.5)} ms p90 ${p(during, 0.9)} ms max ${p(during, 1)} ms`);
     assert.ok(flood.non2xx >= flood.requests * 0.9, `the flooder got ${flood.non2xx} refusals out of ${flood.requests}`);
