@@ -250,8 +250,16 @@ export class QemudServer {
     if (!readOnly && (peer === undefined || !this.#mayWrite(peer))) {
       log.warn('refusing a client on the read-write socket: not root, not the daemon user, not in the admin group', { ...who, admin_group: this.#o.adminGroup ?? '' });
       sock.on('error', () => undefined);
-      sock.end(encodeFrame({ v: PROTOCOL_VERSION, id: null, error: { code: 'VIRT_ERR_OPERATION_DENIED', message: `uid ${peer?.uid ?? '?'} may not use the read-write socket; use the read-only one, or ask for membership of the admin group` } }));
-      sock.destroySoon();
+      sock.write(encodeFrame({ v: PROTOCOL_VERSION, id: null, error: { code: 'VIRT_ERR_OPERATION_DENIED', message: `uid ${peer?.uid ?? '?'} may not use the read-write socket; use the read-only one, or ask for membership of the admin group` } }));
+      // Close once the client has sent its first request (or after a second): closing at once
+      // races the request it is writing, and it would see EPIPE instead of the refusal.
+      const close = (): void => {
+        clearTimeout(timer);
+        sock.destroySoon();
+      };
+      const timer = setTimeout(close, 1000);
+      sock.once('data', close);
+      sock.once('close', () => clearTimeout(timer));
       return;
     }
     if (readOnly) log.debug('client connected', { socket: kind, ...who });
