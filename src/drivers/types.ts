@@ -49,6 +49,12 @@ export interface DomainInfo extends DomainRef {
   labels?: Readonly<Record<string, string>>;
   /** A managed-save image exists: the next start resumes from it. */
   managedSave?: boolean;
+  /**
+   * When the counters of the domain's current run started (seconds since the
+   * epoch; the QEMU process start, say), where the driver knows it: the
+   * OpenTelemetry start time of its cumulative counters.
+   */
+  startTimeSeconds?: number;
 }
 
 export const VCPU_STATES = ['offline', 'running', 'blocked'] as const;

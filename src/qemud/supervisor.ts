@@ -227,6 +227,9 @@ export class Supervisor {
       persistent: true,
       managedSave: d.save !== null,
     };
+    // QEMU's counters (and the process's CPU time) count from its start.
+    const started = d.active && d.rec !== null ? Date.parse(d.rec.startedAt) / 1000 : NaN;
+    if (Number.isFinite(started)) info.startTimeSeconds = started;
     return info;
   }
 

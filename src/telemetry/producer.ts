@@ -45,7 +45,8 @@ interface SeriesState {
  * When a driver knows when a domain started, or when a device was attached
  * (seconds since the epoch), it may report it on the reading under these
  * optional names; a counter of that domain or device then starts there.
- * (No driver reports them yet; until one does, the first observation rule applies.)
+ * DomainInfo.startTimeSeconds is one (qemu and test drivers); where no driver
+ * knows, the first observation rule applies.
  */
 export interface KnownStart {
   startTimeSeconds?: number;

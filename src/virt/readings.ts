@@ -43,6 +43,7 @@ function checkDomain(d: unknown): string | undefined {
   if (!num(i.maxMemoryBytes) || !num(i.memoryBytes) || !num(i.vcpus) || !num(i.cpuTimeSeconds)) return 'info with a non-numeric memory, vCPU or CPU field';
   if (i.id !== null && i.id !== undefined && !num(i.id)) return 'info with a non-numeric id';
   for (const k of ['osType', 'arch', 'machine', 'stateReason'] as const) if (i[k] !== undefined && !str(i[k], 256)) return `info.${k} is not a short string`;
+  if (i.startTimeSeconds !== undefined && !num(i.startTimeSeconds)) delete i.startTimeSeconds;
   if (i.labels !== undefined) {
     const l = i.labels;
     if (!isObj(l) || Object.keys(l).length > 64 || !Object.entries(l).every(([k, v]) => /^[a-zA-Z_][a-zA-Z0-9_]{0,63}$/.test(k) && str(v, 1024))) delete i.labels;

@@ -205,14 +205,17 @@ void describe('OpenTelemetry push (NodeSDK, MetricProducer over the shared snaps
       assert.deepEqual(new Set(pointsOf(first, 'virt.domain.disk.io').map((p) => p.attributes['disk.io.direction'])), new Set(['read', 'write']));
       assert.deepEqual(new Set(pointsOf(first, 'virt.domain.network.io').map((p) => p.attributes['network.io.direction'])), new Set(['receive', 'transmit']));
 
-      // Start times: a hypervisor counter starts at its first observation (a true reset point), then keeps it.
+      // Start times: a domain's counter starts when the driver says its run started (the test host's
+      // domains booted hours ago), never at the exporter's start, and keeps it.
       const second = requests[1] as OtlpRequest;
       const last = requests[requests.length - 1] as OtlpRequest;
       const cpuFirst = pointsOf(first, METRICS.cpuTime.otel.name);
       assert.ok(cpuFirst.length >= 1);
       for (const p of cpuFirst) {
-        assert.equal(p.startTimeUnixNano, p.timeUnixNano, 'first observation: start = time');
-        assert.ok(ms(p.startTimeUnixNano) >= t0, 'not the exporter start: the first observation');
+        const info = (collection.snapshots[0] as Snapshot).domains.find((d) => d.info.uuid === p.attributes['vm.id'])?.info;
+        assert.ok(info?.startTimeSeconds !== undefined, 'the test driver knows when each run started');
+        assert.equal(ms(p.startTimeUnixNano), Math.round(info.startTimeSeconds * 1000), 'the domain\'s start');
+        assert.ok(ms(p.startTimeUnixNano) < t0, 'not the exporter start');
       }
       for (const req of [second, last]) {
         for (const p of pointsOf(req, METRICS.cpuTime.otel.name)) {
@@ -326,8 +329,13 @@ void describe('OpenTelemetry push (NodeSDK, MetricProducer over the shared snaps
     assert.equal(pointsOf(second, METRICS.domains.otel.name)[0]?.value, (collection.snapshots[1] as Snapshot).domains.length);
     assert.equal(push.producer?.seriesCount !== undefined && push.producer.seriesCount < 1000, true);
 
-    // Delta: nothing for a first observation (its increase is unknown), then the increase over each interval.
-    assert.equal(pointsOf(first, METRICS.cpuTime.otel.name).length, 0);
+    // Delta: a first observation with a known start is the increase since that start, then the increase over each interval.
+    const firstRunning = (collection.snapshots[0] as Snapshot).domains.filter((d) => d.info.state !== 'shutoff');
+    assert.equal(pointsOf(first, METRICS.cpuTime.otel.name).length, firstRunning.length);
+    for (const p of pointsOf(first, METRICS.cpuTime.otel.name)) {
+      const d = firstRunning.find((x) => x.info.uuid === p.attributes['vm.id']);
+      assert.ok(d !== undefined && Math.abs(p.value - d.info.cpuTimeSeconds) < 1e-9, `first delta of ${p.attributes['vm.name']} is its CPU time since its start`);
+    }
     for (const [req, i] of [[second, 1], [third, 2]] as const) {
       const before = collection.snapshots[i - 1] as Snapshot;
       const now = collection.snapshots[i] as Snapshot;

@@ -23,6 +23,8 @@ void describe('SnapshotMetricProducer', () => {
   before(async () => {
     conn = await open('test:///default', { readOnly: true });
     snap = await new Collection(conn, { collectors: ALL, timeoutMs: 5000 }).collect();
+    // These cases give (or withhold) start times themselves: drop the ones the test driver knows.
+    snap = { ...snap, domains: snap.domains.map((d) => ({ ...d, info: { ...d.info, startTimeSeconds: undefined } })) };
   });
   after(() => conn.close());
 

@@ -26,6 +26,8 @@ export class SimDomain {
   id: number | null = null;
   /** Seconds spent running (vCPUs scheduled) since the last start. */
   #runSeconds = 0;
+  /** When the current run's counters started (epoch ms); null before the first boot. */
+  #countingSince: number | null = null;
   #runningSince: number | null = null;
   readonly #phase: number;
 
@@ -51,6 +53,7 @@ export class SimDomain {
 
   /** A fresh boot: a new process, so its counters start from zero (as a real hypervisor's do). */
   boot(id: number, nowMs: number, reason: string): void {
+    this.#countingSince = nowMs;
     this.#runSeconds = 0;
     this.#runningSince = null;
     this.transition('running', reason, nowMs, id);
@@ -62,6 +65,8 @@ export class SimDomain {
   }
 
   restoreFrom(saved: { runSeconds: number; state: SimState }, id: number, nowMs: number): void {
+    // The counters go on from the saved run: they count from that long before now.
+    this.#countingSince = nowMs - saved.runSeconds * 1000;
     this.#runSeconds = saved.runSeconds;
     this.#runningSince = null;
     this.transition(saved.state === 'shutoff' ? 'running' : saved.state, 'restored', nowMs, id);
@@ -92,6 +97,7 @@ export class SimDomain {
       machine: this.spec.machine,
       autostart: this.spec.autostart,
       persistent: true,
+      ...(active && this.#countingSince !== null ? { startTimeSeconds: this.#countingSince / 1000 } : {}),
     };
   }
 
