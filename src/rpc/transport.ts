@@ -14,6 +14,7 @@
  *   sent: VIRT_ERR_RPC, and the connection is closed (the stream can no longer
  *   be trusted to be in step).
  */
+import { inSpan } from '../telemetry/tracing.ts';
 import { withDeadline } from '../util/deadline.ts';
 import { createConnection, type Socket } from 'node:net';
 import { silentLogger, type Logger } from '../util/logger.ts';
@@ -337,8 +338,11 @@ export class RpcTransport<F> {
 
   /** One request: connects if needed, then waits for the reply frame to its serial. */
   async call(encode: (serial: number) => Buffer, opts: CallOptions): Promise<F> {
-    const conn = await this.#withDeadline(this.connection(opts.signal), opts);
-    return conn.call(encode, opts);
+    // A child span per RPC of whatever read or operation is being traced (a no-op without tracing).
+    return inSpan(`rpc ${opts.what}`, { 'rpc.method': opts.what, 'server.address': this.options.peer }, async () => {
+      const conn = await this.#withDeadline(this.connection(opts.signal), opts);
+      return conn.call(encode, opts);
+    });
   }
 
   #withDeadline<T>(p: Promise<T>, opts: CallOptions): Promise<T> {

@@ -4,6 +4,10 @@ import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { context, trace } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
+import { inSpan } from '../../src/telemetry/tracing.ts';
 import { LengthPrefixedDecoder, RpcTransport } from '../../src/rpc/transport.ts';
 import { isVirtError } from '../../src/virt/errors.ts';
 
@@ -81,6 +85,53 @@ describe('RpcTransport', () => {
       for (const s of socks) s.destroy();
       await new Promise<void>((r) => server.close(() => r()));
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('RpcTransport tracing', () => {
+  it('each call is a child span of the traced read it belongs to', async () => {
+    const spans = new InMemorySpanExporter();
+    context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+    trace.setGlobalTracerProvider(new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter: spans })] }));
+    const dir = mkdtempSync(join(tmpdir(), 'virt-rpc-'));
+    const path = join(dir, 'sock');
+    const server = createServer((s) => {
+      const d = new LengthPrefixedDecoder({ maxFrameBytes: 100, minFrameBytes: 4, inclusive: false, peer: 'c' });
+      s.on('data', (c: Buffer) => {
+        for (const f of d.push(c)) s.write(frame(f.readUInt32BE(0), 'ok'));
+      });
+    });
+    await new Promise<void>((r) => server.listen(path, r));
+    const t = new RpcTransport<Buffer>({
+      peer: 'traced peer',
+      socketPath: path,
+      decoder: () => new LengthPrefixedDecoder({ maxFrameBytes: 100, minFrameBytes: 4, inclusive: false, peer: 'traced peer' }),
+      serialOf: (f) => f.readUInt32BE(0),
+      maxOutboundBytes: 100,
+      connectTimeoutMs: 1000,
+      backoff: { initialMs: 1, maxMs: 1 },
+    });
+    try {
+      await inSpan('bulk domain stats read', {}, async () => {
+        await t.call((s) => frame(s), { timeoutMs: 2000, what: 'connect-get-all-domain-stats' });
+        await t.call((s) => frame(s), { timeoutMs: 2000, what: 'domain-get-xml-desc' });
+      });
+      const done = spans.getFinishedSpans();
+      const parent = done.find((x) => x.name === 'bulk domain stats read');
+      const rpcs = done.filter((x) => x.name.startsWith('rpc '));
+      assert.ok(parent !== undefined);
+      assert.deepEqual(rpcs.map((x) => x.name), ['rpc connect-get-all-domain-stats', 'rpc domain-get-xml-desc']);
+      for (const r of rpcs) {
+        assert.equal(r.parentSpanContext?.spanId, parent.spanContext().spanId);
+        assert.equal(r.attributes['server.address'], 'traced peer');
+      }
+    } finally {
+      t.close();
+      await new Promise<void>((r) => server.close(() => r()));
+      rmSync(dir, { recursive: true, force: true });
+      trace.disable();
+      context.disable();
     }
   });
 });

@@ -5,6 +5,7 @@
  * form-encoded). Every request has a deadline, honours the caller's
  * AbortSignal and reads at most maxResponseBytes.
  */
+import { inSpan } from '../../telemetry/tracing.ts';
 import { Pool } from 'undici';
 import type { Logger } from '../../util/logger.ts';
 import { VirtError, type VirtErrorCode } from '../../virt/errors.ts';
@@ -155,7 +156,12 @@ export class XendClient {
     await this.#client.close().catch(() => undefined);
   }
 
-  async #request(method: 'GET' | 'POST', path: string, body: string | undefined, signal: AbortSignal | undefined, timeoutMs = this.#opts.timeoutMs): Promise<RawReply> {
+  /** One Xend request, a child span of the read or operation being traced (several make up one read). */
+  #request(method: 'GET' | 'POST', path: string, body: string | undefined, signal: AbortSignal | undefined, timeoutMs = this.#opts.timeoutMs): Promise<RawReply> {
+    return inSpan(`xend ${method}`, { 'http.request.method': method, 'url.path': path }, () => this.#send(method, path, body, signal, timeoutMs));
+  }
+
+  async #send(method: 'GET' | 'POST', path: string, body: string | undefined, signal: AbortSignal | undefined, timeoutMs: number): Promise<RawReply> {
     const where = `${method} ${path} at ${describeAddress(this.address)}`;
     if (signal?.aborted === true) throw new VirtError('VIRT_ERR_OPERATION_TIMEOUT', `${where}: aborted before sending`, { driver: DRIVER });
     const ac = new AbortController();
