@@ -136,7 +136,8 @@ export class SnapshotMetricProducer implements MetricProducer {
     const nowMs = this.#now();
     const end = hr(nowMs);
     const delta = (this.#opts.temporality?.(InstrumentType.OBSERVABLE_COUNTER) ?? AggregationTemporality.CUMULATIVE) === AggregationTemporality.DELTA;
-    const enabled = new Set(this.#specs);
+    // By name: virt_domain_info with configured metadata labels is a variant of the catalogue's spec.
+    const enabled = new Set(this.#specs.map((s) => s.name));
     const groups = new Map<string, { otel: OtelSpec; counter: boolean; points: DataPoint<number>[] }>();
     const nextSeries = new Map<string, SeriesState>();
     const processStart = this.#opts.processStartMs ?? nowMs;
@@ -144,7 +145,7 @@ export class SnapshotMetricProducer implements MetricProducer {
 
     const emit = (s: Sample): void => {
       const spec = s.metric;
-      if (!enabled.has(spec)) return;
+      if (!enabled.has(spec.name)) return;
       const attributes: Attributes = {};
       const names = otelAttributeNames(spec);
       for (let i = 0; i < names.length; i++) attributes[names[i] as string] = s.labels[i] ?? '';

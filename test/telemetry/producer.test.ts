@@ -97,6 +97,16 @@ void describe('SnapshotMetricProducer', () => {
     }
   });
 
+  void it('sends virt.domain.info with configured metadata labels too (a variant of the catalogue spec)', () => {
+    const labelled: Snapshot = { ...snap, domains: snap.domains.map((d) => ({ ...d, info: { ...d.info, labels: { project_id: `p-${d.info.name}`, flavor: 'm1.small' } } })) };
+    const data = producer({ now: 2_000_000_000_000 }).toMetricData(labelled);
+    const info = points(data, METRICS.domainInfo.otel.name);
+    assert.equal(info.length, snap.domains.length);
+    const first = snap.domains[0];
+    assert.ok(first !== undefined);
+    assert.ok(info.some((p) => p.attributes['vm.id'] === first.info.uuid && p.attributes['project_id'] === `p-${first.info.name}` && p.attributes['flavor'] === 'm1.small'), JSON.stringify(info[0]?.attributes));
+  });
+
   void it('remembers only the series of the latest snapshot, and sends counts as integers', () => {
     const clock = { now: 2_000_000_000_000 };
     const p = producer(clock);
