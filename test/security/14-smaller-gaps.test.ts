@@ -4,7 +4,7 @@
 // "Maximum call stack size exceeded"; the 0666 read-only socket returned
 // kernel command lines.
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -15,22 +15,8 @@ import { FrameDecoder, encodeFrame } from '../../src/qemud/protocol.ts';
 import { REDACTED } from '../../src/qemud/server.ts';
 import { ERROR_CODES } from '../../src/virt/errors.ts';
 import { RawConn, rawFrame, ROOT, sandbox, startDaemon, VIRTCTL_BIN, type Sandbox } from '../qemud/helpers.ts';
+import { run } from './users.ts';
 
-function run(file: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs = 30_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 void describe('finding 14: smaller gaps', () => {
   let dir: string;

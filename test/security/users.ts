@@ -45,10 +45,10 @@ export interface RunResult {
   stderr: string;
 }
 
-/** Runs a command as `user` (setpriv: real and effective ids, no supplementary groups) with exactly `env`. */
-export function runAs(user: TestUser, file: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs = 60_000): Promise<RunResult> {
+/** Runs a command with exactly `env`, killed after `timeoutMs`. */
+export function run(file: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs = 60_000): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn('setpriv', [`--reuid=${user.uid}`, `--regid=${user.gid}`, '--clear-groups', '--', file, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(file, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
@@ -60,4 +60,9 @@ export function runAs(user: TestUser, file: string, args: string[], env: NodeJS.
       resolve({ code, stdout, stderr });
     });
   });
+}
+
+/** Runs a command as `user` (setpriv: real and effective ids, no supplementary groups) with exactly `env`. */
+export function runAs(user: TestUser, file: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs = 60_000): Promise<RunResult> {
+  return run('setpriv', [`--reuid=${user.uid}`, `--regid=${user.gid}`, '--clear-groups', '--', file, ...args], env, timeoutMs);
 }
