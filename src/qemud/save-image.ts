@@ -112,19 +112,16 @@ function checkOpened(file: string, st: Stats): void {
   if (st.nlink !== 1) throw refused(file, `it has ${st.nlink} hard links`);
 }
 
-/** Creates a new save image (never an existing file, never through a link); returns its descriptor. */
-export function createSaveFile(file: string): number {
+/**
+ * Opens `file` inside its directory, held open for the whole check: `open`
+ * gets the path through that directory's descriptor (so no swapped-in parent
+ * is followed) and the opened file must pass checkOpened, else it is closed.
+ */
+function openChecked(file: string, open: (at: string) => number): number {
   const name = checkName(file);
   const dir = new HeldDir(dirname(file));
   try {
-    let fd: number;
-    try {
-      fd = openSync(dir.at(name), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'EEXIST') throw new VirtError('VIRT_ERR_OPERATION_INVALID', `save image ${file} already exists (or is a link); it is never overwritten`);
-      throw new VirtError('VIRT_ERR_INVALID_ARG', `cannot create save image ${file}: ${(err as Error).message}`, { cause: err });
-    }
+    const fd = open(dir.at(name));
     try {
       checkOpened(file, fstatSync(fd));
     } catch (err) {
@@ -137,29 +134,30 @@ export function createSaveFile(file: string): number {
   }
 }
 
+/** Creates a new save image (never an existing file, never through a link); returns its descriptor. */
+export function createSaveFile(file: string): number {
+  return openChecked(file, (at) => {
+    try {
+      return openSync(at, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST') throw new VirtError('VIRT_ERR_OPERATION_INVALID', `save image ${file} already exists (or is a link); it is never overwritten`);
+      throw new VirtError('VIRT_ERR_INVALID_ARG', `cannot create save image ${file}: ${(err as Error).message}`, { cause: err });
+    }
+  });
+}
+
 /** Opens an existing save image for reading: no link followed, ours, regular, one link. */
 export function openSaveFile(file: string): number {
-  const name = checkName(file);
-  const dir = new HeldDir(dirname(file));
-  try {
-    let fd: number;
+  return openChecked(file, (at) => {
     try {
-      fd = openSync(dir.at(name), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+      return openSync(at, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ELOOP') throw refused(file, 'it is a symbolic link');
       throw new VirtError('VIRT_ERR_INVALID_ARG', `cannot open save image ${file}: ${(err as Error).message}`, { cause: err });
     }
-    try {
-      checkOpened(file, fstatSync(fd));
-    } catch (err) {
-      closeSync(fd);
-      throw err;
-    }
-    return fd;
-  } finally {
-    dir.close();
-  }
+  });
 }
 
 function mac(key: Buffer, signed: Buffer): Buffer {
