@@ -6,6 +6,7 @@
  */
 import { VirtError, type VirtErrorCode } from '../../virt/errors.ts';
 import { XdrReader, XdrWriter } from './xdr.ts';
+import type { HostTopology } from '../types.ts';
 
 export const REMOTE_PROGRAM = 0x20008086;
 export const REMOTE_PROTOCOL_VERSION = 1;
@@ -252,15 +253,10 @@ export function readAllDomainStats(r: XdrReader): StatsRecord[] {
   }, 28);
 }
 
-export interface NodeInfo {
+/** virNodeInfo: the host topology plus its CPU model and memory (in KiB, as libvirt sends it). */
+export interface NodeInfo extends HostTopology {
   model: string;
   memoryKiB: number;
-  cpus: number;
-  mhz: number;
-  nodes: number;
-  sockets: number;
-  cores: number;
-  threads: number;
 }
 
 export function readNodeInfo(r: XdrReader): NodeInfo {
