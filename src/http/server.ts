@@ -10,7 +10,7 @@ import { tracedHandler } from '../telemetry/tracing.ts';
 import type { Logger } from '../util/logger.ts';
 import { CONTENT_TYPES, Exposition, negotiateFormat, type Rendered } from './exposition.ts';
 import { COLLECTORS } from '../collectors/catalogue.ts';
-import { listen, listenFd, parseListenAddresses, systemdListenFds } from './listen.ts';
+import { closeServer, listen, listenFd, parseListenAddresses, systemdListenFds } from './listen.ts';
 import { landingPage } from './landing.ts';
 import type { WebGuard } from './web-guard.ts';
 
@@ -234,17 +234,6 @@ export async function startMetricsServer(opts: MetricsServerOptions): Promise<Ru
     server.maxHeadersCount = 100;
     return server;
   };
-  const closeOne = (server: ReturnType<WebGuard['createServer']>, graceMs: number): Promise<void> =>
-    new Promise<void>((resolve) => {
-      if (!server.listening) return resolve();
-      const force = setTimeout(() => server.closeAllConnections(), graceMs);
-      server.close(() => {
-        clearTimeout(force);
-        resolve();
-      });
-      server.closeIdleConnections();
-    });
-
   // Every address is checked before any is bound; a failure to bind one closes those already bound.
   const targets = opts.systemdSocket === true ? systemdListenFds().map((fd) => ({ fd })) : parseListenAddresses(opts.listenAddress);
   const servers: Array<ReturnType<WebGuard['createServer']>> = [];
@@ -256,7 +245,7 @@ export async function startMetricsServer(opts: MetricsServerOptions): Promise<Ru
       listeners.push('fd' in t ? await listenFd(server, t.fd) : await listen(server, t));
     }
   } catch (err) {
-    await Promise.all(servers.map((s) => closeOne(s, 0)));
+    await Promise.all(servers.map((s) => closeServer(s, 0)));
     throw err;
   }
   for (const l of listeners) log.info('listening', { address: l.address, path: opts.telemetryPath, ...(opts.systemdSocket === true ? { systemdSocket: true } : {}) });
@@ -267,7 +256,7 @@ export async function startMetricsServer(opts: MetricsServerOptions): Promise<Ru
     port: first.port,
     listeners,
     close: async (graceMs = 10_000) => {
-      await Promise.all(servers.map((s) => closeOne(s, graceMs)));
+      await Promise.all(servers.map((s) => closeServer(s, graceMs)));
     },
   };
 }
