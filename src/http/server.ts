@@ -13,6 +13,7 @@ import { COLLECTORS } from '../collectors/catalogue.ts';
 import { closeServer, listen, listenFd, parseListenAddresses, systemdListenFds } from './listen.ts';
 import { landingPage } from './landing.ts';
 import type { WebGuard } from './web-guard.ts';
+import { VirtError } from '../virt/errors.ts';
 
 const gzipAsync = promisify(gzipCallback);
 const ONE_SHOT_GZIP_BYTES = 2 * 1024 * 1024;
@@ -72,8 +73,8 @@ export async function startMetricsServer(opts: MetricsServerOptions): Promise<Ru
     if (names.length === 0) return null;
     const out = new Set<CollectorName>();
     for (const n of names) {
-      if (!(COLLECTORS as readonly string[]).includes(n)) return new Error(`unknown collector ${JSON.stringify(n)} in collect[]; known: ${COLLECTORS.join(', ')}`);
-      if (!opts.collectors.has(n as CollectorName)) return new Error(`collector ${JSON.stringify(n)} in collect[] is disabled (--collector.${n})`);
+      if (!(COLLECTORS as readonly string[]).includes(n)) return new VirtError('VIRT_ERR_INVALID_ARG', `unknown collector ${JSON.stringify(n)} in collect[]; known: ${COLLECTORS.join(', ')}`);
+      if (!opts.collectors.has(n as CollectorName)) return new VirtError('VIRT_ERR_INVALID_ARG', `collector ${JSON.stringify(n)} in collect[] is disabled (--collector.${n})`);
       out.add(n as CollectorName);
     }
     return out;
