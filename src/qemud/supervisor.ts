@@ -23,7 +23,7 @@ import { receiveInto, sendFrom, type Receiver } from './migration-stream.ts';
 import { killQuiet, qemuPidsFor, readPid, runCommand, sleep, startQemu, type CommandResult } from './processes.ts';
 import { withTimeout } from '../util/deadline.ts';
 import { u64 } from './json.ts';
-import type { QemudPaths } from './paths.ts';
+import type { QemudPaths } from '../qemud-shared/paths.ts';
 import type { RestoreOptions } from '../drivers/types.ts';
 import { CLOCK_TICKS, cpuSeconds, readSchedstat, isLive, PAGE_SIZE, processAlive, readNetDev, readProcStat, type ProcStat } from './proc.ts';
 import { BALLOON_QOM_PATH, buildCommand, diskNodeName, kvmUsable } from './qemu-args.ts';
