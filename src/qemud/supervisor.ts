@@ -14,7 +14,7 @@ import type { Logger } from '../util/logger.ts';
 import { VirtError, toVirtError } from '../virt/errors.ts';
 import { domainNetns, safeDefinition, validateDefinition, type DomainDefinition } from './definition.ts';
 import { Domain, invalidState } from './domain.ts';
-import { guestView } from '../drivers/net.ts';
+import { guestView } from '../drivers/types.ts';
 import { hostCpuMhz } from './host-cpu.ts';
 import { noteBlockIoError, pauseReasonOfRunState, stopReason } from './pause-reason.ts';
 import { qemuLogPath, rotateQemuLog, withQemuLog } from './qemu-log.ts';

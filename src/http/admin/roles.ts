@@ -22,7 +22,7 @@ const offered = OP_NAMES.flatMap((n) => {
 });
 
 export const ACTIONS: readonly Action[] = offered.map((a) => a.action);
-export const DOMAIN_ACTIONS: readonly DomainAction[] = offered.filter((a) => a.route === 'action').map((a) => a.action as DomainAction);
+export const DOMAIN_ACTIONS: readonly DomainAction[] = offered.filter((a) => a.route === 'action').map((a) => a.action);
 
 /** The least role that may perform each action. */
 export const REQUIRED_ROLE: Readonly<Record<Action, Role>> = Object.fromEntries(offered.map((a) => [a.action, a.role])) as Record<Action, Role>;
