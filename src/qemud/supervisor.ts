@@ -20,7 +20,7 @@ import { noteBlockIoError, pauseReasonOfRunState, stopReason } from './pause-rea
 import { qemuLogPath, rotateQemuLog, withQemuLog } from './qemu-log.ts';
 import { checkDefinitionPaths, checkImagePath, imageVirtualSize } from './images.ts';
 import { receiveInto, sendFrom, type Receiver } from './migration-stream.ts';
-import { killQuiet, qemuPidsFor, readPid, runCommand, sleep, startQemu, type CommandResult } from './processes.ts';
+import { killQuiet, qemuPidsFor, readPid, runCommand, sleep, startQemu, type CommandResult } from './spawn.ts';
 import { withTimeout } from '../util/deadline.ts';
 import { u64 } from './json.ts';
 import type { QemudPaths } from './paths.ts';
