@@ -1,6 +1,7 @@
 import type { BlockReading, DomainRef, DomainState, MemoryReading } from '../drivers/types.ts';
 import { VirtError } from '../virt/errors.ts';
 import type { DomainDefinition } from './definition.ts';
+import type { ProcFile } from './proc.ts';
 import type { QmpClient } from './qmp.ts';
 import type { RuntimeRecord, SaveRecord } from './store.ts';
 
@@ -30,7 +31,6 @@ export interface MonitorLink {
   qmp: QmpClient | null;
   attaching: Promise<QmpClient> | null;
   error: VirtError | null;
-  guestTimer: NodeJS.Timeout | undefined;
 }
 
 /** What the stats path remembers between reads of one run of the domain (cleared when it stops). */
@@ -43,12 +43,29 @@ export interface ReadCaches {
   block: { epoch: number; readings: BlockReading[] } | null;
   /** Virtual size of each disk by target, read from the image once per start. */
   capacity: Map<string, number>;
-  /** Guest memory statistics from the balloon driver. */
+  /** Guest memory statistics from the balloon driver, as QEMU last had them. */
   guest: MemoryReading['guest'] | undefined;
+  /** Until when (ms) and in which epoch QEMU cannot have newer guest statistics than `guest`. */
+  guestFresh: { until: number; epoch: number };
+  /** /proc/PID/stat of the QEMU, held open (null: not opened yet). */
+  procStat: ProcFile | null;
+  /** Per vCPU thread id: its /proc stat and schedstat, held open. */
+  threads: Map<number, { stat: ProcFile; sched: ProcFile | null }>;
 }
 
 export function freshCaches(): ReadCaches {
-  return { vcpuTids: [], vcpuRefreshedAt: 0, vcpuRefreshing: false, block: null, capacity: new Map(), guest: undefined };
+  return { vcpuTids: [], vcpuRefreshedAt: 0, vcpuRefreshing: false, block: null, capacity: new Map(), guest: undefined, guestFresh: { until: 0, epoch: -1 }, procStat: null, threads: new Map() };
+}
+
+/** Closes the /proc files the caches hold (when the domain stops, or virt-qemud does). */
+export function closeCaches(c: ReadCaches): void {
+  c.procStat?.close();
+  c.procStat = null;
+  for (const t of c.threads.values()) {
+    t.stat.close();
+    t.sched?.close();
+  }
+  c.threads.clear();
 }
 
 /**
@@ -66,7 +83,7 @@ export class Domain {
   /** The runtime record of the running QEMU, as kept in run/ (null while shut off). */
   runtime: RuntimeRecord | null = null;
   status: RunStatus = SHUT_OFF;
-  readonly monitor: MonitorLink = { qmp: null, attaching: null, error: null, guestTimer: undefined };
+  readonly monitor: MonitorLink = { qmp: null, attaching: null, error: null };
   caches: ReadCaches = freshCaches();
   /** Tail of the per-domain operation queue (supervisor.ts). */
   lock: Promise<unknown> = Promise.resolve();

@@ -11,10 +11,9 @@ import type { QemudContext } from './context.ts';
 import { SHUT_OFF, invalidState, type Domain, type RunStatus } from './domain.ts';
 import { u64 } from './json.ts';
 import { pauseReasonOfRunState } from './pause-reason.ts';
-import { BALLOON_QOM_PATH } from './qemu-args.ts';
 import { qemuLogPath, withQemuLog } from './qemu-log.ts';
 import { QmpClient, type QmpEvent } from './qmp.ts';
-import { parseBalloon, parseCpusFast, parseGuestStats, parseQueryStatus, runStateToDomain } from './qmp-parse.ts';
+import { parseBalloon, parseCpusFast, parseQueryStatus, runStateToDomain } from './qmp-parse.ts';
 
 /** A STOP this soon after a stopping BLOCK_IO_ERROR is QEMU pausing the guest on that error. */
 export const IO_ERROR_STOP_MS = 5000;
@@ -200,7 +199,6 @@ export function attach(ctx: QemudContext, d: Domain, timeoutMs: number, onClosed
     }
     m.qmp = qmp;
     m.error = null;
-    startGuestPolling(ctx, d);
     apply(ctx, d, { kind: 'attached', status, ...(balloon === undefined ? {} : { balloonBytes: balloon }) });
     return qmp;
   })();
@@ -213,34 +211,12 @@ export function attach(ctx: QemudContext, d: Domain, timeoutMs: number, onClosed
   return p;
 }
 
-/** Forgets d's monitor (closing it) and what runs on it. */
+/** Forgets d's monitor (closing it). */
 export function detach(d: Domain): void {
   const m = d.monitor;
-  if (m.guestTimer !== undefined) clearInterval(m.guestTimer);
-  m.guestTimer = undefined;
   const q = m.qmp;
   m.qmp = null;
   q?.close();
-}
-
-function startGuestPolling(ctx: QemudContext, d: Domain): void {
-  const cfg = d.config;
-  if (!cfg.balloon.enabled || d.monitor.guestTimer !== undefined) return;
-  const iv = cfg.balloon.statsIntervalSeconds ?? ctx.o.balloonStatsIntervalSeconds;
-  if (iv <= 0) return;
-  const poll = (): void => {
-    const qmp = d.monitor.qmp;
-    if (qmp === null || d.state !== 'running') return;
-    qmp
-      .execute('qom-get', { path: BALLOON_QOM_PATH, property: 'guest-stats' }, { timeoutMs: ctx.o.qmpTimeoutMs })
-      .then((v) => {
-        d.caches.guest = parseGuestStats(v);
-      })
-      .catch((err: unknown) => ctx.log.debug('guest-stats poll failed', { domain: d.name, err }));
-  };
-  d.monitor.guestTimer = setInterval(poll, iv * 1000);
-  d.monitor.guestTimer.unref();
-  poll();
 }
 
 /** Re-reads the vCPU threads in the background (a thread vanished). */

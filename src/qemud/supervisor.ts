@@ -10,7 +10,7 @@ import type { BulkStats, DomainInfo, DomainRef, DomainStats, HostInfo, ReadError
 import { VirtError, toVirtError } from '../virt/errors.ts';
 import { QemudContext, type SupervisorOptions } from './context.ts';
 import { validateDefinition, type DomainDefinition } from './definition.ts';
-import { Domain, invalidState } from './domain.ts';
+import { closeCaches, Domain, invalidState } from './domain.ts';
 import { hostInfo } from './host-cpu.ts';
 import { checkDefinitionPaths, checkImagePath } from './images.ts';
 import { apply, command } from './monitor.ts';
@@ -57,8 +57,8 @@ export class Supervisor {
 
   async close(): Promise<void> {
     for (const d of this.#domains.values()) {
-      if (d.monitor.guestTimer !== undefined) clearInterval(d.monitor.guestTimer);
       d.monitor.qmp?.close();
+      closeCaches(d.caches);
     }
     await Promise.resolve();
   }

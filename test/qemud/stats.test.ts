@@ -53,7 +53,7 @@ void describe('bulk statistics from a /proc reading and recorded QMP replies', (
   void it('a running guest: block counters of its query-blockstats, memory from balloon and guest stats, CPU and vCPUs from /proc', () => {
     const d = running(guest, { memoryMiB: 256, disks: [disk], nics: [{ type: 'user' }] });
     d.caches.guest = parseGuestStats(replyTo(guest, 'qom-get', 1));
-    const r = buildStats(d, all, proc(), { reply: replyTo(guest, 'query-blockstats'), epoch: d.status.epoch, wasPaused: false });
+    const r = buildStats(d, all, proc(), { block: { reply: replyTo(guest, 'query-blockstats'), epoch: d.status.epoch, wasPaused: false } });
     assert.deepEqual(r.errors, []);
     assert.equal(r.vcpuMissing, false);
     // A running domain's block reading is never kept: its counters move.
@@ -82,42 +82,55 @@ void describe('bulk statistics from a /proc reading and recorded QMP replies', (
     assert.deepEqual(s.net, [{ interface: 'nic0', mac: d.config.nics[0]?.mac, counters: null }]);
   });
 
-  void it('a guest without a balloon driver has no guest memory statistics', () => {
+  void it('guest statistics: read in this read when asked, else the kept ones; none before the balloon driver reports', () => {
     const d = running(guest, { memoryMiB: 256, disks: [disk] });
-    d.caches.guest = parseGuestStats(replyTo(guest, 'qom-get', 0));
-    assert.equal(buildStats(d, all, proc(), { cached: true }).stats?.memory?.guest, undefined);
+    // Before the guest's driver reported (last-update 0): nothing, and that is what is kept.
+    const early = buildStats(d, all, proc(), { guestStats: { reply: replyTo(guest, 'qom-get', 0) } });
+    assert.equal(early.stats?.memory?.guest, undefined);
+    assert.deepEqual(early.guest, { stats: undefined });
+    const later = buildStats(d, all, proc(), { guestStats: { reply: replyTo(guest, 'qom-get', 1) } });
+    assert.equal(later.stats?.memory?.guest?.totalBytes, 215797760);
+    assert.equal(later.guest?.stats?.availableBytes, 188547072);
+    assert.ok((later.guest?.stats?.lastUpdateSeconds ?? 0) > 1.7e9);
+    // Not asked, failed or malformed: the kept statistics stand and nothing new is returned.
+    d.caches.guest = later.guest?.stats;
+    for (const q of [{}, { guestStats: { error: new VirtError('VIRT_ERR_OPERATION_TIMEOUT', 'slow') } }, { guestStats: { reply: [] } }]) {
+      const r = buildStats(d, all, proc(), q);
+      assert.equal(r.guest, undefined);
+      assert.equal(r.stats?.memory?.guest?.freeBytes, 185241600);
+    }
   });
 
   void it('a paused domain: its fresh reading is kept for the epoch, then reused without QMP', () => {
     const d = running(nos, { memoryMiB: 64, disks: [disk] });
     d.status = nextState(d.status, { kind: 'suspended' }).status;
-    const fresh = buildStats(d, all, proc(), { reply: replyTo(nos, 'query-blockstats', 1), epoch: d.status.epoch, wasPaused: true });
+    const fresh = buildStats(d, all, proc(), { block: { reply: replyTo(nos, 'query-blockstats', 1), epoch: d.status.epoch, wasPaused: true } });
     assert.equal(fresh.blockCache?.epoch, d.status.epoch);
     assert.equal(fresh.stats?.vcpus?.[0]?.state, 'blocked');
     const kept = fresh.blockCache;
     assert.ok(kept !== null && kept !== undefined);
     d.caches.block = kept;
-    const again = buildStats(d, all, proc({ disks: new Map([['vda', { capacityBytes: 16 * MiB, allocationBytes: 4096 }]]) }), { cached: true });
+    const again = buildStats(d, all, proc({ disks: new Map([['vda', { capacityBytes: 16 * MiB, allocationBytes: 4096 }]]) }), { block: { cached: true } });
     assert.equal(again.blockCache, undefined);
     assert.deepEqual(again.stats?.block?.map((x) => ({ ...x, allocationBytes: 0 })), fresh.stats?.block?.map((x) => ({ ...x, allocationBytes: 0 })));
     // Allocation is read again each time, even from a kept reading.
     assert.equal(again.stats?.block?.[0]?.allocationBytes, 4096);
     // A reply that left while the domain was paused is not kept if it resumed meanwhile.
     const resumed = running(nos, { memoryMiB: 64, disks: [disk] });
-    assert.equal(buildStats(resumed, all, proc(), { reply: replyTo(nos, 'query-blockstats', 1), epoch: resumed.status.epoch, wasPaused: true }).blockCache, null);
+    assert.equal(buildStats(resumed, all, proc(), { block: { reply: replyTo(nos, 'query-blockstats', 1), epoch: resumed.status.epoch, wasPaused: true } }).blockCache, null);
   });
 
   void it('a broken monitor leaves the domain out; a slow one keeps it without its block part', () => {
     const d = running(nos, { memoryMiB: 64, disks: [disk] });
-    const broken = buildStats(d, all, proc(), { error: new VirtError('VIRT_ERR_RPC', 'QMP monitor connection closed') });
+    const broken = buildStats(d, all, proc(), { block: { error: new VirtError('VIRT_ERR_RPC', 'QMP monitor connection closed') } });
     assert.equal(broken.stats, null);
     assert.deepEqual(broken.errors.map((e) => [e.domain, e.group, e.code]), [['vm1', 'block', 'VIRT_ERR_RPC']]);
-    const slow = buildStats(d, all, proc(), { error: new VirtError('VIRT_ERR_OPERATION_TIMEOUT', 'QMP query-blockstats got no reply within 1 ms') });
+    const slow = buildStats(d, all, proc(), { block: { error: new VirtError('VIRT_ERR_OPERATION_TIMEOUT', 'QMP query-blockstats got no reply within 1 ms') } });
     assert.equal(slow.stats?.block, undefined);
     assert.equal(slow.stats?.info.state, 'running');
     assert.deepEqual(slow.errors.map((e) => e.code), ['VIRT_ERR_OPERATION_TIMEOUT']);
     // A malformed reply is the monitor's fault.
-    assert.equal(buildStats(d, all, proc(), { reply: { not: 'a list' }, epoch: 0, wasPaused: false }).stats, null);
+    assert.equal(buildStats(d, all, proc(), { block: { reply: { not: 'a list' }, epoch: 0, wasPaused: false } }).stats, null);
   });
 
   void it('only the groups asked for; a vanished vCPU thread is offline and asks for a refresh; a tap NIC reads as the guest sees it', () => {
@@ -125,7 +138,7 @@ void describe('bulk statistics from a /proc reading and recorded QMP replies', (
     const r = buildStats(d, new Set<StatsGroup>(['vcpu', 'net']), proc({
       vcpus: [{ stat: vcpuStat }, null],
       netDev: new Map([['vnet9', { rxBytes: 10, rxPackets: 1, rxErrors: 0, rxDrops: 0, txBytes: 20, txPackets: 2, txErrors: 0, txDrops: 3 }]]),
-    }), undefined);
+    }), {});
     assert.equal(r.vcpuMissing, true);
     const s = r.stats;
     assert.deepEqual(Object.keys(s ?? {}).sort(), ['info', 'net', 'vcpus']);
@@ -134,7 +147,7 @@ void describe('bulk statistics from a /proc reading and recorded QMP replies', (
     assert.deepEqual(s?.net?.[1]?.counters, { rxBytes: 20, rxPackets: 2, rxErrors: 0, rxDrops: 3, txBytes: 10, txPackets: 1, txErrors: 0, txDrops: 0 });
     // Without disks the block group is an empty list, without any QMP.
     const diskless = running(nos, { memoryMiB: 64 });
-    assert.deepEqual(buildStats(diskless, new Set<StatsGroup>(['block']), proc(), undefined).stats?.block, []);
+    assert.deepEqual(buildStats(diskless, new Set<StatsGroup>(['block']), proc(), {}).stats?.block, []);
   });
 
   void it('the info of a shut-off domain: no memory, no CPU time, no start time, managed save known', () => {
@@ -153,7 +166,7 @@ void describe('bulk statistics from a /proc reading and recorded QMP replies', (
     const d = running(guest, { memoryMiB: 256, disks: [disk] });
     const before = JSON.stringify({ s: d.status, c: { ...d.caches, capacity: [...d.caches.capacity] } });
     const block: BlockReply = { reply: replyTo(guest, 'query-blockstats'), epoch: d.status.epoch, wasPaused: false };
-    buildStats(d, all, proc(), block);
+    buildStats(d, all, proc(), { block, guestStats: { reply: replyTo(guest, 'qom-get', 1) } });
     assert.equal(JSON.stringify({ s: d.status, c: { ...d.caches, capacity: [...d.caches.capacity] } }), before);
   });
 });
