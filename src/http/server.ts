@@ -167,7 +167,7 @@ export async function startMetricsServer(opts: MetricsServerOptions): Promise<Ru
     try {
       const format = negotiateFormat(req.headers.accept);
       const snapshot = await opts.collection.collect();
-      const body = await renderer.render(snapshot, selected ?? opts.collectors, { version: opts.version, errorCounts: opts.collection.errorCounts, otelExportFailures: opts.otelExportFailures }, opts.registry, format);
+      const body = await renderer.render(snapshot, selected ?? opts.collectors, { version: opts.version, otelExportFailures: opts.otelExportFailures }, opts.registry, format);
       try {
         await sendBody(res, req, CONTENT_TYPES[format], body, release);
       } finally {
