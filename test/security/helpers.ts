@@ -31,18 +31,23 @@ export interface SecurityHost {
   close(): Promise<void>;
 }
 
-export async function securityHost(settings: Record<string, string | number | boolean> = {}): Promise<SecurityHost> {
+/**
+ * `uri` qemu:///system starts a system-mode virt-qemud (the defaults of
+ * qemu:///system: QEMU user, image directory) with only its runtime and state
+ * directories moved into the sandbox.
+ */
+export async function securityHost(settings: Record<string, string | number | boolean> = {}, uri: 'qemu:///session' | 'qemu:///system' = 'qemu:///session'): Promise<SecurityHost> {
   requireBinaries('qemu-system-x86_64', 'qemu-img');
   const sb = sandbox();
   const previous = process.env['VIRT_EXPORTER_RUNTIME_DIR'];
   process.env['VIRT_EXPORTER_RUNTIME_DIR'] = sb.base;
-  const s = { 'qemu.shutdown-grace-seconds': 1, ...settings };
+  const s = { 'qemu.shutdown-grace-seconds': 1, ...(uri === 'qemu:///system' ? { 'qemu.runtime-dir': sb.runtimeDir, 'qemu.state-dir': join(sb.runtimeDir, 'state') } : {}), ...settings };
   let rw: Connection | undefined;
   let ro: Connection | undefined;
   const t = await tempDir('virt-sec-');
   try {
-    rw = await open('qemu:///session', { readOnly: false, settings: s });
-    ro = await open('qemu:///session', { readOnly: true, settings: s });
+    rw = await open(uri, { readOnly: false, settings: s });
+    ro = await open(uri, { readOnly: true, settings: s });
     const admin = await startAdmin({ connection: rw, dir: t.dir });
     const url = admin.url;
     const rwc = rw;
