@@ -24,7 +24,7 @@ export interface SecurityHost {
   post(path: string, role: RoleName, body?: unknown): Promise<Reply>;
   del(path: string, role: RoleName): Promise<Reply>;
   get(path: string, role: RoleName): Promise<Reply>;
-  /** The audit line of a reply, found by its request id. */
+  /** The audit line of a reply's outcome, found by its request id. */
   auditOf(reply: Reply): Promise<Record<string, unknown>>;
   state(name: string): Promise<string>;
   daemonLog(): string;
@@ -63,7 +63,8 @@ export async function securityHost(settings: Record<string, string | number | bo
       get: (path, role) => call(url + path, { token: TOKENS[role] }),
       async auditOf(reply) {
         const id = reply.headers['x-request-id'];
-        const line = (await auditLines(admin.auditFile)).find((l) => l.request_id === id);
+        // The outcome line (a state-changing request also has an intent line before it).
+        const line = (await auditLines(admin.auditFile)).find((l) => l.request_id === id && l.phase === 'done');
         if (line === undefined) throw new Error(`no audit line for request ${String(id)}`);
         return line;
       },
