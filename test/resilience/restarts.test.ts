@@ -250,6 +250,9 @@ void describe('virt-qemud killed with SIGKILL and started again', { timeout: 150
       if (get(s.samples, 'virt_up', { driver: 'qemu' }) === 0) {
         assert.equal(get(s.samples, 'virt_domains'), undefined, 'the domain list is unknown, not empty, while virt-qemud is down');
         assert.equal(get(s.samples, 'virt_collector_success', { collector: 'domain' }), 0);
+      } else {
+        // Also in the moment after the restart, before virt-qemud has re-attached to the monitor: listed, running.
+        assert.equal(get(s.samples, 'virt_domain_state', { domain: 'steady', state: 'running' }), 1, `a scrape ${s.at - gapAt} ms after the gap does not report the steady domain running`);
       }
     }
     const recovered = seen.at(-1) as Scrape;
