@@ -109,7 +109,8 @@ async function main(): Promise<void> {
   const base = mkdtempSync(join(tmpdir(), 'vq-bench-'));
   process.env['VIRT_EXPORTER_RUNTIME_DIR'] = base;
   const runtimeDir = join(base, 'qemu');
-  const rw = await open('qemu:///session', { readOnly: false });
+  // The disks live in the bench's temp dir: allowed explicitly (virt-qemud confines definitions to RUNTIME-DIR/images by default).
+  const rw = await open('qemu:///session', { readOnly: false, settings: { 'qemu.image-dirs': base } });
   const ro = await open('qemu:///session', { readOnly: true });
   const daemonPid = Number(readFileSync(join(runtimeDir, 'virt-qemud.pid'), 'utf8').trim());
   const rows: Row[] = [];
