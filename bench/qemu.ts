@@ -208,7 +208,8 @@ async function runKind(kind: string, out: Measure[]): Promise<void> {
   // virt-qemud (auto-started by the first open) writes a CPU profile there when it exits.
   if (opts.profile !== undefined) process.env['NODE_OPTIONS'] = `--cpu-prof --cpu-prof-dir=${opts.profile}`;
   const runtimeDir = join(base, 'qemu');
-  const rw = await open('qemu:///session', { readOnly: false });
+  // The disks live in the bench's temp dir: allowed explicitly (virt-qemud confines definitions to RUNTIME-DIR/images by default).
+  const rw = await open('qemu:///session', { readOnly: false, settings: { 'qemu.image-dirs': base } });
   const ro = await open('qemu:///session', { readOnly: true });
   delete process.env['NODE_OPTIONS'];
   const qemud = Number(readFileSync(join(runtimeDir, 'virt-qemud.pid'), 'utf8').trim());
