@@ -19,6 +19,8 @@ import { CLOCK_TICKS, PAGE_SIZE, readProcStat } from '../src/qemud/proc.ts';
 import { open, type Connection } from '../src/virt/connection.ts';
 
 const { values: opts } = parseArgs({
+  // Imported by bench/compare.ts, whose own options are on the command line: none of them is ours.
+  args: import.meta.main ? process.argv.slice(2) : [],
   options: {
     sizes: { type: 'string', default: '1,10,30,60' },
     reads: { type: 'string', default: '200' },
@@ -49,7 +51,8 @@ function pct(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
 }
 
-function runtimePid(runtimeDir: string, name: string): number {
+/** PID of a domain's QEMU under virt-qemud, from its runtime state file (bench/compare.ts uses it too). */
+export function runtimePid(runtimeDir: string, name: string): number {
   return (JSON.parse(readFileSync(join(runtimeDir, 'run', `${name}.json`), 'utf8')) as { pid: number }).pid;
 }
 
@@ -154,4 +157,5 @@ async function main(): Promise<void> {
   process.stdout.write(lines.join('\n') + '\n');
 }
 
-await main();
+// Imported (bench/compare.ts) rather than run: do nothing.
+if (import.meta.main) await main();

@@ -6,6 +6,8 @@
 //   node bench/run.ts [--only test|qemu|guests] [--sizes 100,1000,10000] [--scrapes 60]
 //   node bench/run.ts --libvirt [--libvirt-sizes 10,30,60]: only the libvirt benchmark (bench/libvirt.ts);
 //     its section of docs/benchmarks.md is replaced, the rest kept.
+//   node bench/run.ts --compare [--sizes 10,30,60] [--mode paused,running,guest]: only the side-by-side
+//     benchmark (bench/compare.ts); likewise its own section, and docs/benchmarks-compare.svg.
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -18,11 +20,21 @@ const { values: opts } = parseArgs({
   options: {
     only: { type: 'string' },
     libvirt: { type: 'boolean', default: false },
+    compare: { type: 'boolean', default: false },
+    mode: { type: 'string' },
+    repeats: { type: 'string' },
+    'guest-max': { type: 'string' },
     'libvirt-sizes': { type: 'string', default: '10,30,60' },
     sizes: { type: 'string', default: '100,1000,10000' },
     scrapes: { type: 'string', default: '60' },
   },
 });
+if (opts.compare === true) {
+  // bench/compare.ts takes its own --sizes and --mode and rewrites only its section (bench/compare-run.ts).
+  const { runCompare } = await import('./compare-run.ts');
+  await runCompare(process.argv.slice(2).filter((a) => a !== '--compare'));
+  process.exit(0);
+}
 const SIZES = (opts.sizes ?? '').split(',').map(Number);
 const SCRAPES = Number(opts.scrapes);
 if (SIZES.some((n) => !Number.isInteger(n) || n < 1 || n > 20_000)) throw new Error(`--sizes must be integers 1..20000, got ${opts.sizes}`);

@@ -16,7 +16,7 @@
  *    with a domain list, as virDomainListGetStats), so that libvirtd's worker
  *    threads ask several QEMUs at once.
  *
- * A domain that is active but not running (paused, pmsuspended, crashed)
+ * An active domain whose guest cannot run (paused, pmsuspended, crashed)
  * keeps the monitor-group reading taken while it was in that state: its guest
  * cannot move its counters. The reading is dropped by any lifecycle event of
  * the domain, by a lost connection, and after HELD_READING_MS at the latest.
@@ -33,7 +33,8 @@ import type { XdrReader, XdrWriter } from './xdr.ts';
 export const STATS_CALLS_MAX = 4;
 /** Longest time a paused domain's monitor-group reading is reused. */
 export const HELD_READING_MS = 30_000;
-const RUNNING = 1;
+/** libvirt states whose guest cannot run: paused, crashed (held by QEMU), pmsuspended. */
+const STILL = new Set<TypedValue | undefined>([3, 6, 7]);
 
 export type ReadCall = <T>(proc: number, payload: ((w: XdrWriter) => void) | undefined, decode: (r: XdrReader) => T, opts?: ReadOptions) => Promise<T>;
 
@@ -124,7 +125,7 @@ export class BulkReader {
       if (r.dom.id < 0) continue;
       const token = this.#meta.token(r.dom.uuid);
       const h = this.#held.get(r.dom.uuid);
-      if (r.params.get('state.state') !== RUNNING && h !== undefined && h.token === token && now - h.at < HELD_READING_MS) {
+      if (STILL.has(r.params.get('state.state')) && h !== undefined && h.token === token && now - h.at < HELD_READING_MS) {
         held.set(r.dom.uuid, h.params);
         continue;
       }
@@ -156,7 +157,7 @@ export class BulkReader {
       }
       // Stopped between the two calls: what the second call saw stands (an inactive domain).
       out.push({ dom: f.dom, params: new Map([...f.params, ...r.params]) });
-      if (f.dom.id >= 0 && r.params.get('state.state') !== RUNNING) {
+      if (f.dom.id >= 0 && STILL.has(r.params.get('state.state'))) {
         this.#held.set(r.dom.uuid, { token: tokens.get(r.dom.uuid) ?? '', at: now, params: f.params });
       } else {
         this.#held.delete(r.dom.uuid);
