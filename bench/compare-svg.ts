@@ -62,8 +62,8 @@ export function chart(series: Series[], caption: string): string {
   const body: string[] = [];
   modes.forEach((m, i) => {
     const ss = series.filter((s) => s.mode === m);
-    body.push(panel(0, i * H, `${m}: p99 scrape latency, ms`, ss, (p) => p.p99, stacks));
-    body.push(panel(W + 20, i * H, `${m}: CPU per scrape (all processes), ms`, ss, (p) => p.cpu, stacks));
+    body.push(panel(0, i * H, `${m}: p99 latency, ms`, ss, (p) => p.p99, stacks));
+    body.push(panel(W + 20, i * H, `${m}: CPU per scrape, ms (all)`, ss, (p) => p.cpu, stacks));
   });
   const ly = modes.length * H + 10;
   stacks.forEach((s, i) => {
