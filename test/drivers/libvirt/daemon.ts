@@ -142,7 +142,7 @@ export class PrivateLibvirtd {
   }
 
   async virsh(args: string[], driver: 'qemu' | 'test' = 'qemu'): Promise<string> {
-    const { stdout } = await run('virsh', ['-q', '-c', this.uri(driver), ...args], { timeout: 60_000 });
+    const { stdout } = await run('virsh', ['-q', '-c', this.uri(driver), ...args], { timeout: 180_000 });
     return stdout;
   }
 
