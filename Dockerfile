@@ -9,10 +9,10 @@
 FROM debian:bookworm-slim AS build
 ENV DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
- && apt-get install -y --no-install-recommends gcc make libc6-dev libxen-dev npm nodejs ca-certificates git \
+ && apt-get install -y --no-install-recommends gcc make libc6-dev libxen-dev npm nodejs ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-# Dependencies first, so a change to the code reuses the npm layer.
+# npm ci's install script compiles src/ and virt-proxy, so the sources come first.
 COPY package.json package-lock.json .npmrc ./
 COPY bin/ bin/
 COPY native/ native/
@@ -20,7 +20,13 @@ COPY scripts/ scripts/
 COPY tsconfig.json tsconfig.build.json ./
 COPY src/ src/
 # npm ci brings Node 22 (the `node` package), builds virt-proxy and compiles build/.
-RUN npm ci --no-audit --no-fund \
+# Behind a TLS-intercepting proxy, give its CA as a build secret, which is
+# mounted for this step only and never stored in a layer:
+#   buildah bud --secret id=npm-ca,src=/path/to/proxy-ca.pem ...
+#   docker build --secret id=npm-ca,src=/path/to/proxy-ca.pem ...
+RUN --mount=type=secret,id=npm-ca \
+    if [ -s /run/secrets/npm-ca ]; then export NODE_EXTRA_CA_CERTS=/run/secrets/npm-ca; fi \
+ && npm ci --no-audit --no-fund \
  && npm prune --omit=dev --ignore-scripts --no-audit --no-fund \
  && mkdir -p /out/virt-exporter/native/build \
  && cp -a package.json package-lock.json bin build node_modules /out/virt-exporter/ \
