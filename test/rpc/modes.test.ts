@@ -15,6 +15,7 @@ import { Backoff } from '../../src/rpc/backoff.ts';
 import { LengthPrefixedDecoder, LineDecoder, RpcTransport, type TransportOptions } from '../../src/rpc/transport.ts';
 import { childStream } from '../../src/rpc/streams.ts';
 import { isVirtError, type VirtErrorCode } from '../../src/virt/errors.ts';
+import { frame } from './helpers.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'virt-rpc-modes-'));
 const servers: Server[] = [];
@@ -24,14 +25,6 @@ after(async () => {
   await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
   rmSync(dir, { recursive: true, force: true });
 });
-
-function frame(serial: number, body = ''): Buffer {
-  const b = Buffer.alloc(8 + body.length);
-  b.writeUInt32BE(b.length - 4, 0);
-  b.writeUInt32BE(serial, 4);
-  b.write(body, 8);
-  return b;
-}
 
 const decoder = (): LengthPrefixedDecoder => new LengthPrefixedDecoder({ maxFrameBytes: 100, minFrameBytes: 4, inclusive: false, peer: 'test peer' });
 
