@@ -10,6 +10,7 @@ import { tracedHandler } from '../telemetry/tracing.ts';
 import type { Logger } from '../util/logger.ts';
 import { CONTENT_TYPES, Exposition, negotiateFormat, type Rendered } from './exposition.ts';
 import { COLLECTORS } from '../collectors/catalogue.ts';
+import { scrapeWindowOf } from '../collectors/process-metrics.ts';
 import { closeServer, listen, listenFd, parseListenAddresses, systemdListenFds } from './listen.ts';
 import { landingPage } from './landing.ts';
 import type { WebGuard } from './web-guard.ts';
@@ -64,6 +65,8 @@ export async function startMetricsServer(opts: MetricsServerOptions): Promise<Ru
   // collect[] scrapes: one renderer per distinct selection (at most 2^collectors), so cached bodies never mix.
   const filtered = new Map<string, Exposition>();
   let inFlight = 0;
+  // Event-loop delay is sampled only while a scrape is in flight: an idle exporter runs no timer.
+  const loopWindow = scrapeWindowOf(opts.registry);
 
   /** The collectors a scrape asks for with collect[]=NAME (node_exporter's parameter); null: all enabled ones. */
   const selection = (url: string): ReadonlySet<CollectorName> | null | Error => {
@@ -161,10 +164,11 @@ export async function startMetricsServer(opts: MetricsServerOptions): Promise<Ru
       inFlight--;
     };
     const started = performance.now();
+    loopWindow.begin();
     try {
       const format = negotiateFormat(req.headers.accept);
       const snapshot = await opts.collection.collect();
-      const body = await renderer.render(snapshot, selected ?? opts.collectors, { version: opts.version, errorCounts: opts.collection.errorCounts, otelExportFailures: opts.otelExportFailures }, opts.registry, format);
+      const body = await renderer.render(snapshot, selected ?? opts.collectors, { version: opts.version, otelExportFailures: opts.otelExportFailures }, opts.registry, format);
       try {
         await sendBody(res, req, CONTENT_TYPES[format], body, release);
       } finally {
@@ -172,6 +176,7 @@ export async function startMetricsServer(opts: MetricsServerOptions): Promise<Ru
       }
       log.debug('scrape', { remote: req.socket.remoteAddress, format, collectors: selected === null ? 'all' : [...selected].join(','), bytes: body.bytes, up: snapshot.up, seconds: Number(((performance.now() - started) / 1000).toFixed(4)) });
     } finally {
+      loopWindow.end();
       release();
     }
   };

@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from '../util/logger.ts';
 import { VirtError } from '../virt/errors.ts';
 import { validateDefinition, type DomainDefinition } from './definition.ts';
-import type { QemudPaths } from './paths.ts';
+import type { QemudPaths } from '../qemud-shared/paths.ts';
 
 const TMP_PREFIX = '.tmp-';
 

@@ -1,3 +1,4 @@
+/** Operating-system processes: QEMU started in its own session, short-lived commands, pid files, signals. */
 import { createConnection } from 'node:net';
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readdirSync, readFileSync } from 'node:fs';
@@ -139,15 +140,6 @@ export function startQemu(file: string, args: string[], opts: { pidFile: string;
       });
     }, opts.timeoutMs);
   });
-}
-
-/** The last lines QEMU wrote to its stderr log (for error messages). */
-export function qemuStderr(file: string): string {
-  try {
-    return readFileSync(file, 'utf8').slice(-4096);
-  } catch {
-    return '';
-  }
 }
 
 export function sleep(ms: number): Promise<void> {
