@@ -4,7 +4,7 @@ import type { Logger } from '../util/logger.ts';
 import { VirtError } from '../virt/errors.ts';
 import { acquireInstanceLock } from './instance-lock.ts';
 import { activatedSockets } from './systemd-sockets.ts';
-import { checkSessionDirs, resolvePaths, type QemudMode, type QemudPaths } from './paths.ts';
+import { checkSessionDirs, resolvePaths, type QemudMode, type QemudPaths } from '../qemud-shared/paths.ts';
 import { processAlive } from './proc.ts';
 import { QemudServer, type ClientLimits } from './server.ts';
 import { Store } from './store.ts';

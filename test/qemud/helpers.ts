@@ -5,7 +5,7 @@ import { createConnection, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { FrameDecoder } from '../../src/qemud/protocol.ts';
+import { FrameDecoder } from '../../src/qemud-shared/protocol.ts';
 import { readProcStat } from '../../src/qemud/proc.ts';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));

@@ -66,7 +66,7 @@ export class AuditLog {
   write(entry: AuditEntry, sync: boolean): Promise<void> {
     const line = JSON.stringify(entry) + '\n';
     const next = this.#chain.then(async () => {
-      if (this.#closed) throw new Error('audit log is closed');
+      if (this.#closed) throw new VirtError('VIRT_ERR_OPERATION_FAILED', 'audit log is closed');
       const { size } = await this.#fh.stat();
       try {
         await this.#fh.appendFile(line, 'utf8');
