@@ -8,7 +8,7 @@
 import { chownSync, readFileSync, statSync } from 'node:fs';
 import type { Logger } from '../util/logger.ts';
 import { VirtError } from '../virt/errors.ts';
-import type { QemudMode } from './paths.ts';
+import type { QemudMode } from '../qemud-shared/paths.ts';
 
 export interface QemuUser {
   name: string;

@@ -1,7 +1,7 @@
 import { closeSync, mkdirSync, openSync, readSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, sep } from 'node:path';
 import type { DomainDefinition } from './definition.ts';
-import type { QemudMode } from './paths.ts';
+import type { QemudMode } from '../qemud-shared/paths.ts';
 import type { Logger } from '../util/logger.ts';
 import { VirtError } from '../virt/errors.ts';
 
