@@ -34,6 +34,8 @@ import { buildGuest, GUEST_MIN_MEMORY_MIB, guestCmdline } from '../test/fixtures
 import { startExporter, type StartedExporter } from '../test/helpers/exporter.ts';
 
 const { values: opts } = parseArgs({
+  // Imported by bench/compare.ts, whose own options are on the command line: none of them is ours.
+  args: import.meta.main ? process.argv.slice(2) : [],
   options: {
     kinds: { type: 'string', default: 'nos,guest' },
     sizes: { type: 'string', default: '1,10,30,60' },
@@ -97,6 +99,11 @@ function rssMiB(pid: number): number {
 
 function pct(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? NaN;
+}
+
+/** PID of a domain's QEMU under virt-qemud, from its runtime state file (bench/compare.ts uses it too). */
+export function runtimePid(runtimeDir: string, name: string): number {
+  return (JSON.parse(readFileSync(join(runtimeDir, 'run', `${name}.json`), 'utf8')) as { pid: number }).pid;
 }
 
 interface Procs {
@@ -235,7 +242,7 @@ async function runKind(kind: string, out: Measure[]): Promise<void> {
         await rw.start(name);
         names.push(name);
       }
-      const qemus = names.map((x) => (JSON.parse(readFileSync(join(runtimeDir, 'run', `${x}.json`), 'utf8')) as { pid: number }).pid);
+      const qemus = names.map((x) => runtimePid(runtimeDir, x));
       const procs: Procs = { exporter: exporter.child.pid ?? 0, qemud, qemus };
       if (image !== undefined) await waitBooted(ro, names);
       for (let round = 1; round <= ROUNDS; round++) {
@@ -313,4 +320,5 @@ async function main(): Promise<void> {
   process.stdout.write('\n<!-- raw: ' + JSON.stringify(rows.map((r) => ({ ...r, idle: undefined }))) + ' -->\n');
 }
 
-await main();
+// Imported (bench/compare.ts) rather than run: do nothing.
+if (import.meta.main) await main();
