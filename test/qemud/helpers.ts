@@ -134,7 +134,7 @@ export async function waitFor(cond: () => boolean | Promise<boolean>, ms: number
 }
 
 /** Starts virt-qemud in the foreground of the test (so its pid is known). */
-export async function startDaemon(sb: Sandbox, args: string[] = []): Promise<ChildProcess> {
+export async function startDaemon(sb: Sandbox, args: string[] = [], timeoutMs = 15000): Promise<ChildProcess> {
   const child = spawn(QEMUD_BIN, ['--session', '--runtime-dir', sb.runtimeDir, ...args], { env: sb.env, stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   child.stderr?.setEncoding('utf8').on('data', (s: string) => {
@@ -150,7 +150,7 @@ export async function startDaemon(sb: Sandbox, args: string[] = []): Promise<Chi
         return false;
       }
     },
-    15000,
+    timeoutMs,
     `virt-qemud sockets (stderr: ${err})`,
   );
   return child;

@@ -148,7 +148,11 @@ export function createAdminHandler(deps: AdminApiDeps): (req: IncomingMessage, r
       deps.gate.leave(gateKey);
       throw new Problem(503, 'VIRT_ERR_AUDIT_FAILED', `the audit log ${deps.audit.file} cannot be written (${(err as Error).message}); nothing was changed`);
     }
-    const op = run();
+    const op = run().catch((err: unknown) => {
+      // The backend went away with the request in flight (a virt-qemud crash): say the change is in doubt.
+      if (isVirtError(err, 'VIRT_ERR_NO_CONNECT')) throw new VirtError('VIRT_ERR_NO_CONNECT', `${err.message}; the operation on ${what} may or may not have taken effect: read its state again`, { cause: err });
+      throw err;
+    });
     op.finally(() => deps.gate.leave(gateKey)).catch(() => undefined);
     return withDeadline(op, deps.operationTimeoutMs, what);
   }
