@@ -151,7 +151,7 @@ function curl(url: string, gzip: boolean): { ms: number; body: string } {
 async function measure(kind: string, mode: string, round: number, n: number, ro: Connection, exporter: StartedExporter, p: Procs): Promise<Measure> {
   // Warm up (re-attach, JIT, caches of both processes).
   for (let i = 0; i < 5; i++) await ro.allDomainStats({ groups: STATS_GROUPS });
-  for (let i = 0; i < 3; i++) curl(exporter.url, true);
+  for (let i = 0; i < 3; i++) curl(`${exporter.url}/metrics`, true);
   // Idle window: what every process burns with nobody asking.
   const i0 = cpu(p);
   const w0 = performance.now();
@@ -175,11 +175,11 @@ async function measure(kind: string, mode: string, round: number, n: number, ro:
   const scrapes: number[] = [];
   const s0 = cpu(p);
   const t1 = performance.now();
-  for (let i = 0; i < SCRAPES; i++) scrapes.push(curl(exporter.url, true).ms);
+  for (let i = 0; i < SCRAPES; i++) scrapes.push(curl(`${exporter.url}/metrics`, true).ms);
   const scrape = perOp(s0, cpu(p), idle, (performance.now() - t1) / 1000, SCRAPES);
-  const body = curl(exporter.url, false).body;
+  const body = curl(`${exporter.url}/metrics`, false).body;
   const samples = body.split('\n').filter((l) => l !== '' && !l.startsWith('#')).length;
-  if (!body.includes('virt_domain_block_read_bytes_total{')) throw new Error('the scrape has no block series');
+  if (!body.includes('virt_domain_block_read_bytes_total{')) throw new Error(`the scrape has no block series: ${body.split('\n').filter((l) => /success|error|timeout/.test(l)).slice(0, 30).join('\n')}`);
   reads.sort((a, b) => a - b);
   scrapes.sort((a, b) => a - b);
   return {
@@ -291,15 +291,15 @@ function table(rows: Measure[]): string {
   const lines = [
     `Rounds: ${ROUNDS} per configuration (median, and min–max across rounds in parentheses); ${READS} bulk reads and ${SCRAPES} curl scrapes each.`,
     '',
-    '| kind | state | domains | scrape p50 ms | scrape p90 ms | scrape p99 ms | CPU/scrape all ms | exporter | virt-qemud | QEMU (all) | read p99 ms | CPU/read virt-qemud ms | CPU/read QEMU ms | idle CPU ms/s exporter + virt-qemud | idle QEMU ms/s | samples/domain | virt-qemud RSS MiB | QEMU RSS MiB |',
-    '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    '| kind | state | domains | scrape p50 ms | scrape p90 ms | scrape p99 ms | CPU/scrape all ms | exporter | virt-qemud | QEMU (all) | read p99 ms | CPU/read virt-qemud ms | CPU/read QEMU ms | idle CPU ms/s exporter | idle virt-qemud | idle QEMU (all) | samples/domain | virt-qemud RSS MiB | QEMU RSS MiB |',
+    '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
   for (const g of groups.values()) {
     const f = g[0];
     if (f === undefined) continue;
     const m = (sel: (x: Measure) => number, d = 1): string => spread(g.map(sel), d);
     lines.push(
-      `| ${f.kind} | ${f.mode} | ${f.domains} | ${m((x) => x.scrapeP50)} | ${m((x) => x.scrapeP90)} | ${m((x) => x.scrapeP99)} | ${m((x) => x.scrape.exporter + x.scrape.qemud + x.scrape.qemu)} | ${m((x) => x.scrape.exporter)} | ${m((x) => x.scrape.qemud)} | ${m((x) => x.scrape.qemu)} | ${m((x) => x.readP99)} | ${m((x) => x.read.qemud, 2)} | ${m((x) => x.read.qemu, 2)} | ${m((x) => x.idle.exporter + x.idle.qemud, 2)} | ${m((x) => x.idle.qemu)} | ${m((x) => x.samples / x.domains, 0)} | ${m((x) => x.qemudRss, 0)} | ${m((x) => x.qemuRss, 0)} |`,
+      `| ${f.kind} | ${f.mode} | ${f.domains} | ${m((x) => x.scrapeP50)} | ${m((x) => x.scrapeP90)} | ${m((x) => x.scrapeP99)} | ${m((x) => x.scrape.exporter + x.scrape.qemud + x.scrape.qemu)} | ${m((x) => x.scrape.exporter)} | ${m((x) => x.scrape.qemud)} | ${m((x) => x.scrape.qemu)} | ${m((x) => x.readP99)} | ${m((x) => x.read.qemud, 2)} | ${m((x) => x.read.qemu, 2)} | ${m((x) => x.idle.exporter, 2)} | ${m((x) => x.idle.qemud, 2)} | ${m((x) => x.idle.qemu)} | ${m((x) => x.samples / x.domains, 0)} | ${m((x) => x.qemudRss, 0)} | ${m((x) => x.qemuRss, 0)} |`,
     );
   }
   return lines.join('\n');
