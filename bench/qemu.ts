@@ -34,6 +34,8 @@ import { buildGuest, GUEST_MIN_MEMORY_MIB, guestCmdline } from '../test/fixtures
 import { startExporter, type StartedExporter } from '../test/helpers/exporter.ts';
 
 const { values: opts } = parseArgs({
+  // Imported by bench/compare.ts, whose own options are on the command line: none of them is ours.
+  args: import.meta.main ? process.argv.slice(2) : [],
   options: {
     kinds: { type: 'string', default: 'nos,guest' },
     sizes: { type: 'string', default: '1,10,30,60' },
@@ -97,6 +99,11 @@ function rssMiB(pid: number): number {
 
 function pct(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? NaN;
+}
+
+/** PID of a domain's QEMU under virt-qemud, from its runtime state file (bench/compare.ts uses it too). */
+export function runtimePid(runtimeDir: string, name: string): number {
+  return (JSON.parse(readFileSync(join(runtimeDir, 'run', `${name}.json`), 'utf8')) as { pid: number }).pid;
 }
 
 interface Procs {
@@ -208,11 +215,13 @@ async function runKind(kind: string, out: Measure[]): Promise<void> {
   // virt-qemud (auto-started by the first open) writes a CPU profile there when it exits.
   if (opts.profile !== undefined) process.env['NODE_OPTIONS'] = `--cpu-prof --cpu-prof-dir=${opts.profile}`;
   const runtimeDir = join(base, 'qemu');
-  const rw = await open('qemu:///session', { readOnly: false });
+  const image = kind === 'guest' ? await buildGuest() : undefined;
+  // The disks live in the bench's temp dir, the guest kernel in the fixture's cache: allowed explicitly
+  // (virt-qemud confines definitions to RUNTIME-DIR/images by default).
+  const rw = await open('qemu:///session', { readOnly: false, settings: { 'qemu.image-dirs': image === undefined ? base : `${base},${image.cacheDir}` } });
   const ro = await open('qemu:///session', { readOnly: true });
   delete process.env['NODE_OPTIONS'];
   const qemud = Number(readFileSync(join(runtimeDir, 'virt-qemud.pid'), 'utf8').trim());
-  const image = kind === 'guest' ? await buildGuest() : undefined;
   const names: string[] = [];
   let exporter: StartedExporter | undefined;
   try {
@@ -236,7 +245,7 @@ async function runKind(kind: string, out: Measure[]): Promise<void> {
         names.push(name);
       }
       if (image !== undefined) await waitBooted(rw, ro, names, runtimeDir);
-      const qemus = names.map((x) => (JSON.parse(readFileSync(join(runtimeDir, 'run', `${x}.json`), 'utf8')) as { pid: number }).pid);
+      const qemus = names.map((x) => runtimePid(runtimeDir, x));
       const procs: Procs = { exporter: exporter.child.pid ?? 0, qemud, qemus };
       for (let round = 1; round <= ROUNDS; round++) {
         for (const mode of round % 2 === 1 ? MODES : [...MODES].reverse()) {
@@ -327,4 +336,5 @@ async function main(): Promise<void> {
   process.stdout.write('\n<!-- raw: ' + JSON.stringify(rows.map((r) => ({ ...r, idle: undefined }))) + ' -->\n');
 }
 
-await main();
+// Imported (bench/compare.ts) rather than run: do nothing.
+if (import.meta.main) await main();

@@ -2,7 +2,7 @@
 import type { Logger } from '../util/logger.ts';
 import { VirtError } from '../virt/errors.ts';
 import type { QemuUser } from './dac.ts';
-import type { QemudPaths } from './paths.ts';
+import type { QemudPaths } from '../qemud-shared/paths.ts';
 import type { Store } from './store.ts';
 
 export interface SupervisorOptions {

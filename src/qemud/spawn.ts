@@ -3,6 +3,7 @@ import { createConnection } from 'node:net';
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { processAlive } from './proc.ts';
+import { VirtError } from '../virt/errors.ts';
 
 export function readPid(file: string): number | undefined {
   try {
@@ -62,7 +63,7 @@ export function runCommand(file: string, args: string[], timeoutMs: number): Pro
     });
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`${file} did not finish within ${timeoutMs} ms`));
+      reject(new VirtError('VIRT_ERR_OPERATION_TIMEOUT', `${file} did not finish within ${timeoutMs} ms`));
     }, timeoutMs);
     child.on('error', (err) => {
       clearTimeout(timer);
@@ -135,7 +136,7 @@ export function startQemu(file: string, args: string[], opts: { pidFile: string;
     const timer = setTimeout(() => {
       finish(() => {
         child.kill('SIGKILL');
-        reject(new Error(`${file} did not set up within ${opts.timeoutMs} ms`));
+        reject(new VirtError('VIRT_ERR_OPERATION_TIMEOUT', `${file} did not set up within ${opts.timeoutMs} ms`));
       });
     }, opts.timeoutMs);
   });

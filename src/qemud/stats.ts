@@ -11,7 +11,7 @@
  */
 import { statSync } from 'node:fs';
 import type { BlockReading, DomainInfo, DomainStats, MemoryReading, NetReading, ReadError, StatsGroup, VcpuReading } from '../drivers/types.ts';
-import { guestView } from '../drivers/net.ts';
+import { guestView } from '../drivers/types.ts';
 import { toVirtError, VirtError } from '../virt/errors.ts';
 import type { QemudContext } from './context.ts';
 import type { Domain } from './domain.ts';

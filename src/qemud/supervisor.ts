@@ -14,7 +14,7 @@ import { closeCaches, Domain, invalidState } from './domain.ts';
 import { hostInfo } from './host-cpu.ts';
 import { checkDefinitionPaths, checkImagePath } from './images.ts';
 import { apply, command } from './monitor.ts';
-import type { QemudPaths } from './paths.ts';
+import type { QemudPaths } from '../qemud-shared/paths.ts';
 import { checkAlive, kill, launch, reattach, recover, requireMonitor, waitStopped } from './process.ts';
 import { kvmUsable } from './qemu-args.ts';
 import { imageDefinition, loadSaveKey, restoreInto, saveDomain } from './save-image.ts';
