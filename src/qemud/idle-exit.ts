@@ -18,7 +18,12 @@ export interface IdleOptions {
   clients: () => number;
   onIdle: () => void;
   logger: Logger;
-  /** How often to look (default: a quarter of the timeout, at most 1 s). */
+  /**
+   * How often to look (default: a quarter of the timeout, at most 30 s, at
+   * least 50 ms): the exit comes between one and one and a quarter
+   * timeouts after the last activity, and a busy virt-qemud is not woken
+   * every second to find that out.
+   */
   checkEveryMs?: number;
 }
 
@@ -43,7 +48,7 @@ export function watchIdle(o: IdleOptions): IdleWatch {
         o.onIdle();
       }
     },
-    o.checkEveryMs ?? Math.min(1000, Math.max(50, limitMs / 4)),
+    o.checkEveryMs ?? Math.min(30_000, Math.max(50, limitMs / 4)),
   );
   timer.unref();
   return { stop: () => clearInterval(timer) };

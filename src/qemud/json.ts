@@ -39,14 +39,30 @@ function jsonDepthExceeds(text: string, limit: number): boolean {
   return false;
 }
 
+/** Whether text opens more than `limit` objects and arrays in all (only then can it nest deeper); native scans only. */
+function opensMoreThan(text: string, limit: number): boolean {
+  let n = 0;
+  for (const c of ['{', '[']) {
+    for (let i = text.indexOf(c); i !== -1; i = text.indexOf(c, i + 1)) if (++n > limit) return true;
+  }
+  return false;
+}
+
+/**
+ * A run of 16 digits: the only way an integer beyond 2^53 (16 digits) can
+ * appear. Without one, every integer in the text is a safe double and the
+ * reviver (several times slower than JSON.parse alone) has nothing to do.
+ */
+const LONG_DIGITS = /\d{16}/;
+
 /**
  * Parses QMP text; integers beyond 2^53 come back as bigint. Nesting beyond
  * QMP_MAX_DEPTH is refused before parsing, so no later walk of the value
  * (reviver, error preview) can exhaust the stack.
  */
 export function parseQmpJson(text: string): unknown {
-  if (jsonDepthExceeds(text, QMP_MAX_DEPTH)) throw new VirtError('VIRT_ERR_RPC', `QMP message nested deeper than ${QMP_MAX_DEPTH} levels`);
-  return JSON.parse(text, revive);
+  if (opensMoreThan(text, QMP_MAX_DEPTH) && jsonDepthExceeds(text, QMP_MAX_DEPTH)) throw new VirtError('VIRT_ERR_RPC', `QMP message nested deeper than ${QMP_MAX_DEPTH} levels`);
+  return LONG_DIGITS.test(text) ? JSON.parse(text, revive) : JSON.parse(text);
 }
 
 /**

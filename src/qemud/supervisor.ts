@@ -27,6 +27,8 @@ export type { SupervisorOptions } from './context.ts';
 export class Supervisor {
   readonly #ctx: QemudContext;
   readonly #domains = new Map<string, Domain>();
+  /** The domains by name (localeCompare), kept until the registry changes. */
+  #byName: Domain[] | null = null;
   #qemuVersion: string | undefined;
 
   constructor(opts: SupervisorOptions) {
@@ -46,6 +48,7 @@ export class Supervisor {
       const d = new Domain(def);
       d.managedSave = ctx.store.loadSave(def.name);
       this.#domains.set(def.name, d);
+      this.#byName = null;
     }
     for (const d of this.#domains.values()) {
       const rec = ctx.store.loadRuntime(d.name);
@@ -86,8 +89,9 @@ export class Supervisor {
     }
   }
 
-  #sorted(): Domain[] {
-    return [...this.#domains.values()].sort((a, b) => a.name.localeCompare(b.name));
+  #sorted(): readonly Domain[] {
+    this.#byName ??= [...this.#domains.values()].sort((a, b) => a.name.localeCompare(b.name));
+    return this.#byName;
   }
 
   /** Runs fn after every earlier operation on d has finished (whether it succeeded or not). */
@@ -201,6 +205,7 @@ export class Supervisor {
     else {
       d = new Domain(def);
       this.#domains.set(def.name, d);
+      this.#byName = null;
     }
     ctx.log.info('domain defined', { domain: def.name, uuid: def.uuid });
     return d.ref();
@@ -214,6 +219,7 @@ export class Supervisor {
       this.#ctx.store.removeDefinition(d.name);
       this.#ctx.store.removeSave(d.name);
       this.#domains.delete(d.name);
+      this.#byName = null;
       this.#ctx.log.info('domain undefined', { domain: d.name });
       return Promise.resolve();
     });

@@ -70,3 +70,24 @@ void test('balloon and status replies', () => {
   assert.equal(runStateToDomain('guest-panicked').state, 'crashed');
   assert.equal(runStateToDomain('shutdown').state, 'shutdown');
 });
+
+void test('integers of up to 15 digits (the plain JSON.parse path) and of 16 or more (the bigint path) parse as the reviver would', () => {
+  const v = parseQmpJson('{"a": 999999999999999, "b": 9007199254740991, "c": 9007199254740992, "s": "1234567890123456789", "f": 0.12345678901234567, "x": 1e300}') as Record<string, unknown>;
+  assert.equal(v['a'], 999999999999999);
+  assert.equal(v['b'], 9007199254740991);
+  assert.equal(v['c'], 9007199254740992n);
+  assert.equal(v['s'], '1234567890123456789');
+  assert.equal(v['f'], 0.12345678901234567);
+  assert.equal(v['x'], 1e300);
+  // Without any run of 16 digits, the same as JSON.parse.
+  const plain = '{"return": [{"stats": {"rd_bytes": 123456789012345, "wr_bytes": 0}}], "id": "v7"}';
+  assert.deepEqual(parseQmpJson(plain), JSON.parse(plain));
+});
+
+void test('nesting deeper than the limit is refused whether or not the text also has long integers', () => {
+  const deep = (inner: string): string => '['.repeat(70) + inner + ']'.repeat(70);
+  assert.throws(() => parseQmpJson(deep('1')), { code: 'VIRT_ERR_RPC' });
+  assert.throws(() => parseQmpJson(deep('18446744073709551615')), { code: 'VIRT_ERR_RPC' });
+  // Many objects side by side are not deep.
+  assert.equal((parseQmpJson(`[${Array.from({ length: 100 }, () => '{}').join(',')}]`) as unknown[]).length, 100);
+});
