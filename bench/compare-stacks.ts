@@ -66,7 +66,9 @@ export function pct(sorted: readonly number[], p: number): number {
 }
 
 export function median(xs: readonly number[]): number {
-  return pct([...xs].sort((a, b) => a - b), 50);
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? (s[m] ?? NaN) : ((s[m - 1] ?? NaN) + (s[m] ?? NaN)) / 2;
 }
 
 export function freePort(): Promise<number> {

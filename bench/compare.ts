@@ -66,8 +66,8 @@ async function qemudHost(guest: () => Promise<GuestImage>): Promise<Host & { env
   const base = mkdtempSync(join(tmpdir(), 'vx-cmp-'));
   const env = { VIRT_EXPORTER_RUNTIME_DIR: base };
   process.env['VIRT_EXPORTER_RUNTIME_DIR'] = base;
-  // The disks live in the bench's temp dir: allowed explicitly (virt-qemud confines definitions to RUNTIME-DIR/images by default).
-  const rw: Connection = await open('qemu:///session', { readOnly: false, settings: { 'qemu.image-dirs': base } });
+  // The disks live in the bench's temp dir, the guest kernels under .cache/guest: allowed explicitly (virt-qemud confines definitions to RUNTIME-DIR/images by default).
+  const rw: Connection = await open('qemu:///session', { readOnly: false, settings: { 'qemu.image-dirs': `${base},${join(ROOT, '.cache', 'guest')}` } });
   const runtimeDir = join(base, 'qemu');
   let kind: 'noos' | 'guest' = 'noos';
   let names: string[] = [];
