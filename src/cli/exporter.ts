@@ -1,6 +1,7 @@
-import { Registry, collectDefaultMetrics } from 'prom-client';
+import { Registry } from 'prom-client';
 import { COLLECTORS, type CollectorName } from '../collectors/catalogue.ts';
 import { Collection } from '../collectors/collection.ts';
+import { registerProcessMetrics } from '../collectors/process-metrics.ts';
 import type { CompatSet } from '../collectors/compat.ts';
 import { helpText, loadConfig, settingsFor, type LoadedConfig } from '../config/load.ts';
 import { startMetricsServer, type RunningServer } from '../http/server.ts';
@@ -84,7 +85,7 @@ async function run(config: LoadedConfig, log: Logger, parts: Running[]): Promise
   log.info('connected', { uri, driver: conn.driverName, readOnly: true });
 
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
+  registerProcessMetrics(registry);
   const collection = new Collection(conn, {
     collectors,
     timeoutMs: parseDuration(String(config.get('collect.timeout'))),

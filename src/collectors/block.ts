@@ -1,7 +1,8 @@
 import { METRICS, type MetricSpec } from './catalogue.ts';
+import { registerCollector } from './registry.ts';
 import type { CollectorFn } from './snapshot.ts';
 
-export const collectBlock: CollectorFn = (snap, emit) => {
+const collectBlock: CollectorFn = (snap, emit) => {
   for (const d of snap.domains) {
     const seen = new Set<string>();
     for (const b of d.block ?? []) {
@@ -10,9 +11,9 @@ export const collectBlock: CollectorFn = (snap, emit) => {
       seen.add(b.device);
       const labels = [d.info.name, d.info.uuid, b.device];
       const put = (metric: MetricSpec, value: number | undefined): void => {
-        if (value !== undefined) emit({ metric, labels, value });
+        if (value !== undefined) emit(metric, labels, value);
       };
-      emit({ metric: METRICS.blockInfo, labels: [d.info.name, d.info.uuid, b.device, b.path ?? ''], value: 1 });
+      emit(METRICS.blockInfo, [d.info.name, d.info.uuid, b.device, b.path ?? ''], 1);
       put(METRICS.blockReadBytes, b.readBytes);
       put(METRICS.blockWriteBytes, b.writeBytes);
       put(METRICS.blockReadRequests, b.readRequests);
@@ -27,3 +28,5 @@ export const collectBlock: CollectorFn = (snap, emit) => {
     }
   }
 };
+
+export const blockCollector = registerCollector({ name: 'block', reads: { domains: ['block'] }, defaultOn: true, collect: collectBlock });

@@ -179,12 +179,3 @@ export function domainInfoWith(extra: readonly string[]): MetricSpec {
 export type MetricId = keyof typeof METRICS;
 export const METRIC_LIST: readonly MetricSpec[] = Object.values(METRICS);
 
-/** Which driver stats groups each domain collector needs from the bulk read. */
-export const COLLECTOR_GROUPS = {
-  domain: 'state',
-  cpu: 'cpu',
-  vcpu: 'vcpu',
-  memory: 'memory',
-  block: 'block',
-  network: 'net',
-} as const;

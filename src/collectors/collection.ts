@@ -4,7 +4,9 @@ import { withDeadline } from '../util/deadline.ts';
 import { silentLogger, type Logger } from '../util/logger.ts';
 import type { Connection } from '../virt/connection.ts';
 import { toVirtError } from '../virt/errors.ts';
-import { COLLECTOR_GROUPS, COLLECTORS, type CollectorName } from './catalogue.ts';
+import type { CollectorName } from './catalogue.ts';
+import { COLLECTOR_DEFS } from './index.ts';
+import { groupsOf } from './registry.ts';
 import type { PartResult, Snapshot } from './snapshot.ts';
 
 export interface CollectionOptions {
@@ -20,8 +22,9 @@ export interface CollectionOptions {
   logger?: Logger;
 }
 
-type DomainCollector = Exclude<CollectorName, 'host'>;
-const DOMAIN_COLLECTORS = COLLECTORS.filter((c): c is DomainCollector => c !== 'host');
+/** The collectors that read the bulk domain read, and the groups each needs. */
+const DOMAIN_COLLECTORS = COLLECTOR_DEFS.filter((d) => d.reads !== 'host');
+const HOST_COLLECTORS = COLLECTOR_DEFS.filter((d) => d.reads === 'host');
 
 /**
  * Runs collections over one read-only connection: one bulk read per cycle,
@@ -89,8 +92,9 @@ export class Collection {
     const timer = setTimeout(() => controller.abort(), this.#opts.timeoutMs);
     const { signal } = controller;
     const enabled = this.#opts.collectors;
-    const domainParts = DOMAIN_COLLECTORS.filter((c) => enabled.has(c));
-    const groups = [...new Set<StatsGroup>(domainParts.map((c) => COLLECTOR_GROUPS[c]))];
+    const domainParts = DOMAIN_COLLECTORS.filter((d) => enabled.has(d.name));
+    const groups = [...new Set<StatsGroup>(domainParts.flatMap(groupsOf))];
+    const hostParts = HOST_COLLECTORS.filter((d) => enabled.has(d.name));
 
     const timed = async <T>(fn: () => Promise<T>, what: string): Promise<{ value?: T; error?: ReadError; seconds: number }> => {
       const s = performance.now();
@@ -103,7 +107,7 @@ export class Collection {
       }
     };
 
-    const hostRead = enabled.has('host') ? timed<HostInfo>(() => this.#conn.hostInfo({ signal }), 'host info read') : undefined;
+    const hostRead = hostParts.length > 0 ? timed<HostInfo>(() => this.#conn.hostInfo({ signal }), 'host info read') : undefined;
     const bulkRead =
       domainParts.length > 0
         ? timed<BulkStats>(() => this.#conn.allDomainStats({ groups, inactive: this.#opts.inactive ?? true, signal, deadline: startedAt + this.#opts.timeoutMs }), 'bulk domain stats read')
@@ -113,16 +117,17 @@ export class Collection {
 
     const parts: Snapshot['parts'] = {};
     if (host !== undefined) {
-      parts.host = { success: host.error === undefined, durationSeconds: host.seconds, errors: host.error ? [host.error] : [] };
+      // A read shared by several collectors is the collection's cost, not each one's.
+      for (const d of hostParts) parts[d.name] = { success: host.error === undefined, durationSeconds: hostParts.length === 1 ? host.seconds : 0, errors: host.error ? [host.error] : [] };
     }
     let domains: DomainStats[] = [];
     if (bulk !== undefined) {
       const readErrors = bulk.error ? [bulk.error] : (bulk.value?.errors ?? []);
-      for (const c of domainParts) {
-        const group = COLLECTOR_GROUPS[c];
+      for (const d of domainParts) {
+        const mine = groupsOf(d);
         // Whole-domain failures (no group) are the domain collector's; group failures their collector's.
-        const errors = readErrors.filter((e) => (e.group === undefined ? c === 'domain' || bulk.error !== undefined : e.group === group));
-        parts[c] = { success: bulk.error === undefined && errors.length === 0, durationSeconds: bulk.seconds, errors } satisfies PartResult;
+        const errors = readErrors.filter((e) => (e.group === undefined ? d.name === 'domain' || bulk.error !== undefined : mine.includes(e.group)));
+        parts[d.name] = { success: bulk.error === undefined && errors.length === 0, durationSeconds: domainParts.length === 1 ? bulk.seconds : 0, errors } satisfies PartResult;
       }
       if (bulk.value !== undefined) domains = this.#filter(bulk.value.domains);
       this.#countTimeouts(readErrors, bulk.value?.domains);
@@ -159,6 +164,8 @@ export class Collection {
       domainsKnown: bulk === undefined || bulk.value !== undefined,
       readTimeouts: new Map(this.#timeouts),
       parts,
+      collectors: enabled,
+      errorCounts: new Map(this.#errorCounts),
     };
   }
 

@@ -1,20 +1,23 @@
 import { DOMAIN_STATES } from '../drivers/types.ts';
 import { domainInfoWith, METRICS } from './catalogue.ts';
+import { registerCollector } from './registry.ts';
 import type { CollectorFn } from './snapshot.ts';
 
-export const collectDomain: CollectorFn = (snap, emit) => {
+const collectDomain: CollectorFn = (snap, emit) => {
   // A failed read is not an empty host: an alert on virt_domains == 0 must not fire on it.
-  if (snap.domainsKnown !== false) emit({ metric: METRICS.domains, labels: [], value: snap.domains.length });
+  if (snap.domainsKnown !== false) emit(METRICS.domains, [], snap.domains.length);
   // Configured extra labels (libvirt <metadata>) go on virt_domain_info only; names from the first domain that has any.
   const extra = Object.keys(snap.domains.find((d) => d.info.labels !== undefined)?.info.labels ?? {});
   const infoSpec = domainInfoWith(extra);
   for (const { info } of snap.domains) {
     const base = [info.name, info.uuid, info.osType ?? '', info.arch ?? '', info.machine ?? ''];
-    emit({ metric: infoSpec, labels: extra.length === 0 ? base : [...base, ...extra.map((k) => info.labels?.[k] ?? '')], value: 1 });
+    emit(infoSpec, extra.length === 0 ? base : [...base, ...extra.map((k) => info.labels?.[k] ?? '')], 1);
     // Only running domains are read (a shut-off one keeps just info and state).
-    if (info.state !== 'shutoff') emit({ metric: METRICS.domainReadTimeouts, labels: [info.name, info.uuid], value: snap.readTimeouts?.get(info.name) ?? 0 });
+    if (info.state !== 'shutoff') emit(METRICS.domainReadTimeouts, [info.name, info.uuid], snap.readTimeouts?.get(info.name) ?? 0);
     for (const state of DOMAIN_STATES) {
-      emit({ metric: METRICS.domainState, labels: [info.name, info.uuid, state], value: info.state === state ? 1 : 0 });
+      emit(METRICS.domainState, [info.name, info.uuid, state], info.state === state ? 1 : 0);
     }
   }
 };
+
+export const domainCollector = registerCollector({ name: 'domain', reads: { domains: ['state'] }, defaultOn: true, collect: collectDomain });

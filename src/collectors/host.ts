@@ -1,13 +1,16 @@
 import { METRICS } from './catalogue.ts';
+import { registerCollector } from './registry.ts';
 import type { CollectorFn } from './snapshot.ts';
 
-export const collectHost: CollectorFn = (snap, emit) => {
+const collectHost: CollectorFn = (snap, emit) => {
   const h = snap.host;
   if (h === undefined) return;
-  emit({ metric: METRICS.hostInfo, labels: [h.hostname, h.model, h.hypervisor, h.hypervisorVersion], value: 1 });
-  emit({ metric: METRICS.hostCpus, labels: [], value: h.cpus });
-  emit({ metric: METRICS.hostCpuFrequency, labels: [], value: h.mhz * 1e6 });
-  emit({ metric: METRICS.hostNumaNodes, labels: [], value: h.nodes });
-  emit({ metric: METRICS.hostMemory, labels: [], value: h.memoryBytes });
-  if (h.freeMemoryBytes !== undefined) emit({ metric: METRICS.hostMemoryFree, labels: [], value: h.freeMemoryBytes });
+  emit(METRICS.hostInfo, [h.hostname, h.model, h.hypervisor, h.hypervisorVersion], 1);
+  emit(METRICS.hostCpus, [], h.cpus);
+  emit(METRICS.hostCpuFrequency, [], h.mhz * 1e6);
+  emit(METRICS.hostNumaNodes, [], h.nodes);
+  emit(METRICS.hostMemory, [], h.memoryBytes);
+  if (h.freeMemoryBytes !== undefined) emit(METRICS.hostMemoryFree, [], h.freeMemoryBytes);
 };
+
+export const hostCollector = registerCollector({ name: 'host', reads: 'host', defaultOn: true, collect: collectHost });

@@ -1,11 +1,12 @@
 import { METRICS, type MetricSpec } from './catalogue.ts';
+import { registerCollector } from './registry.ts';
 import type { CollectorFn } from './snapshot.ts';
 
-export const collectMemory: CollectorFn = (snap, emit) => {
+const collectMemory: CollectorFn = (snap, emit) => {
   for (const d of snap.domains) {
     const labels = [d.info.name, d.info.uuid];
     const put = (metric: MetricSpec, value: number | undefined): void => {
-      if (value !== undefined) emit({ metric, labels, value });
+      if (value !== undefined) emit(metric, labels, value);
     };
     const mem = d.memory;
     put(METRICS.memoryMaximum, mem?.maximumBytes ?? d.info.maxMemoryBytes);
@@ -25,3 +26,5 @@ export const collectMemory: CollectorFn = (snap, emit) => {
     put(METRICS.memoryMinorFaults, g.minorFaults);
   }
 };
+
+export const memoryCollector = registerCollector({ name: 'memory', reads: { domains: ['memory'] }, defaultOn: true, collect: collectMemory });

@@ -77,12 +77,13 @@ export function checkSetting(key: string, def: SettingDef, value: SettingScalar)
     if (!(format as unknown[]).includes(value)) throw bad(key, value, `must be one of ${format.map((f) => JSON.stringify(f)).join(', ')}`);
     return value;
   }
-  const validate = typeof format === 'function' && format !== String ? (format as (v: unknown) => void) : typeof format === 'string' ? FORMATS[format] : undefined;
-  if (validate !== undefined) {
+  if (typeof format === 'function' && format !== String) {
+    // A format function of the area's own (telemetry's parsers) names key and value itself.
+    (format as (v: unknown) => void)(value);
+  } else if (typeof format === 'string') {
     try {
-      validate(value);
+      FORMATS[format]?.(value);
     } catch (err) {
-      if (err instanceof VirtError) throw err;
       throw bad(key, value, (err as Error).message);
     }
   }

@@ -1,9 +1,9 @@
-import type { Registry } from 'prom-client';
-import { METRIC_LIST, METRICS, type CollectorName, type MetricSpec } from '../collectors/catalogue.ts';
-import { compatAliases, compatFamilies, type CompatAlias, type CompatFamily, type CompatSet } from '../collectors/compat.ts';
-import { collectExporter, type ExporterState } from '../collectors/exporter.ts';
-import { COLLECTOR_FNS } from '../collectors/index.ts';
-import type { Sample, Snapshot } from '../collectors/snapshot.ts';
+import { Counter, Registry, type Metric, type RegistryContentType } from 'prom-client';
+import { METRICS, type CollectorName, type MetricSpec } from '../collectors/catalogue.ts';
+import type { CompatSet } from '../collectors/compat.ts';
+import type { ExporterState } from '../collectors/exporter.ts';
+import { SamplesPath, type SampleOptions } from '../collectors/samples.ts';
+import type { Emit, Snapshot } from '../collectors/snapshot.ts';
 
 export type ExpositionFormat = 'text' | 'openmetrics';
 export const CONTENT_TYPES: Record<ExpositionFormat, string> = {
@@ -78,46 +78,53 @@ function pieces(spec: MetricSpec): LinePieces {
   };
 }
 
-function sampleLine(name: string, labelNames: readonly string[], labelValues: readonly string[], value: number): string {
-  if (labelNames.length === 0) return `${name} ${formatValue(value)}\n`;
-  let s = name + '{';
-  for (let i = 0; i < labelNames.length; i++) {
-    if (i > 0) s += ',';
-    s += `${labelNames[i]}="${escapeLabel(labelValues[i] ?? '')}"`;
+/** prom-client's registry rendered by prom-client itself, without its gauges named like counters. */
+const registryViews = new WeakMap<Registry, { size: number; views: Partial<Record<ExpositionFormat, Registry>> }>();
+
+function registryView(registry: Registry, format: ExpositionFormat): Registry {
+  const metrics = registry.getMetricsAsArray();
+  let entry = registryViews.get(registry);
+  // Metrics registered later (the admin endpoint's) make a new view.
+  if (entry === undefined || entry.size !== metrics.length) {
+    entry = { size: metrics.length, views: {} };
+    registryViews.set(registry, entry);
   }
-  return `${s}} ${formatValue(value)}\n`;
-}
-
-interface PromClientMetric {
-  name: string;
-  help: string;
-  type: string;
-  values: Array<{ labels: Record<string, string | number>; value: number; metricName?: string }>;
-}
-
-function promClientText(json: PromClientMetric[], format: ExpositionFormat): string {
-  let out = '';
-  for (const m of json) {
-    // prom-client's default nodejs_active_*_total are gauges named like counters,
-    // which promtool rightly rejects; they add nothing process_* does not say.
-    if ((m.type !== 'counter' && m.name.endsWith('_total')) || m.values.length === 0) continue;
-    out += header(m.name, m.help, m.type, /_(seconds|bytes)(_total)?$/.exec(m.name)?.[1] ?? '', format);
-    for (const v of m.values) {
-      const names = Object.keys(v.labels);
-      out += sampleLine(v.metricName ?? m.name, names, names.map((n) => String(v.labels[n])), v.value);
+  let view = entry.views[format];
+  if (view === undefined) {
+    const fresh = new Registry<RegistryContentType>();
+    if (format === 'openmetrics') fresh.setContentType(Registry.OPENMETRICS_CONTENT_TYPE);
+    view = fresh as unknown as Registry;
+    for (const m of metrics as unknown as Array<Metric & { name: string }>) {
+      // prom-client's default nodejs_active_*_total are gauges named like counters,
+      // which promtool rightly rejects; they add nothing process_* does not say.
+      if (m.name.endsWith('_total') && !(m instanceof Counter)) continue;
+      view.registerMetric(m);
     }
+    entry.views[format] = view;
   }
-  return out;
+  return view;
 }
 
+async function registryText(registry: Registry, format: ExpositionFormat): Promise<string> {
+  const text = await registryView(registry, format).metrics();
+  // The body's own # EOF comes last, after the catalogue's families.
+  return format === 'openmetrics' && text.endsWith('# EOF\n') ? text.slice(0, -'# EOF\n'.length) : text;
+}
+
+/** One family's buffer in a set: its sample lines, and the constant pieces around their label values. */
 interface Family {
+  spec: MetricSpec;
   sink: ByteSink;
   pieces: LinePieces;
-  alias?: { spec: MetricSpec; sink: ByteSink; pieces: LinePieces; pick: (l: readonly string[]) => string[] };
 }
 
 /** One set of family buffers; a set is owned by one rendered body until every scrape sending it is done. */
-type SinkSet = Map<MetricSpec, Family>;
+interface SinkSet {
+  bySpec: Map<MetricSpec, Family>;
+  /** Native families in exposition order (variants of virt_domain_info appended at first use). */
+  natives: Family[];
+  aliases: Family[];
+}
 
 interface RenderedEntry {
   chunks: Buffer[];
@@ -137,44 +144,42 @@ export interface Rendered {
 
 const MAX_FREE_SETS = 2;
 
+function family(spec: MetricSpec): Family {
+  return { spec, sink: new ByteSink(), pieces: pieces(spec) };
+}
+
 /**
- * Renders scrapes from snapshots. One instance serves one listener. Bodies
- * are written into pooled sets of buffers and lent out without copying; the
- * scrapes that share a snapshot share its body, and a set returns to the pool
- * when the last of them has finished sending. This keeps a large scrape from
- * allocating (and leaving to the garbage collector) a fresh body each time.
+ * Formats scrapes: the samples of a snapshot (from the one samples path,
+ * src/collectors/samples.ts) as text or OpenMetrics, then the prom-client
+ * registry as prom-client renders it. One instance serves one listener.
+ * Bodies are written into pooled sets of buffers and lent out without
+ * copying; the scrapes that share a snapshot share its body, and a set
+ * returns to the pool when the last of them has finished sending. This keeps
+ * a large scrape from allocating (and leaving to the garbage collector) a
+ * fresh body each time.
  */
 export class Exposition {
-  readonly #aliases: ReadonlyMap<MetricSpec, CompatAlias>;
-  readonly #families: readonly CompatFamily[];
+  readonly #path: SamplesPath;
   readonly #free: SinkSet[] = [];
   readonly #rendered = new WeakMap<Snapshot, Partial<Record<ExpositionFormat, Promise<RenderedEntry>>>>();
 
   constructor(compat: CompatSet = '') {
-    this.#aliases = compatAliases(compat);
-    this.#families = compatFamilies(compat);
+    this.#path = new SamplesPath(compat);
   }
 
   #newSet(): SinkSet {
-    const set: SinkSet = new Map();
-    for (const spec of METRIC_LIST) {
-      const a = this.#aliases.get(spec);
-      set.set(spec, {
-        sink: new ByteSink(),
-        pieces: pieces(spec),
-        ...(a === undefined ? {} : { alias: { spec: a.spec, sink: new ByteSink(), pieces: pieces(a.spec), pick: a.pick } }),
-      });
+    const set: SinkSet = { bySpec: new Map(), natives: [], aliases: [] };
+    for (const { spec, alias } of this.#path.families) {
+      const f = family(spec);
+      set.bySpec.set(spec, f);
+      (alias ? set.aliases : set.natives).push(f);
     }
-    for (const fam of this.#families) set.set(fam.spec, { sink: new ByteSink(), pieces: pieces(fam.spec) });
     return set;
   }
 
   /** Fills a set from one snapshot; returns the chunks (views into the set) of the catalogue's families. */
-  #fill(set: SinkSet, snapshot: Snapshot, enabled: ReadonlySet<CollectorName>, state: ExporterState, format: ExpositionFormat): Buffer[] {
-    for (const f of set.values()) {
-      f.sink.len = 0;
-      if (f.alias !== undefined) f.alias.sink.len = 0;
-    }
+  #fill(set: SinkSet, snapshot: Snapshot, opts: SampleOptions, format: ExpositionFormat): Buffer[] {
+    for (const f of set.bySpec.values()) f.sink.len = 0;
     const line = (p: LinePieces, labels: readonly string[], value: string): string => {
       let out = p.open;
       if (p.between.length > 0 || labels.length > 0) {
@@ -184,36 +189,26 @@ export class Exposition {
       }
       return out + value + '\n';
     };
-    const emit = (s: Sample): void => {
-      let f = set.get(s.metric);
+    const emit: Emit = (metric, labels, value) => {
+      let f = set.bySpec.get(metric);
       if (f === undefined) {
         // virt_domain_info with configured extra labels: a variant spec, given its sink on first use.
-        if (s.metric.name !== METRICS.domainInfo.name) return;
-        f = { sink: new ByteSink(), pieces: pieces(s.metric) };
-        set.set(s.metric, f);
+        if (metric.name !== METRICS.domainInfo.name) return;
+        f = family(metric);
+        set.bySpec.set(metric, f);
+        set.natives.push(f);
       }
-      const value = formatValue(s.value);
-      f.sink.write(line(f.pieces, s.labels, value));
-      if (f.alias !== undefined) f.alias.sink.write(line(f.alias.pieces, f.alias.pick(s.labels), value));
+      f.sink.write(line(f.pieces, labels, formatValue(value)));
     };
-    collectExporter(snapshot, state, emit);
-    for (const name of Object.keys(COLLECTOR_FNS) as CollectorName[]) {
-      if (enabled.has(name)) COLLECTOR_FNS[name](snapshot, emit);
-    }
-    for (const fam of this.#families) {
-      if (fam.collector === 'exporter' || enabled.has(fam.collector)) fam.collect(snapshot, (labels, value) => emit({ metric: fam.spec, labels, value }));
-    }
+    this.#path.collect(snapshot, emit, opts);
     const chunks: Buffer[] = [];
-    const aliasChunks: Buffer[] = [];
-    for (const [spec, f] of set) {
-      if (f.sink.len > 0) chunks.push(Buffer.from(header(spec.name, spec.help, spec.type, spec.unit, format)), f.sink.bytes());
-      const a = f.alias;
-      if (a !== undefined && a.sink.len > 0) aliasChunks.push(Buffer.from(header(a.spec.name, a.spec.help, a.spec.type, a.spec.unit, format)), a.sink.bytes());
+    for (const f of [...set.natives, ...set.aliases]) {
+      if (f.sink.len > 0) chunks.push(Buffer.from(header(f.spec.name, f.spec.help, f.spec.type, f.spec.unit, format)), f.sink.bytes());
     }
-    return [...chunks, ...aliasChunks];
+    return chunks;
   }
 
-  #renderEntry(snapshot: Snapshot, enabled: ReadonlySet<CollectorName>, state: ExporterState, registry: Registry | undefined, format: ExpositionFormat): Promise<RenderedEntry> {
+  #renderEntry(snapshot: Snapshot, opts: SampleOptions, registry: Registry | undefined, format: ExpositionFormat): Promise<RenderedEntry> {
     let byFormat = this.#rendered.get(snapshot);
     if (byFormat === undefined) {
       byFormat = {};
@@ -222,9 +217,9 @@ export class Exposition {
     const cached = byFormat[format];
     if (cached !== undefined) return cached;
     const entry = (async (): Promise<RenderedEntry> => {
-      const extra = registry === undefined ? '' : promClientText((await registry.getMetricsAsJSON()) as unknown as PromClientMetric[], format);
+      const extra = registry === undefined ? '' : await registryText(registry, format);
       const set = this.#free.pop() ?? this.#newSet();
-      const chunks = this.#fill(set, snapshot, enabled, state, format);
+      const chunks = this.#fill(set, snapshot, opts, format);
       chunks.push(Buffer.from(extra + (format === 'openmetrics' ? '# EOF\n' : '')));
       return { chunks, bytes: chunks.reduce((n, c) => n + c.length, 0), set, users: 0, returned: false };
     })();
@@ -232,14 +227,18 @@ export class Exposition {
     return entry;
   }
 
-  /** One scrape's body: catalogue families, then the prom-client registry (process and admin metrics). */
-  async render(snapshot: Snapshot, enabled: ReadonlySet<CollectorName>, state: ExporterState, registry: Registry | undefined, format: ExpositionFormat): Promise<Rendered> {
-    let entry = await this.#renderEntry(snapshot, enabled, state, registry, format);
+  /**
+   * One scrape's body: catalogue families, then the prom-client registry (process and admin metrics).
+   * `collectors` narrows the snapshot's (collect[]); `state` adds what is not in the snapshot.
+   */
+  async render(snapshot: Snapshot, collectors: ReadonlySet<CollectorName> | undefined, state: ExporterState, registry: Registry | undefined, format: ExpositionFormat): Promise<Rendered> {
+    const opts: SampleOptions = { ...state, ...(collectors === undefined ? {} : { collectors }) };
+    let entry = await this.#renderEntry(snapshot, opts, registry, format);
     if (entry.returned) {
       // Every earlier user of this body finished and its buffers were reused: render again.
       const byFormat = this.#rendered.get(snapshot);
       if (byFormat !== undefined) delete byFormat[format];
-      entry = await this.#renderEntry(snapshot, enabled, state, registry, format);
+      entry = await this.#renderEntry(snapshot, opts, registry, format);
     }
     const e = entry;
     e.users++;
@@ -261,7 +260,7 @@ export class Exposition {
 /** A one-off render to a string (tests, tools). */
 export async function renderExposition(
   snapshot: Snapshot,
-  enabled: ReadonlySet<CollectorName>,
+  enabled: ReadonlySet<CollectorName> | undefined,
   state: ExporterState,
   registry: Registry | undefined,
   format: ExpositionFormat,

@@ -140,7 +140,7 @@ export class Store {
       if (!f.endsWith('.json') || f.startsWith('.')) continue;
       try {
         const def = validateDefinition(JSON.parse(readFileSync(join(this.paths.domainsDir, f), 'utf8')) as unknown);
-        if (`${def.name}.json` !== f) throw new Error(`file name does not match domain name ${def.name}`);
+        if (`${def.name}.json` !== f) throw new VirtError('VIRT_ERR_XML_ERROR', `file name does not match domain name ${def.name}`);
         out.push(def);
       } catch (err) {
         this.#logger.error('ignoring unreadable domain definition', { file: f, err });

@@ -11,9 +11,8 @@ import {
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import type { Registry } from 'prom-client';
 import { METRIC_LIST, REGISTRY_METRICS, type CollectorName, type MetricSpec, type OtelSpec } from '../collectors/catalogue.ts';
-import { collectExporter, type ExporterState } from '../collectors/exporter.ts';
-import { COLLECTOR_FNS } from '../collectors/index.ts';
-import type { Sample, Snapshot } from '../collectors/snapshot.ts';
+import { collectSamples } from '../collectors/samples.ts';
+import type { Emit, Sample, Snapshot } from '../collectors/snapshot.ts';
 import { otelAttributeNames } from './attributes.ts';
 
 export interface SnapshotProducerOptions {
@@ -143,14 +142,13 @@ export class SnapshotMetricProducer implements MetricProducer {
     const processStart = this.#opts.processStartMs ?? nowMs;
     const byUuid = new Map(snapshot.domains.map((d) => [d.info.uuid, d]));
 
-    const emit = (s: Sample): void => {
-      const spec = s.metric;
+    const emit: Emit = (spec, labels, sampleValue) => {
       if (!enabled.has(spec.name)) return;
       const attributes: Attributes = {};
       const names = otelAttributeNames(spec);
-      for (let i = 0; i < names.length; i++) attributes[names[i] as string] = s.labels[i] ?? '';
+      for (let i = 0; i < names.length; i++) attributes[names[i] as string] = labels[i] ?? '';
       for (const [k, v] of Object.entries(spec.otel.attributes)) attributes[k] = v;
-      let value = s.value;
+      let value = sampleValue;
       if (spec.otel.int && !Number.isInteger(value)) value = Math.round(value);
       let group = groups.get(spec.otel.name);
       if (group === undefined) {
@@ -168,7 +166,7 @@ export class SnapshotMetricProducer implements MetricProducer {
       if (prev === undefined) {
         // Exporter counters count since the process started; hypervisor counters since the domain's
         // start or the device's attach when the driver knows it, else from their first observation.
-        const known = spec.collector === 'exporter' ? processStart : knownStartMs(spec, s.labels, byUuid, nowMs);
+        const known = spec.collector === 'exporter' ? processStart : knownStartMs(spec, labels, byUuid, nowMs);
         const startMs = known ?? nowMs;
         state = { startMs, lastValue: value, lastMs: nowMs };
         // Delta: a first observation is an increase over [start, now] only when the start is known.
@@ -182,12 +180,14 @@ export class SnapshotMetricProducer implements MetricProducer {
       nextSeries.set(k, state);
     };
 
-    const state: ExporterState = { version: this.#opts.version, errorCounts: this.#opts.collection.errorCounts, otelExportFailures: this.#opts.exportFailures };
-    collectExporter(snapshot, state, emit);
-    for (const sample of extra) emit(sample);
-    for (const name of Object.keys(COLLECTOR_FNS) as CollectorName[]) {
-      if (this.#opts.collectors.has(name)) COLLECTOR_FNS[name](snapshot, emit);
-    }
+    // The same samples /metrics renders (the one samples path), then the registry's event counters.
+    collectSamples(snapshot, emit, {
+      collectors: this.#opts.collectors,
+      version: this.#opts.version,
+      errorCounts: this.#opts.collection.errorCounts,
+      otelExportFailures: this.#opts.exportFailures,
+    });
+    for (const s of extra) emit(s.metric, s.labels, s.value);
     // Only what this snapshot has is remembered: vanished series are forgotten at once.
     this.#series = nextSeries;
 

@@ -19,7 +19,7 @@ function snapshot(bulk: BulkStats): Snapshot {
 
 function run(name: keyof typeof COLLECTOR_FNS, snap: Snapshot): Sample[] {
   const out: Sample[] = [];
-  COLLECTOR_FNS[name](snap, (s) => out.push(s));
+  COLLECTOR_FNS[name](snap, (metric, labels, value) => out.push({ metric, labels, value }));
   return out;
 }
 

@@ -1,12 +1,13 @@
 import { COLLECTORS } from '../../collectors/catalogue.ts';
 import { COMPAT_SETS } from '../../collectors/compat.ts';
+import { defaultOn } from '../../collectors/index.ts';
 import { LOG_FORMATS, LOG_LEVELS } from '../../util/logger.ts';
 import { settingsArea, type SettingDef } from '../settings.ts';
 import type { SchemaFragment } from './types.ts';
 
 const collectorToggles: Record<string, SettingDef> = {};
 for (const name of COLLECTORS) {
-  collectorToggles[name] = { doc: `Enable the ${name} collector (--no-collector.${name} disables it).`, format: Boolean, default: true };
+  collectorToggles[name] = { doc: `Enable the ${name} collector (--no-collector.${name} disables it).`, format: Boolean, default: defaultOn(name) };
 }
 collectorToggles['disable-defaults'] = {
   doc: 'Turn every collector off except those enabled explicitly (--collector.NAME, its environment variable or config key), as node_exporter does.',
