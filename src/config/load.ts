@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import convict from 'convict';
 import YAML from 'yaml';
 import { VirtError } from '../virt/errors.ts';
-import { addFormats, envName, fullSchema, settingsOf } from './schema.ts';
+import { addFormats, checkAreas, envName, fullSchema, settingsOf } from './schema.ts';
 import type { SettingSpec } from './schema/types.ts';
 
 export type SettingValue = string | number | boolean;
@@ -164,6 +164,8 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   }
   const settings: Record<string, SettingValue> = {};
   for (const [key] of specs) settings[key] = conf.get(key) as SettingValue;
+  // What convict's formats cannot say (a minimum, say) the areas' readers check, as drivers will.
+  checkAreas(settings);
   const explicit = new Set<string>(args.flags.keys());
   for (const [key, spec] of specs) if (env[spec.env ?? envName(key)] !== undefined) explicit.add(key);
   if (configFile !== undefined) for (const key of fileKeys(configFile)) explicit.add(key);

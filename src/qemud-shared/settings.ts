@@ -1,9 +1,12 @@
 /**
- * Settings of the qemu area with their defaults. The convict fragment
- * (src/config/schema/qemu.ts), the driver (settings['qemu.KEY']) and the
- * virt-qemud command line (--KEY, or VIRT_EXPORTER_QEMU_KEY) all read these.
+ * Settings of the qemu area with their defaults: one table (config/settings.ts)
+ * gives the convict fragment (src/config/schema/qemu.ts) and the typed reader
+ * that the driver (settings['qemu.KEY']) and virt-qemud (--KEY, or
+ * VIRT_EXPORTER_QEMU_KEY, through the same loader) both use.
  */
-export const QEMU_SETTINGS = {
+import { settingsArea, type FlatSettings, type ValueOf } from '../config/settings.ts';
+
+export const QEMU = settingsArea('qemu', {
   'runtime-dir': { default: '', doc: 'Directory of virt-qemud sockets, pid and runtime files; empty: /run/virt-exporter/qemu for qemu:///system, $VIRT_EXPORTER_RUNTIME_DIR (else $XDG_RUNTIME_DIR/virt-exporter, else $HOME/.cache/virt-exporter, else /tmp/virt-exporter-$UID, each checked to be the caller\'s own and mode 0700) + /qemu for qemu:///session.' },
   'state-dir': { default: '', doc: 'Directory of domain definitions and managed-save records; empty: /var/lib/virt-exporter/qemu (system) or RUNTIME-DIR/state (session).' },
   emulator: { default: '', doc: 'QEMU binary; empty: qemu-system-<arch> from PATH.' },
@@ -31,23 +34,14 @@ export const QEMU_SETTINGS = {
   'client-idle-timeout-seconds': { default: 600, doc: 'virt-qemud: a connection with no request in progress and no traffic for this long is closed (0: never); clients reconnect.' },
   'ro-max-frame-bytes': { default: 64 * 1024, doc: 'virt-qemud: largest request frame on the read-only socket (its requests are small); a larger one closes that connection.' },
   'client-max-pending-reply-bytes': { default: 4 * 1024 * 1024, doc: 'virt-qemud: reply bytes queued for a client that does not read, beyond which its connection is not read further (back-pressure).' },
-} as const;
+});
 
+export const QEMU_SETTINGS = QEMU.table;
 export type QemuSettingKey = keyof typeof QEMU_SETTINGS;
 
-type SettingValue = string | number | boolean | undefined;
-
-/** A setting from the flattened driver settings, with the same default as the schema. */
-export function setting<K extends QemuSettingKey>(settings: Readonly<Record<string, SettingValue>>, key: K): (typeof QEMU_SETTINGS)[K]['default'] {
-  const def = QEMU_SETTINGS[key].default;
-  const v = settings[`qemu.${key}`];
-  if (v === undefined || v === null) return def;
-  if (typeof def === 'number') {
-    const n = typeof v === 'number' ? v : Number(v);
-    return (Number.isFinite(n) ? n : def);
-  }
-  if (typeof def === 'boolean') return (typeof v === 'boolean' ? v : v === 'true' || v === '1') as (typeof QEMU_SETTINGS)[K]['default'];
-  return String(v) as (typeof QEMU_SETTINGS)[K]['default'];
+/** A qemu setting from the flattened settings: validated, the table's default when absent. */
+export function setting<K extends QemuSettingKey>(settings: FlatSettings, key: K): ValueOf<(typeof QEMU_SETTINGS)[K]> {
+  return QEMU.get(settings, key);
 }
 
 /** Settings passed on to an auto-started virt-qemud as --KEY VALUE. */

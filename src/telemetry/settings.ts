@@ -1,27 +1,6 @@
 import { parseDuration } from '../util/deadline.ts';
+import { settingsArea } from '../config/settings.ts';
 import { VirtError } from '../virt/errors.ts';
-
-/** Defaults applied when a 'telemetry.*' key is absent (library use without convict). Empty means: the OTEL_* variable, else its default. */
-export const TELEMETRY_DEFAULTS = {
-  'telemetry.otlp-endpoint': '',
-  'telemetry.otlp-protocol': '',
-  'telemetry.otlp-interval': '',
-  'telemetry.otlp-timeout': '',
-  'telemetry.otlp-headers': '',
-  'telemetry.otlp-temporality': '',
-  'telemetry.resource-attributes': '',
-} as const;
-
-/** The standard OTEL_* variable each flag stands for (and wins over); --help and docs/opentelemetry.md list them. */
-export const FLAG_VARIABLES: Readonly<Record<keyof typeof TELEMETRY_DEFAULTS, string>> = {
-  'telemetry.otlp-endpoint': 'OTEL_EXPORTER_OTLP_ENDPOINT',
-  'telemetry.otlp-protocol': 'OTEL_EXPORTER_OTLP_PROTOCOL',
-  'telemetry.otlp-interval': 'OTEL_METRIC_EXPORT_INTERVAL',
-  'telemetry.otlp-timeout': 'OTEL_EXPORTER_OTLP_TIMEOUT',
-  'telemetry.otlp-headers': 'OTEL_EXPORTER_OTLP_HEADERS',
-  'telemetry.otlp-temporality': 'OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE',
-  'telemetry.resource-attributes': 'OTEL_RESOURCE_ATTRIBUTES',
-};
 
 export type TelemetrySettings = Readonly<Record<string, string | number | boolean | undefined>>;
 
@@ -172,9 +151,38 @@ export function parseTimeout(value: string): number {
   return parseDurationSetting('otlp-timeout', value);
 }
 
-function str(settings: TelemetrySettings, key: keyof typeof TELEMETRY_DEFAULTS): string {
-  const v = settings[key];
-  return v === undefined ? TELEMETRY_DEFAULTS[key] : String(v).trim();
+
+// convict calls a function format with the value and reports what it throws,
+// so a bad value is refused at load time with the same message startOtlpPush gives.
+const unlessEmpty =
+  (check: (v: string) => unknown) =>
+  (v: unknown): void => {
+    if (String(v).trim() !== '') check(String(v));
+  };
+
+/**
+ * OpenTelemetry settings; keys are reached as settings['telemetry.KEY'].
+ * Each one stands for a standard OTEL_* variable (`otel`) and, when set,
+ * wins over it; left empty (the default), the variable (or the
+ * specification's default) applies.
+ */
+export const TELEMETRY = settingsArea('telemetry', {
+  'otlp-endpoint': { doc: 'OTLP endpoint to push metrics and traces to (as OTEL_EXPORTER_OTLP_ENDPOINT, which it overrides): a base URL such as http://collector:4318 gets /v1/metrics and /v1/traces; for grpc, http://collector:4317. Push is on when this or an OTEL_EXPORTER_OTLP_*ENDPOINT variable is set.', format: unlessEmpty((v) => parseEndpoint(v)), default: '', otel: 'OTEL_EXPORTER_OTLP_ENDPOINT' },
+  'otlp-protocol': { doc: 'OTLP protocol: http/protobuf, http/json or grpc (as OTEL_EXPORTER_OTLP_PROTOCOL; empty: that variable, else http/protobuf).', format: unlessEmpty((v) => parseProtocol(v)), default: '', otel: 'OTEL_EXPORTER_OTLP_PROTOCOL' },
+  'otlp-interval': { doc: 'Time between two metric exports, e.g. 30s (as OTEL_METRIC_EXPORT_INTERVAL; empty: that variable, else 60s); each export reads one collection, shared with concurrent scrapes.', format: unlessEmpty((v) => parseInterval(v)), default: '', otel: 'OTEL_METRIC_EXPORT_INTERVAL' },
+  'otlp-timeout': { doc: 'Deadline of one export request, retries included (as OTEL_EXPORTER_OTLP_TIMEOUT; empty: that variable, else 10s).', format: unlessEmpty((v) => parseTimeout(v)), default: '', otel: 'OTEL_EXPORTER_OTLP_TIMEOUT' },
+  'otlp-headers': { doc: 'Extra request headers (gRPC metadata) as comma-separated key=value pairs with %-encoded values, e.g. authorization=Bearer%20TOKEN (as OTEL_EXPORTER_OTLP_HEADERS, whose pairs these extend and override).', format: unlessEmpty((v) => parseHeaders(v)), default: '', otel: 'OTEL_EXPORTER_OTLP_HEADERS', sensitive: true },
+  'otlp-temporality': { doc: 'Temporality of counters: cumulative or delta (as OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE; empty: that variable, else cumulative).', format: unlessEmpty((v) => parseTemporality(v)), default: '', otel: 'OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE' },
+  'resource-attributes': { doc: 'Resource attributes as comma-separated key=value pairs, e.g. k8s.node.name=node1,deployment.environment=prod (as OTEL_RESOURCE_ATTRIBUTES; these win over it, over OTEL_SERVICE_NAME and over the detected service.*, host.* and virt.hypervisor.* attributes).', format: unlessEmpty((v) => parseResourceAttributes(v)), default: '', otel: 'OTEL_RESOURCE_ATTRIBUTES' },
+});
+
+/** The standard OTEL_* variable each flag stands for (and wins over); --help and docs/opentelemetry.md list them. */
+export const FLAG_VARIABLES: Readonly<Record<`telemetry.${keyof typeof TELEMETRY.table}`, string>> = Object.fromEntries(
+  Object.entries(TELEMETRY.table).map(([k, d]) => [`telemetry.${k}`, d.otel]),
+) as Record<`telemetry.${keyof typeof TELEMETRY.table}`, string>;
+
+function str(settings: TelemetrySettings, key: keyof typeof TELEMETRY.table): string {
+  return TELEMETRY.get(settings, key).trim();
 }
 
 function env(vars: NodeJS.ProcessEnv, name: string): string | undefined {
@@ -204,17 +212,17 @@ export function sdkDisabled(vars: NodeJS.ProcessEnv = process.env): boolean {
  */
 export function readOtlpConfig(settings: TelemetrySettings, vars: NodeJS.ProcessEnv = process.env): OtlpConfig | undefined {
   // Validate everything even when off, so a typo is reported before it matters.
-  const endpointFlag = str(settings, 'telemetry.otlp-endpoint');
+  const endpointFlag = str(settings, 'otlp-endpoint');
   const base = endpointFlag === '' ? undefined : parseEndpoint(endpointFlag);
-  const protocolFlag = str(settings, 'telemetry.otlp-protocol');
+  const protocolFlag = str(settings, 'otlp-protocol');
   const protocolFromFlag = protocolFlag === '' ? undefined : parseProtocol(protocolFlag);
-  const intervalFlag = str(settings, 'telemetry.otlp-interval');
+  const intervalFlag = str(settings, 'otlp-interval');
   const intervalMs = intervalFlag === '' ? (envMs(vars, 'OTEL_METRIC_EXPORT_INTERVAL') ?? 60_000) : parseInterval(intervalFlag);
-  const timeoutFlag = str(settings, 'telemetry.otlp-timeout');
+  const timeoutFlag = str(settings, 'otlp-timeout');
   const timeoutMs = timeoutFlag === '' ? undefined : parseTimeout(timeoutFlag);
-  const headers = parseHeaders(str(settings, 'telemetry.otlp-headers'));
-  const temporality = parseTemporality(str(settings, 'telemetry.otlp-temporality'));
-  const resourceAttributes = parseResourceAttributes(str(settings, 'telemetry.resource-attributes'));
+  const headers = parseHeaders(str(settings, 'otlp-headers'));
+  const temporality = parseTemporality(str(settings, 'otlp-temporality'));
+  const resourceAttributes = parseResourceAttributes(str(settings, 'resource-attributes'));
   if (sdkDisabled(vars)) return undefined;
 
   const signal = (s: Signal): SignalConfig | undefined => {

@@ -9,6 +9,7 @@
  * connection rather than desynchronising it. A dead client stays dead: open
  * a new one (Reconnecting does).
  */
+import { XEN } from '../../config/schema/xen.ts';
 import { PROJECT_ROOT } from '../../project.ts';
 import { spawn } from 'node:child_process';
 import { access, constants as fsConstants } from 'node:fs/promises';
@@ -46,16 +47,9 @@ import type { XenDomainReading, XenHostReading } from './types.ts';
 
 const DRIVER = 'xen/proxy';
 
-/** Defaults of the xen.* settings this client reads (src/config/schema/xen.ts). */
-export const PROXY_DEFAULTS = {
-  binary: 'native/build/virt-proxy',
-  socket: '/run/virt-exporter/virt-proxy.sock',
-  timeoutMs: 5000,
-} as const;
-
 /** Resolves the xen.proxy-binary setting: relative paths are taken from the project directory. */
 export function resolveProxyBinary(setting?: string): string {
-  const value = setting === undefined || setting === '' ? PROXY_DEFAULTS.binary : setting;
+  const value = setting === undefined || setting === '' ? XEN.table['proxy-binary'].default : setting;
   return isAbsolute(value) ? value : resolve(PROJECT_ROOT, value);
 }
 

@@ -7,7 +7,7 @@ import type { Logger } from '../../util/logger.ts';
 import type { Connection } from '../../virt/connection.ts';
 import { VirtError } from '../../virt/errors.ts';
 import { ReloadingTls } from '../auth/tls-reload.ts';
-import { ADMIN_DEFAULTS } from '../../config/schema/admin.ts';
+import { ADMIN } from '../../config/schema/admin.ts';
 import { createAdminHandler } from './api.ts';
 import { AuditLog } from './audit.ts';
 import { Authenticator } from './auth.ts';
@@ -39,19 +39,6 @@ export interface StartAdminOptions {
   operationTimeoutMs?: number;
 }
 
-function setting<K extends keyof typeof ADMIN_DEFAULTS>(settings: AdminSettings, key: K): (typeof ADMIN_DEFAULTS)[K] {
-  const v = settings[key];
-  const dflt = ADMIN_DEFAULTS[key];
-  if (v === undefined) return dflt;
-  if (typeof v !== typeof dflt) {
-    throw new VirtError('VIRT_ERR_CONFIG', `setting ${key} must be a ${typeof dflt}, got ${JSON.stringify(v)}`);
-  }
-  if (typeof v === 'number' && (!Number.isSafeInteger(v) || v < 0)) {
-    throw new VirtError('VIRT_ERR_CONFIG', `setting ${key} must be a non-negative integer, got ${v}`);
-  }
-  return v as (typeof ADMIN_DEFAULTS)[K];
-}
-
 export { isLoopback, parseListenAddress } from '../listen.ts';
 
 /**
@@ -62,15 +49,15 @@ export { isLoopback, parseListenAddress } from '../listen.ts';
 export async function startAdminServer(opts: StartAdminOptions): Promise<AdminServer> {
   const { connection, settings } = opts;
   const logger = opts.logger.child({ component: 'admin' });
-  const listen = setting(settings, 'admin.listen-address');
+  const listen = ADMIN.get(settings, 'listen-address');
   if (listen === '') throw new VirtError('VIRT_ERR_CONFIG', 'admin.listen-address is empty: the admin endpoint is off');
   const { host, port } = parseListenAddress(listen, 'admin.listen-address');
   if (connection.readOnly) throw new VirtError('VIRT_ERR_CONFIG', 'the admin endpoint needs a read-write connection');
-  const configFile = setting(settings, 'admin.config.file');
+  const configFile = ADMIN.get(settings, 'config.file');
   if (configFile === '') throw new VirtError('VIRT_ERR_CONFIG', 'admin.config.file is required when admin.listen-address is set (tokens, roles, audit log)');
   const config = await loadAdminConfig(configFile);
 
-  const insecure = setting(settings, 'admin.insecure-loopback');
+  const insecure = ADMIN.get(settings, 'insecure-loopback');
   if (config.tls === undefined) {
     if (!isLoopback(host)) {
       throw new VirtError('VIRT_ERR_CONFIG', `admin.listen-address ${listen} is not a loopback address, so TLS is required: set tls.cert_file and tls.key_file in ${configFile}`);
@@ -83,8 +70,8 @@ export async function startAdminServer(opts: StartAdminOptions): Promise<AdminSe
   const audit = await AuditLog.open(config.auditLog, logger);
   // Connections that have not yet carried an authenticated request: their own, smaller cap and a short deadline.
   const unauthenticated = new Map<Socket, NodeJS.Timeout>();
-  const maxUnauthenticated = setting(settings, 'admin.max-unauthenticated-connections');
-  const unauthenticatedMs = setting(settings, 'admin.unauthenticated-timeout-ms');
+  const maxUnauthenticated = ADMIN.get(settings, 'max-unauthenticated-connections');
+  const unauthenticatedMs = ADMIN.get(settings, 'unauthenticated-timeout-ms');
   let refusedSince = 0;
   let lastRefusalLog = 0;
   const rawSocket = (req: IncomingMessage): Socket => (req.socket as Socket & { _parent?: Socket | null })._parent ?? req.socket;
@@ -106,15 +93,15 @@ export async function startAdminServer(opts: StartAdminOptions): Promise<AdminSe
     audit,
     counter: adminRequestsCounter(opts.registry),
     logger,
-    maxBodyBytes: setting(settings, 'admin.max-body-bytes'),
+    maxBodyBytes: ADMIN.get(settings, 'max-body-bytes'),
     operationTimeoutMs: opts.operationTimeoutMs ?? 120_000,
     saveDirectory: config.saveDirectory,
   }));
 
   const serverOptions = {
-    maxHeaderSize: setting(settings, 'admin.max-header-bytes'),
-    requestTimeout: setting(settings, 'admin.request-timeout-ms'),
-    headersTimeout: setting(settings, 'admin.headers-timeout-ms'),
+    maxHeaderSize: ADMIN.get(settings, 'max-header-bytes'),
+    requestTimeout: ADMIN.get(settings, 'request-timeout-ms'),
+    headersTimeout: ADMIN.get(settings, 'headers-timeout-ms'),
     keepAliveTimeout: 5000,
     // Node checks the two timeouts above only this often (default 30 s); a slow client is cut off close to its deadline.
     connectionsCheckingInterval: 500,
@@ -137,7 +124,7 @@ export async function startAdminServer(opts: StartAdminOptions): Promise<AdminSe
     await audit.close();
     throw err;
   }
-  server.maxConnections = setting(settings, 'admin.max-connections');
+  server.maxConnections = ADMIN.get(settings, 'max-connections');
   server.on('connection', (sock: Socket) => {
     // Over the cap, the oldest unauthenticated connection goes (Map keeps insertion order): a new client
     // still gets in and has its moment to authenticate, while idle or slow ones cannot hold the slots.
