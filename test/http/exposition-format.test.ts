@@ -47,7 +47,7 @@ describe('text exposition formatting', () => {
       d.info.vcpus = VALUES[(i + 3) % VALUES.length] ?? 0;
       for (const b of d.block ?? []) {
         b.device = NAMES[(i + 1) % NAMES.length] ?? '';
-        b.readBytes = VALUES[(i + 5) % VALUES.length];
+        b.readBytes = VALUES[(i + 5) % VALUES.length] ?? 0;
       }
     });
     const got = await renderExposition(snap, undefined, {}, undefined, 'text');
