@@ -9,6 +9,8 @@
 //     its section of docs/benchmarks.md is replaced, the rest kept.
 //   node bench/run.ts --libvirt [--libvirt-sizes 10,30,60]: only the libvirt benchmark (bench/libvirt.ts);
 //     its section of docs/benchmarks.md is replaced, the rest kept.
+//   node bench/run.ts --compare [--sizes 10,30,60] [--mode paused,running,guest]: only the side-by-side
+//     benchmark (bench/compare.ts); likewise its own section, and docs/benchmarks-compare.svg.
 import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -22,11 +24,21 @@ const { values: opts } = parseArgs({
     idle: { type: 'boolean', default: false },
     window: { type: 'string', default: '30' },
     rounds: { type: 'string', default: '3' },
+    compare: { type: 'boolean', default: false },
+    mode: { type: 'string' },
+    repeats: { type: 'string' },
+    'guest-max': { type: 'string' },
     'libvirt-sizes': { type: 'string', default: '10,30,60' },
     sizes: { type: 'string', default: '100,1000,10000' },
     scrapes: { type: 'string', default: '60' },
   },
 });
+if (opts.compare === true) {
+  // bench/compare.ts takes its own --sizes and --mode and rewrites only its section (bench/compare-run.ts).
+  const { runCompare } = await import('./compare-run.ts');
+  await runCompare(process.argv.slice(2).filter((a) => a !== '--compare'));
+  process.exit(0);
+}
 const only = opts.only;
 if (only !== undefined && !['test', 'qemu', 'guests'].includes(only)) throw new Error(`--only takes test, qemu or guests, got ${only}`);
 
@@ -97,19 +109,11 @@ virt-exporter over its own virt-qemud with the same domain shape, see
 
 ${table}
 
-Against the issue's targets at N=30 (p99 5x below kumina's, total CPU per
-scrape at most a quarter of it, 3x the samples per domain), only the samples
-target is met here (31 vs 9 per domain); latency and total CPU are 2-3x
-*worse* than kumina's. The exporter's own share is smaller (about 9 ms vs 20 ms
-per scrape at 30 domains); the difference is in libvirtd and QEMU: libvirtd
-answers the single connect-get-all-domain-stats call in one worker thread,
-domain after domain, with QMP round trips for the balloon, vCPU and block
-groups (including query-named-block-nodes for capacity and allocation), while
-kumina's per-domain calls (get-info, block and interface stats) are fewer
-QMP commands and spread over libvirtd's worker pool. The machine was shared
-and loaded (load average 12-17 on 2 cores) during this run. Ways forward:
-split the bulk call over a few calls with explicit domain lists so libvirtd
-works in parallel, or ask only for the groups whose collectors are on.
+How the libvirt driver plans its reads (one monitor-free stats call for every
+domain, the running domains' QEMU-side groups in up to 4 concurrent calls,
+paused domains held until an event), what libvirtd does per stats group, and
+the side-by-side run against virt-qemud: see the next section and
+[libvirt.md](libvirt.md#what-is-read-and-how-often).
 ${LIBVIRT_END}`;
   const file = `${ROOT}docs/benchmarks.md`;
   const old = readFileSync(file, 'utf8');

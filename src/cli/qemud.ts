@@ -12,7 +12,7 @@
  */
 import { startDaemon } from '../qemud/daemon.ts';
 import { watchIdle } from '../qemud/idle-exit.ts';
-import { DAEMON_KEYS, QEMU_SETTINGS, setting, type QemuSettingKey } from '../qemud/settings.ts';
+import { DAEMON_KEYS, QEMU_SETTINGS, setting, type QemuSettingKey } from '../qemud-shared/settings.ts';
 import { createLogger, LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from '../util/logger.ts';
 import { isVirtError } from '../virt/errors.ts';
 import { VERSION } from '../version.ts';

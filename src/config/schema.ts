@@ -8,6 +8,7 @@ import { qemuSchema } from './schema/qemu.ts';
 import { telemetrySchema } from './schema/telemetry.ts';
 import type { SchemaFragment, SettingSpec } from './schema/types.ts';
 import { xenSchema } from './schema/xen.ts';
+import { VirtError } from '../virt/errors.ts';
 
 export const ENV_PREFIX = 'VIRT_EXPORTER_';
 
@@ -53,17 +54,17 @@ export function addFormats(): void {
     name: 'listen-address',
     validate(v: unknown) {
       const m = typeof v === 'string' ? /^(?:(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*)):(\d{1,5})$/.exec(v) : null;
-      if (m === null || Number(m[2]) > 65535) throw new Error('must be [HOST]:PORT with a port from 0 to 65535');
+      if (m === null || Number(m[2]) > 65535) throw new VirtError('VIRT_ERR_CONFIG', 'must be [HOST]:PORT with a port from 0 to 65535');
     },
   });
   convict.addFormat({
     name: 'listen-addresses',
     validate(v: unknown) {
       const list = typeof v === 'string' ? v.split(',') : [];
-      if (list.length === 0) throw new Error('must be one or more [HOST]:PORT separated by commas');
+      if (list.length === 0) throw new VirtError('VIRT_ERR_CONFIG', 'must be one or more [HOST]:PORT separated by commas');
       for (const a of list) {
         const m = /^(?:(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*)):(\d{1,5})$/.exec(a.trim());
-        if (m === null || Number(m[2]) > 65535) throw new Error(`${JSON.stringify(a)} is not [HOST]:PORT with a port from 0 to 65535`);
+        if (m === null || Number(m[2]) > 65535) throw new VirtError('VIRT_ERR_CONFIG', `${JSON.stringify(a)} is not [HOST]:PORT with a port from 0 to 65535`);
       }
     },
   });
@@ -72,38 +73,38 @@ export function addFormats(): void {
     validate(v: unknown) {
       if (v === '') return;
       const m = typeof v === 'string' ? /^(?:(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*)):(\d{1,5})$/.exec(v) : null;
-      if (m === null || Number(m[2]) > 65535) throw new Error('must be empty or [HOST]:PORT with a port from 0 to 65535');
+      if (m === null || Number(m[2]) > 65535) throw new VirtError('VIRT_ERR_CONFIG', 'must be empty or [HOST]:PORT with a port from 0 to 65535');
     },
   });
   convict.addFormat({
     name: 'url-path',
     validate(v: unknown) {
-      if (typeof v !== 'string' || !/^\/[A-Za-z0-9._~\/-]*$/.test(v) || v.includes('//')) throw new Error('must be an absolute URL path like /metrics');
+      if (typeof v !== 'string' || !/^\/[A-Za-z0-9._~\/-]*$/.test(v) || v.includes('//')) throw new VirtError('VIRT_ERR_CONFIG', 'must be an absolute URL path like /metrics');
     },
   });
   convict.addFormat({
     name: 'duration',
     validate(v: unknown) {
       const ms = parseDuration(String(v));
-      if (ms <= 0 || ms > 3_600_000) throw new Error('must be a duration between 1ms and 1h');
+      if (ms <= 0 || ms > 3_600_000) throw new VirtError('VIRT_ERR_CONFIG', 'must be a duration between 1ms and 1h');
     },
   });
   convict.addFormat({
     name: 'duration-or-zero',
     validate(v: unknown) {
       const ms = parseDuration(String(v));
-      if (ms > 3_600_000) throw new Error('must be 0s or a duration up to 1h');
+      if (ms > 3_600_000) throw new VirtError('VIRT_ERR_CONFIG', 'must be 0s or a duration up to 1h');
     },
   });
   convict.addFormat({
     name: 'regex',
     validate(v: unknown) {
-      if (typeof v !== 'string') throw new Error('must be a regular expression');
-      if (v.length > 1024) throw new Error('must be at most 1024 characters');
+      if (typeof v !== 'string') throw new VirtError('VIRT_ERR_CONFIG', 'must be a regular expression');
+      if (v.length > 1024) throw new VirtError('VIRT_ERR_CONFIG', 'must be at most 1024 characters');
       try {
         new RegExp(v);
       } catch (err) {
-        throw new Error(`is not a valid regular expression (${(err as Error).message})`);
+        throw new VirtError('VIRT_ERR_CONFIG', `is not a valid regular expression (${(err as Error).message})`);
       }
     },
   });

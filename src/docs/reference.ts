@@ -1,7 +1,7 @@
 import { METRIC_LIST, REGISTRY_METRICS, type MetricSpec } from '../collectors/catalogue.ts';
 import { envName, fullSchema, settingsOf } from '../config/schema.ts';
 import { compatAliases, compatFamilies } from '../collectors/compat.ts';
-import { ERROR_CODES } from '../virt/errors.ts';
+import { ERROR_CODES, VirtError } from '../virt/errors.ts';
 
 /**
  * Reference pages generated from the code (metric catalogue, config schema,
@@ -127,7 +127,7 @@ export function refreshReadme(readme: string): string {
     const end = `<!-- END GENERATED ${name} -->`;
     const i = out.indexOf(begin);
     const j = out.indexOf(end);
-    if (i === -1 || j === -1 || j < i) throw new Error(`README.md lacks the ${begin} ... ${end} markers`);
+    if (i === -1 || j === -1 || j < i) throw new VirtError('VIRT_ERR_INTERNAL_ERROR', `README.md lacks the ${begin} ... ${end} markers`);
     out = out.slice(0, i + begin.length) + '\n' + gen() + out.slice(j);
   }
   return out;

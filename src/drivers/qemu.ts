@@ -11,34 +11,20 @@
  * its socket and pid file behind, so that running domains are watched again.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { PROJECT_ROOT } from '../project.ts';
 import { isVirtError, toVirtError, VirtError } from '../virt/errors.ts';
 import type { VirtUri } from '../virt/uri.ts';
-import type { Driver } from './driver.ts';
-import type { OpenContext } from './driver.ts';
-import type { BulkReadOptions, BulkStats, DomainInfo, DomainRef, HostInfo, ListOptions, ReadOptions, ShutdownOptions } from './types.ts';
+import type { Driver, OpenContext } from './driver.ts';
+import { clientStubs, OPERATIONS, type Wire } from './ops.ts';
+import type { BulkReadOptions, ShutdownOptions } from './types.ts';
 import { QemudClient } from './qemu/client.ts';
-import { checkSessionDirs, resolvePaths, type QemudMode, type QemudPaths } from '../qemud/paths.ts';
-import { DAEMON_KEYS, setting } from '../qemud/settings.ts';
-import { processAlive } from '../qemud/proc.ts';
+import { checkSessionDirs, resolvePaths, type QemudMode, type QemudPaths } from '../qemud-shared/paths.ts';
+import { supervisorDied } from '../qemud-shared/pidfile.ts';
+import { DAEMON_KEYS, setting } from '../qemud-shared/settings.ts';
 
 const DEFAULT_QEMUD = join(PROJECT_ROOT, 'bin', 'virt-qemud');
-
-/**
- * Whether a supervisor died here: its pid file is still there and names no
- * live process (a clean stop removes the pid file and both sockets).
- */
-export function supervisorDied(paths: QemudPaths): boolean {
-  let pid: number;
-  try {
-    pid = Number(readFileSync(paths.pidFile, 'utf8').trim());
-  } catch {
-    return false;
-  }
-  return Number.isInteger(pid) && pid > 0 && !processAlive(pid);
-}
 
 /** Starts virt-qemud detached, logging to its log file; returns once it is spawned. */
 export function spawnQemud(binary: string, mode: QemudMode, paths: QemudPaths, settings: OpenContext['settings']): Promise<void> {
@@ -114,63 +100,32 @@ export function openQemuDriver(uri: VirtUri, ctx: OpenContext): Promise<Driver> 
         }
       : {}),
   });
-  const read = (op: string, args: unknown[], opts?: ReadOptions): Promise<unknown> => client.call(op, args, { timeoutMs: readTimeout, signal: opts?.signal, idempotent: true });
-  const write = (op: string, args: unknown[]): Promise<unknown> => client.call(op, args, { timeoutMs: writeTimeout });
   const graceSeconds = s['qemu.shutdown-grace-seconds'];
-
+  const stubs = clientStubs(
+    (op, wire: Wire, write) => (write ? client.call(op, wire.args, { timeoutMs: writeTimeout }) : client.call(op, wire.args, { timeoutMs: readTimeout, signal: wire.signal, idempotent: true })),
+    'virt-qemud',
+    {
+      // virt-qemud gets a budget inside our own read timeout and the collection's deadline.
+      allDomainStats: (opts: BulkReadOptions) => ({ args: [{ groups: [...opts.groups], inactive: opts.inactive ?? false, timeoutMs: supervisorBudget(readTimeout, opts.deadline) }], signal: opts.signal }),
+      shutdown: (key: string, opts?: ShutdownOptions) => ({
+        args: [key, { force: opts?.force ?? false, ...(graceSeconds !== undefined && graceSeconds !== '' ? { graceSeconds: Number(graceSeconds) } : {}) }],
+      }),
+    },
+  );
   const driver: Driver = {
     name: 'qemu',
     close: () => {
       client.close();
       return Promise.resolve();
     },
-    version: async (opts) => (await read('version', [], opts)) as string,
-    hostInfo: async (opts) => (await read('hostInfo', [], opts)) as HostInfo,
-    listDomains: async (opts?: ListOptions) => {
-      const o: Record<string, boolean> = {};
-      if (opts?.active !== undefined) o['active'] = opts.active;
-      if (opts?.inactive !== undefined) o['inactive'] = opts.inactive;
-      return (await read('listDomains', [o], opts)) as DomainRef[];
-    },
-    lookupDomain: async (key, opts) => (await read('lookupDomain', [key], opts)) as DomainRef,
-    domainInfo: async (key, opts) => (await read('domainInfo', [key], opts)) as DomainInfo,
-    domainDefinition: async (key, opts) => read('domainDefinition', [key], opts),
-    allDomainStats: async (opts: BulkReadOptions) => {
-      const timeoutMs = supervisorBudget(readTimeout, opts.deadline);
-      return (await read('allDomainStats', [{ groups: [...opts.groups], inactive: opts.inactive ?? false, timeoutMs }], opts)) as BulkStats;
-    },
-    define: async (definition) => (await write('define', [definition])) as DomainRef,
-    undefine: async (key) => {
-      await write('undefine', [key]);
-    },
-    start: async (key) => {
-      await write('start', [key]);
-    },
-    shutdown: async (key, opts?: ShutdownOptions) => {
-      const o: Record<string, unknown> = { force: opts?.force ?? false };
-      if (graceSeconds !== undefined && graceSeconds !== '') o['graceSeconds'] = Number(graceSeconds);
-      await write('shutdown', [key, o]);
-    },
-    reboot: async (key) => {
-      await write('reboot', [key]);
-    },
-    destroy: async (key) => {
-      await write('destroy', [key]);
-    },
-    suspend: async (key) => {
-      await write('suspend', [key]);
-    },
-    resume: async (key) => {
-      await write('resume', [key]);
-    },
-    save: async (key, file) => {
-      await write('save', [key, file]);
-    },
-    restore: async (file, opts) => (await write('restore', opts === undefined ? [file] : [file, opts])) as DomainRef,
+    ...stubs,
   };
   // Connect (starting a supervisor if needed) now, so a broken setup fails at open.
   return client.call('ping', [], { timeoutMs: setting(s, 'connect-timeout-ms') }).then(
-    () => driver,
+    (reply) => {
+      OPERATIONS.ping.result(reply, 'virt-qemud');
+      return driver;
+    },
     (err: unknown) => {
       client.close();
       throw err;

@@ -120,6 +120,24 @@ export interface NetCounters {
   txDrops: number;
 }
 
+/**
+ * Host-side counters of a guest's backend interface (tap, vif) turned to the
+ * guest's point of view: what the host receives, the guest sent. Not for
+ * macvtap, whose counters are already the guest's.
+ */
+export function guestView(host: NetCounters): NetCounters {
+  return {
+    rxBytes: host.txBytes,
+    rxPackets: host.txPackets,
+    rxErrors: host.txErrors,
+    rxDrops: host.txDrops,
+    txBytes: host.rxBytes,
+    txPackets: host.rxPackets,
+    txErrors: host.rxErrors,
+    txDrops: host.rxDrops,
+  };
+}
+
 export interface NetReading {
   /** Interface name on the host side (vnet0, vif3.0) or the guest device id. */
   interface: string;

@@ -11,9 +11,10 @@ import type { Logger } from '../util/logger.ts';
 import { CONTENT_TYPES, Exposition, negotiateFormat, type Rendered } from './exposition.ts';
 import { COLLECTORS } from '../collectors/catalogue.ts';
 import { scrapeWindowOf } from '../collectors/process-metrics.ts';
-import { listen, listenFd, parseListenAddresses, systemdListenFds } from './listen.ts';
+import { closeServer, listen, listenFd, parseListenAddresses, systemdListenFds } from './listen.ts';
 import { landingPage } from './landing.ts';
 import type { WebGuard } from './web-guard.ts';
+import { VirtError } from '../virt/errors.ts';
 
 const gzipAsync = promisify(gzipCallback);
 const ONE_SHOT_GZIP_BYTES = 2 * 1024 * 1024;
@@ -75,8 +76,8 @@ export async function startMetricsServer(opts: MetricsServerOptions): Promise<Ru
     if (names.length === 0) return null;
     const out = new Set<CollectorName>();
     for (const n of names) {
-      if (!(COLLECTORS as readonly string[]).includes(n)) return new Error(`unknown collector ${JSON.stringify(n)} in collect[]; known: ${COLLECTORS.join(', ')}`);
-      if (!opts.collectors.has(n as CollectorName)) return new Error(`collector ${JSON.stringify(n)} in collect[] is disabled (--collector.${n})`);
+      if (!(COLLECTORS as readonly string[]).includes(n)) return new VirtError('VIRT_ERR_INVALID_ARG', `unknown collector ${JSON.stringify(n)} in collect[]; known: ${COLLECTORS.join(', ')}`);
+      if (!opts.collectors.has(n as CollectorName)) return new VirtError('VIRT_ERR_INVALID_ARG', `collector ${JSON.stringify(n)} in collect[] is disabled (--collector.${n})`);
       out.add(n as CollectorName);
     }
     return out;
@@ -239,17 +240,6 @@ export async function startMetricsServer(opts: MetricsServerOptions): Promise<Ru
     server.maxHeadersCount = 100;
     return server;
   };
-  const closeOne = (server: ReturnType<WebGuard['createServer']>, graceMs: number): Promise<void> =>
-    new Promise<void>((resolve) => {
-      if (!server.listening) return resolve();
-      const force = setTimeout(() => server.closeAllConnections(), graceMs);
-      server.close(() => {
-        clearTimeout(force);
-        resolve();
-      });
-      server.closeIdleConnections();
-    });
-
   // Every address is checked before any is bound; a failure to bind one closes those already bound.
   const targets = opts.systemdSocket === true ? systemdListenFds().map((fd) => ({ fd })) : parseListenAddresses(opts.listenAddress);
   const servers: Array<ReturnType<WebGuard['createServer']>> = [];
@@ -261,7 +251,7 @@ export async function startMetricsServer(opts: MetricsServerOptions): Promise<Ru
       listeners.push('fd' in t ? await listenFd(server, t.fd) : await listen(server, t));
     }
   } catch (err) {
-    await Promise.all(servers.map((s) => closeOne(s, 0)));
+    await Promise.all(servers.map((s) => closeServer(s, 0)));
     throw err;
   }
   for (const l of listeners) log.info('listening', { address: l.address, path: opts.telemetryPath, ...(opts.systemdSocket === true ? { systemdSocket: true } : {}) });
@@ -272,7 +262,7 @@ export async function startMetricsServer(opts: MetricsServerOptions): Promise<Ru
     port: first.port,
     listeners,
     close: async (graceMs = 10_000) => {
-      await Promise.all(servers.map((s) => closeOne(s, graceMs)));
+      await Promise.all(servers.map((s) => closeServer(s, graceMs)));
     },
   };
 }

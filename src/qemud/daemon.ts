@@ -4,12 +4,13 @@ import type { Logger } from '../util/logger.ts';
 import { VirtError } from '../virt/errors.ts';
 import { acquireInstanceLock } from './instance-lock.ts';
 import { activatedSockets } from './systemd-sockets.ts';
-import { checkSessionDirs, resolvePaths, type QemudMode, type QemudPaths } from './paths.ts';
+import { checkSessionDirs, resolvePaths, type QemudMode, type QemudPaths } from '../qemud-shared/paths.ts';
 import { processAlive } from './proc.ts';
 import { QemudServer, type ClientLimits } from './server.ts';
 import { Store } from './store.ts';
 import { Supervisor } from './supervisor.ts';
-import { resolveQemuUser } from './dac.ts';
+import { chooseQemuUser } from './dac.ts';
+import { chooseImageDirs } from './images.ts';
 
 export interface DaemonOptions {
   mode: QemudMode;
@@ -26,9 +27,9 @@ export interface DaemonOptions {
   maxFrameBytes: number;
   roSocketGroup?: string;
   adminGroup?: string;
-  /** User QEMU runs as; empty: the daemon's own. */
+  /** User QEMU runs as; empty: a default (see chooseQemuUser). */
   qemuUser?: string;
-  /** Directories a definition's files must lie in; empty: anywhere. */
+  /** Directories a definition's files must lie in; empty: the mode's default (see chooseImageDirs). */
   imageDirs?: string[];
   limits?: Partial<ClientLimits>;
   logger: Logger;
@@ -85,6 +86,7 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
     await lock.release();
     throw new VirtError('VIRT_ERR_OPERATION_INVALID', `another virt-qemud is already running for ${paths.runtimeDir}`);
   }
+  const qemuUser = chooseQemuUser(o.mode, o.qemuUser, o.logger);
   const supervisor = new Supervisor({
     paths,
     logger: o.logger,
@@ -96,8 +98,9 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
     startTimeoutMs: o.startTimeoutMs,
     saveTimeoutMs: o.saveTimeoutMs,
     ...(o.emulator !== undefined && o.emulator !== '' ? { emulator: o.emulator } : {}),
-    ...(o.imageDirs !== undefined ? { imageDirs: o.imageDirs } : {}),
-    ...(o.qemuUser ? { qemuUser: resolveQemuUser(o.qemuUser) } : {}),
+    // Safe defaults (issue 12, finding 4): confined to image directories, and a system QEMU as an unprivileged user when one exists.
+    imageDirs: chooseImageDirs(o.mode, o.imageDirs ?? [], paths.runtimeDir, o.logger),
+    ...(qemuUser === undefined ? {} : { qemuUser }),
   });
   supervisor.init();
   const server = new QemudServer({ supervisor, logger: o.logger, maxFrameBytes: o.maxFrameBytes, ...(o.roSocketGroup ? { roSocketGroup: o.roSocketGroup } : {}), ...(o.adminGroup ? { adminGroup: o.adminGroup } : {}), ...(o.limits ? { limits: o.limits } : {}) });

@@ -1,7 +1,40 @@
-import { closeSync, openSync, readSync, realpathSync, statSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, sep } from 'node:path';
 import type { DomainDefinition } from './definition.ts';
+import type { QemudMode } from '../qemud-shared/paths.ts';
+import type { Logger } from '../util/logger.ts';
 import { VirtError } from '../virt/errors.ts';
+
+/** The image directory of qemu:///system when qemu.image-dirs is not set (the Debian package creates it). */
+export const SYSTEM_IMAGE_DIR = '/var/lib/virt-exporter/images';
+
+/**
+ * The directories a definition's files must lie in: qemu.image-dirs when set
+ * (`/` allows the whole host, device nodes still refused); otherwise
+ * /var/lib/virt-exporter/images for qemu:///system and RUNTIME-DIR/images
+ * (created, mode 0700) for qemu:///session. Never "anywhere" by default.
+ */
+export function chooseImageDirs(mode: QemudMode, configured: readonly string[], runtimeDir: string, logger: Logger): string[] {
+  if (configured.length > 0) {
+    logger.info('definitions may name files in the configured image directories', { imageDirs: configured.join(','), source: 'image-dirs' });
+    return [...configured];
+  }
+  let dir = SYSTEM_IMAGE_DIR;
+  if (mode === 'session') {
+    dir = join(runtimeDir, 'images');
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+  } else {
+    let ok = false;
+    try {
+      ok = statSync(dir).isDirectory();
+    } catch {
+      ok = false;
+    }
+    if (!ok) logger.warn(`the default image directory ${dir} does not exist: create it (mode 0711, root's) for disks, kernels and console logs, or set --image-dirs`, { imageDirs: dir });
+  }
+  logger.info('definitions may name files in the default image directory only', { imageDirs: dir, source: 'default' });
+  return [dir];
+}
 
 export /** Virtual size of a disk image: the file size for raw, the header field for qcow2. */
 function imageVirtualSize(path: string, format: 'raw' | 'qcow2'): number | undefined {
@@ -65,7 +98,7 @@ function realOrParent(path: string): string | undefined {
 }
 
 /**
- * QEMU opens every file a definition names as root: refuse device nodes,
+ * QEMU opens every file a definition names (as root unless qemu-user): refuse device nodes,
  * FIFOs, sockets and directories always, and, when image directories are
  * configured, anything that does not resolve inside one of them.
  */
@@ -82,9 +115,10 @@ export function checkDefinitionPaths(def: DomainDefinition, imageDirs: readonly 
       throw denied(f.key, f.path, st.isBlockDevice() || st.isCharacterDevice() ? 'is a device node; only regular image files may be named' : 'is not a regular file');
     }
     if (roots.length === 0) continue;
-    const real = realOrParent(f.path);
-    if (real === undefined || !roots.some((r) => real === r || real.startsWith(r.endsWith(sep) ? r : r + sep))) {
-      throw denied(f.key, f.path, `is not inside the configured image directories (${imageDirs.join(', ')})${real !== undefined && real !== f.path ? `; it resolves to ${real}` : ''}`);
+    // A path whose directory does not exist yet is judged as written (it is absolute, without ".."); start checks again.
+    const real = realOrParent(f.path) ?? f.path;
+    if (!roots.some((r) => real === r || real.startsWith(r.endsWith(sep) ? r : r + sep))) {
+      throw denied(f.key, f.path, `is not inside the configured image directories (${imageDirs.join(', ')})${real !== f.path ? `; it resolves to ${real}` : ''}`);
     }
   }
 }

@@ -2,10 +2,11 @@
  * /proc readers: CPU time, RSS and liveness of QEMU processes and their vCPU
  * threads, and network device counters as seen from a process's namespace.
  * Synchronous on purpose: /proc reads are microseconds and a threadpool hop
- * per file would cost more than the read.
+ * per file would cost more than the read. The files read on every bulk read
+ * are held open (ProcFile) and re-read in one system call each.
  */
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readSync } from 'node:fs';
 import type { NetCounters } from '../drivers/types.ts';
 
 function sysconf(name: string, fallback: number): number {
@@ -124,5 +125,78 @@ export function readNetDev(pid: number): Map<string, DevCounters> | null {
     return parseNetDev(readFileSync(`/proc/${pid}/net/dev`, 'latin1'));
   } catch {
     return null;
+  }
+}
+
+/** Soft limit on open files (/proc/self/limits), for the budget of held /proc files. */
+function openFileLimit(): number {
+  try {
+    const m = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync('/proc/self/limits', 'latin1'));
+    return m?.[1] === undefined ? 1024 : m[1] === 'unlimited' ? 1 << 20 : Number(m[1]);
+  } catch {
+    return 1024;
+  }
+}
+
+/** At most a quarter of the open-file limit goes to held /proc files; the rest stays for sockets, images, clients. */
+const HELD_BUDGET = Math.floor(openFileLimit() / 4);
+let held = 0;
+const scratch = Buffer.alloc(4096);
+
+/**
+ * A /proc file of one process (or thread) held open and re-read with pread
+ * at offset 0: one system call per reading instead of a path walk, open,
+ * fstat, read and close. The descriptor stays bound to the process it was
+ * opened on, so a reused pid can never answer for it: once that process is
+ * gone, the reading is null. Past the budget of held descriptors it reads
+ * by path as before.
+ */
+export class ProcFile {
+  readonly path: string;
+  #fd: number | null = null;
+
+  private constructor(path: string, fd: number | null) {
+    this.path = path;
+    this.#fd = fd;
+  }
+
+  /** Opens the file; null when it does not exist (the process or thread is gone). */
+  static open(path: string): ProcFile | null {
+    if (held >= HELD_BUDGET) return existsSync(path) ? new ProcFile(path, null) : null;
+    try {
+      const fd = openSync(path, 'r');
+      held++;
+      return new ProcFile(path, fd);
+    } catch {
+      return null;
+    }
+  }
+
+  /** The file's text now; null once its process is gone. */
+  read(): string | null {
+    if (this.#fd === null) {
+      try {
+        return readFileSync(this.path, 'latin1');
+      } catch {
+        return null;
+      }
+    }
+    try {
+      const n = readSync(this.#fd, scratch, 0, scratch.length, 0);
+      return n === 0 ? null : scratch.toString('latin1', 0, n);
+    } catch {
+      return null;
+    }
+  }
+
+  close(): void {
+    if (this.#fd === null) return;
+    try {
+      closeSync(this.#fd);
+    } catch {
+      // already closed
+    }
+    this.#fd = null;
+    held--;
   }
 }

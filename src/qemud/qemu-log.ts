@@ -7,7 +7,7 @@
  */
 import { closeSync, openSync, readSync, renameSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import type { QemudPaths } from './paths.ts';
+import type { QemudPaths } from '../qemud-shared/paths.ts';
 
 export function qemuLogPath(paths: QemudPaths, name: string): string {
   return join(paths.logDir, `${name}.qemu.log`);

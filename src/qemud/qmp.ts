@@ -1,4 +1,12 @@
-import { createConnection, type Socket } from 'node:net';
+/**
+ * A QMP monitor client: the framing (CRLF-terminated JSON, ids "v<serial>"),
+ * the greeting and capabilities negotiation. Ids, deadlines, AbortSignals,
+ * "fail everything when the socket dies" and spans come from the generic
+ * transport (src/rpc/transport.ts). One connection: when QEMU's monitor goes
+ * away the client stays closed and its owner (the supervisor) reattaches.
+ */
+import { LineDecoder, RpcTransport, type TransportConnection } from '../rpc/transport.ts';
+import { unixSocket } from '../rpc/streams.ts';
 import { silentLogger, type Logger } from '../util/logger.ts';
 import { VirtError } from '../virt/errors.ts';
 import { isRecord, parseQmpJson } from './json.ts';
@@ -32,14 +40,15 @@ export class QmpCommandError extends VirtError {
   }
 }
 
-interface Pending {
-  command: string;
-  resolve: (v: unknown) => void;
-  reject: (e: Error) => void;
-  cleanup: () => void;
-}
+type QmpMessage = Record<string, unknown>;
 
 const DEFAULT_MAX_LINE = 16 * 1024 * 1024;
+/** QMP limits requests only by its JSON parser; ours are small. */
+const MAX_REQUEST_BYTES = 1024 * 1024;
+
+function preview(line: unknown): string {
+  return JSON.stringify(line)?.slice(0, 80) ?? String(line);
+}
 
 /**
  * One QMP monitor connection: greeting, capabilities negotiation, commands
@@ -47,32 +56,47 @@ const DEFAULT_MAX_LINE = 16 * 1024 * 1024;
  * wherever they fall between a command and its reply.
  */
 export class QmpClient {
-  readonly #socket: Socket;
+  readonly #t: RpcTransport<QmpMessage>;
   readonly #logger: Logger;
-  readonly #maxLine: number;
-  readonly #pending = new Map<string, Pending>();
-  #buf = '';
-  #nextId = 1;
-  #closed = false;
   #greeting: Record<string, unknown> | undefined;
-  #onGreeting: ((g: Record<string, unknown>) => void) | undefined;
   onEvent: ((ev: QmpEvent) => void) | undefined;
   onClose: ((reason: Error | undefined) => void) | undefined;
 
-  private constructor(socket: Socket, opts: QmpConnectOptions) {
-    this.#socket = socket;
+  private constructor(path: string, opts: QmpConnectOptions) {
     this.#logger = opts.logger ?? silentLogger;
-    this.#maxLine = opts.maxLineBytes ?? DEFAULT_MAX_LINE;
     this.onEvent = opts.onEvent;
     this.onClose = opts.onClose;
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => this.#onData(chunk));
-    socket.on('error', (err) => this.#fail(new VirtError('VIRT_ERR_RPC', `QMP socket error: ${err.message}`, { cause: err })));
-    socket.on('close', () => this.#fail(undefined));
+    const peer = `QMP monitor ${path}`;
+    const maxLineBytes = opts.maxLineBytes ?? DEFAULT_MAX_LINE;
+    this.#t = new RpcTransport<QmpMessage>({
+      peer,
+      open: unixSocket(path),
+      decoder: () => {
+        const lines = new LineDecoder({ maxLineBytes, peer });
+        return {
+          push: (chunk) => lines.push(chunk).map((line) => QmpClient.#parse(line, peer)),
+          get pendingBytes() {
+            return lines.pendingBytes;
+          },
+        };
+      },
+      serialOf: (m) => QmpClient.#serialOf(m, peer),
+      onUnsolicited: (m) => this.#onEvent(m, peer),
+      handshake: (conn, signal) => this.#handshake(conn, signal, opts.timeoutMs),
+      onDisconnect: (err) => {
+        const cb = this.onClose;
+        this.onClose = undefined;
+        cb?.(err);
+      },
+      maxOutboundBytes: MAX_REQUEST_BYTES,
+      connectTimeoutMs: opts.timeoutMs,
+      reconnect: false,
+      logger: this.#logger,
+    });
   }
 
   get closed(): boolean {
-    return this.#closed;
+    return this.#t.closed;
   }
 
   get greeting(): Record<string, unknown> | undefined {
@@ -81,157 +105,71 @@ export class QmpClient {
 
   /** Connects, reads the greeting and negotiates capabilities, all within timeoutMs. */
   static async connect(path: string, opts: QmpConnectOptions): Promise<QmpClient> {
-    const deadline = Date.now() + opts.timeoutMs;
-    const socket = createConnection(path);
-    const client = new QmpClient(socket, opts);
+    const client = new QmpClient(path, opts);
     try {
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new VirtError('VIRT_ERR_OPERATION_TIMEOUT', `no QMP greeting from ${path} within ${opts.timeoutMs} ms`)), opts.timeoutMs);
-        const onAbort = (): void => reject(new VirtError('VIRT_ERR_OPERATION_TIMEOUT', `QMP connect to ${path} aborted`));
-        opts.signal?.addEventListener('abort', onAbort, { once: true });
-        const done = (): void => {
-          clearTimeout(timer);
-          opts.signal?.removeEventListener('abort', onAbort);
-        };
-        client.#onGreeting = () => {
-          done();
-          resolve();
-        };
-        const prevClose = client.onClose;
-        client.onClose = (reason) => {
-          done();
-          client.onClose = prevClose;
-          reject(reason ?? new VirtError('VIRT_ERR_RPC', `QMP peer ${path} closed before its greeting`));
-        };
-        if (opts.signal?.aborted === true) onAbort();
-      });
-      client.onClose = opts.onClose;
-      await client.execute('qmp_capabilities', undefined, { timeoutMs: Math.max(1, deadline - Date.now()), signal: opts.signal });
-      return client;
+      await client.#t.connection(opts.signal);
     } catch (err) {
-      client.close();
-      if (err instanceof VirtError) throw err;
-      throw new VirtError('VIRT_ERR_RPC', `QMP connect to ${path} failed: ${(err as Error).message}`, { cause: err });
+      client.#t.close();
+      throw err;
     }
+    return client;
   }
 
-  execute(command: string, args: Record<string, unknown> | undefined, opts: QmpCallOptions): Promise<unknown> {
-    if (this.#closed) return Promise.reject(new VirtError('VIRT_ERR_RPC', `QMP monitor closed (command ${command})`));
-    const id = `v${this.#nextId++}`;
-    const msg = JSON.stringify(args === undefined ? { execute: command, id } : { execute: command, arguments: args, id });
-    return new Promise<unknown>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#pending.delete(id);
-        cleanup();
-        reject(new VirtError('VIRT_ERR_OPERATION_TIMEOUT', `QMP ${command} got no reply within ${opts.timeoutMs} ms`));
-      }, opts.timeoutMs);
-      const onAbort = (): void => {
-        this.#pending.delete(id);
-        cleanup();
-        reject(new VirtError('VIRT_ERR_OPERATION_TIMEOUT', `QMP ${command} aborted`));
-      };
-      const cleanup = (): void => {
-        clearTimeout(timer);
-        opts.signal?.removeEventListener('abort', onAbort);
-      };
-      if (opts.signal?.aborted === true) {
-        cleanup();
-        reject(new VirtError('VIRT_ERR_OPERATION_TIMEOUT', `QMP ${command} aborted`));
-        return;
-      }
-      opts.signal?.addEventListener('abort', onAbort, { once: true });
-      this.#pending.set(id, { command, resolve, reject, cleanup });
-      this.#socket.write(msg + '\r\n');
-    });
-  }
-
-  close(): void {
-    if (!this.#closed) this.#socket.destroy();
-    this.#fail(undefined);
-  }
-
-  #onData(chunk: string): void {
-    this.#buf += chunk;
-    let nl: number;
-    while ((nl = this.#buf.indexOf('\n')) >= 0) {
-      const line = this.#buf.slice(0, nl).trim();
-      this.#buf = this.#buf.slice(nl + 1);
-      if (line !== '') this.#onLine(line);
-      if (this.#closed) return;
-    }
-    if (this.#buf.length > this.#maxLine) {
-      this.#protocolError(`QMP line longer than ${this.#maxLine} bytes`);
-    }
-  }
-
-  #onLine(line: string): void {
+  static #parse(line: string, peer: string): QmpMessage {
     let msg: unknown;
     try {
       msg = parseQmpJson(line);
     } catch {
-      this.#protocolError(`QMP peer sent non-JSON: ${JSON.stringify(line.slice(0, 80))}`);
-      return;
+      throw new VirtError('VIRT_ERR_RPC', `${peer} sent non-JSON: ${preview(line)}`);
     }
-    if (!isRecord(msg)) {
-      this.#protocolError(`QMP peer sent a non-object: ${JSON.stringify(line.slice(0, 80))}`);
-      return;
-    }
-    if (this.#greeting === undefined) {
-      if (!isRecord(msg['QMP'])) {
-        this.#protocolError(`QMP peer did not greet: ${JSON.stringify(line.slice(0, 80))}`);
-        return;
-      }
-      this.#greeting = msg['QMP'];
-      this.#onGreeting?.(msg['QMP']);
-      return;
-    }
-    if (typeof msg['event'] === 'string') {
-      const data = isRecord(msg['data']) ? msg['data'] : {};
-      try {
-        this.onEvent?.({ event: msg['event'], data });
-      } catch (err) {
-        this.#logger.warn('QMP event handler failed', { event: msg['event'], err });
-      }
-      return;
-    }
-    const id = msg['id'];
-    if (typeof id !== 'string') {
-      // QEMU omits the id when it could not parse our command: fail everything in flight.
-      const err = isRecord(msg['error']) ? String(msg['error']['desc']) : 'reply without id';
-      for (const [pid, p] of this.#pending) {
-        this.#pending.delete(pid);
-        p.cleanup();
-        p.reject(new VirtError('VIRT_ERR_RPC', `QMP ${p.command}: ${err}`));
-      }
-      return;
-    }
-    const p = this.#pending.get(id);
-    if (p === undefined) return; // late reply to a command that already timed out
-    this.#pending.delete(id);
-    p.cleanup();
-    if ('return' in msg) p.resolve(msg['return']);
-    else if (isRecord(msg['error'])) p.reject(new QmpCommandError(p.command, String(msg['error']['class']), String(msg['error']['desc'])));
-    else p.reject(new VirtError('VIRT_ERR_RPC', `QMP ${p.command}: reply has neither return nor error`));
+    if (!isRecord(msg)) throw new VirtError('VIRT_ERR_RPC', `${peer} sent a non-object: ${preview(line)}`);
+    return msg;
   }
 
-  #protocolError(message: string): void {
-    const err = new VirtError('VIRT_ERR_RPC', message);
-    this.#socket.destroy();
-    this.#fail(err);
+  static #serialOf(m: QmpMessage, peer: string): number | undefined {
+    if (typeof m['event'] === 'string' || 'QMP' in m) return undefined;
+    const id = m['id'];
+    const serial = typeof id === 'string' && /^v\d{1,10}$/.test(id) ? Number(id.slice(1)) : undefined;
+    if (serial !== undefined) return serial;
+    // QEMU omits the id when it could not parse a command: the stream is out of step.
+    const why = isRecord(m['error']) ? String(m['error']['desc']) : `reply with id ${preview(id)}`;
+    throw new VirtError('VIRT_ERR_RPC', `${peer} sent a reply that answers no command (${why}); connection closed`);
   }
 
-  #fail(reason: Error | undefined): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    const err = reason ?? new VirtError('VIRT_ERR_RPC', 'QMP monitor connection closed');
-    for (const [id, p] of this.#pending) {
-      this.#pending.delete(id);
-      p.cleanup();
-      p.reject(err);
+  #onEvent(m: QmpMessage, peer: string): void {
+    if (typeof m['event'] !== 'string') throw new VirtError('VIRT_ERR_RPC', `${peer} greeted twice: ${preview(m)}`);
+    const data = isRecord(m['data']) ? m['data'] : {};
+    try {
+      this.onEvent?.({ event: m['event'], data });
+    } catch (err) {
+      this.#logger.warn('QMP event handler failed', { event: m['event'], err });
     }
-    this.#socket.destroy();
-    const cb = this.onClose;
-    this.onClose = undefined;
-    cb?.(reason);
+  }
+
+  async #handshake(conn: TransportConnection<QmpMessage>, signal: AbortSignal | undefined, timeoutMs: number): Promise<void> {
+    const first = await conn.next({ timeoutMs, signal, what: 'the QMP greeting' });
+    if (!isRecord(first['QMP'])) throw new VirtError('VIRT_ERR_RPC', `${this.#t.options.peer} did not greet: ${preview(first)}`);
+    this.#greeting = first['QMP'];
+    QmpClient.#result('qmp_capabilities', await conn.call(QmpClient.#encode('qmp_capabilities', undefined), { timeoutMs, signal, what: 'qmp_capabilities' }));
+  }
+
+  static #encode(command: string, args: Record<string, unknown> | undefined): (serial: number) => Buffer {
+    return (serial) => Buffer.from(JSON.stringify(args === undefined ? { execute: command, id: `v${serial}` } : { execute: command, arguments: args, id: `v${serial}` }) + '\r\n');
+  }
+
+  static #result(command: string, reply: QmpMessage): unknown {
+    if ('return' in reply) return reply['return'];
+    const e = reply['error'];
+    if (isRecord(e)) throw new QmpCommandError(command, String(e['class']), String(e['desc']));
+    throw new VirtError('VIRT_ERR_RPC', `QMP ${command}: reply has neither return nor error`);
+  }
+
+  async execute(command: string, args: Record<string, unknown> | undefined, opts: QmpCallOptions): Promise<unknown> {
+    const reply = await this.#t.call(QmpClient.#encode(command, args), { timeoutMs: opts.timeoutMs, signal: opts.signal, what: command });
+    return QmpClient.#result(command, reply);
+  }
+
+  close(): void {
+    this.#t.close(new VirtError('VIRT_ERR_RPC', `${this.#t.options.peer} closed`));
   }
 }

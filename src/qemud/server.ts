@@ -7,10 +7,10 @@
  */
 import { chmodSync, chownSync, readFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
-import { STATS_GROUPS, type StatsGroup } from '../drivers/types.ts';
+import { isWrite, operation, type OpArgs, type OpName, type PingReply } from '../drivers/ops.ts';
 import type { Logger } from '../util/logger.ts';
 import { VirtError, toVirtError } from '../virt/errors.ts';
-import { checkRequest, encodeFrame, FrameDecoder, PROTOCOL_VERSION, READ_OPS, WRITE_OPS, type Decoded, type Reply } from './protocol.ts';
+import { checkRequest, encodeFrame, FrameDecoder, PROTOCOL_VERSION, type Decoded, type Reply } from '../qemud-shared/protocol.ts';
 import { unlinkQuiet } from './store.ts';
 import { groupId as gidOf, loadPeerCred, processGroups, socketPeer, type PeerCred } from './peercred.ts';
 import type { Supervisor } from './supervisor.ts';
@@ -53,111 +53,58 @@ export interface ServerOptions {
 /** What the read-only socket shows instead of a secrets-bearing field. */
 export const REDACTED = '(redacted on the read-only socket)';
 
-function argKey(args: unknown[], i: number): string {
-  const v = args[i];
-  if (typeof v !== 'string' || v === '' || v.length > 256) throw new VirtError('VIRT_ERR_INVALID_ARG', `argument ${i + 1} must be a domain name, UUID or id`);
-  return v;
+interface Call {
+  readonly readOnly: boolean;
+  readonly signal: AbortSignal;
 }
 
-function argObj(args: unknown[], i: number): Record<string, unknown> {
-  const v = args[i];
-  if (v === undefined || v === null) return {};
-  if (typeof v !== 'object' || Array.isArray(v)) throw new VirtError('VIRT_ERR_INVALID_ARG', `argument ${i + 1} must be an options object`);
-  return v as Record<string, unknown>;
-}
+/**
+ * What virt-qemud does for each operation of the table, given the arguments
+ * its argument check returned; the table decides what is known, what the
+ * read-only socket refuses and what arguments are acceptable.
+ */
+const HANDLERS: { [K in OpName]: (sup: Supervisor, args: OpArgs<K>, call: Call) => unknown } = {
+  ping: (_sup, _args, call): PingReply => ({ protocol: PROTOCOL_VERSION, pid: process.pid, readOnly: call.readOnly }),
+  version: (sup) => sup.version(),
+  hostInfo: (sup) => sup.hostInfo(),
+  listDomains: (sup, [opts]) => sup.listDomains(opts),
+  lookupDomain: (sup, [key]) => sup.lookupDomain(key),
+  domainInfo: (sup, [key], call) => sup.domainInfo(key, call.signal),
+  allDomainStats: (sup, [opts], call) => sup.allDomainStats(opts, call.signal),
+  domainDefinition: (sup, [key], call) => {
+    const def = sup.domainDefinition(key);
+    // The read-only socket is open to every local user (0666 by default): no kernel command line (it may carry secrets).
+    if (call.readOnly && def.kernel?.cmdline !== undefined) return { ...def, kernel: { ...def.kernel, cmdline: REDACTED } };
+    return def;
+  },
+  define: (sup, [definition]) => sup.define(definition),
+  undefine: (sup, [key]) => sup.undefine(key),
+  start: (sup, [key]) => sup.start(key),
+  shutdown: (sup, [key, opts]) => sup.shutdown(key, opts),
+  reboot: (sup, [key]) => sup.reboot(key),
+  destroy: (sup, [key]) => sup.destroy(key),
+  suspend: (sup, [key]) => sup.suspend(key),
+  resume: (sup, [key]) => sup.resume(key),
+  save: (sup, [key, file]) => sup.save(key, file),
+  restore: (sup, [file, opts]) => sup.restore(file, opts),
+  managedSaveRemove: (sup, [key]) => sup.managedSaveRemove(key),
+};
 
-function optBool(o: Record<string, unknown>, k: string): boolean | undefined {
-  const v = o[k];
-  if (v === undefined) return undefined;
-  if (typeof v !== 'boolean') throw new VirtError('VIRT_ERR_INVALID_ARG', `option ${k} must be a boolean`);
-  return v;
-}
-
-function optNum(o: Record<string, unknown>, k: string, min: number, max: number): number | undefined {
-  const v = o[k];
-  if (v === undefined) return undefined;
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) throw new VirtError('VIRT_ERR_INVALID_ARG', `option ${k} must be a number from ${min} to ${max}`);
-  return v;
-}
-
-/** Runs one request against the supervisor. */
-export async function dispatch(sup: Supervisor, op: string, args: unknown[], readOnly: boolean, signal: AbortSignal): Promise<unknown> {
-  const isRead = (READ_OPS as readonly string[]).includes(op);
-  const isWrite = (WRITE_OPS as readonly string[]).includes(op);
-  if (!isRead && !isWrite) throw new VirtError('VIRT_ERR_NO_SUPPORT', `unknown operation ${JSON.stringify(op)}`);
-  if (isWrite && readOnly) throw new VirtError('VIRT_ERR_OPERATION_DENIED', `operation ${op} is not allowed on the read-only socket`);
-  switch (op) {
-    case 'ping':
-      return { protocol: PROTOCOL_VERSION, pid: process.pid, readOnly };
-    case 'version':
-      return sup.version();
-    case 'hostInfo':
-      return sup.hostInfo();
-    case 'listDomains': {
-      const o = argObj(args, 0);
-      const active = optBool(o, 'active');
-      const inactive = optBool(o, 'inactive');
-      return sup.listDomains({ ...(active !== undefined ? { active } : {}), ...(inactive !== undefined ? { inactive } : {}) });
-    }
-    case 'lookupDomain':
-      return sup.lookupDomain(argKey(args, 0));
-    case 'domainInfo':
-      return sup.domainInfo(argKey(args, 0), signal);
-    case 'domainDefinition': {
-      const def = sup.domainDefinition(argKey(args, 0));
-      // The read-only socket is open to every local user (0666 by default): no kernel command line (it may carry secrets).
-      if (readOnly && def.kernel?.cmdline !== undefined) return { ...def, kernel: { ...def.kernel, cmdline: REDACTED } };
-      return def;
-    }
-    case 'allDomainStats': {
-      const o = argObj(args, 0);
-      const groups = o['groups'] ?? [...STATS_GROUPS];
-      if (!Array.isArray(groups) || groups.some((g) => !(STATS_GROUPS as readonly unknown[]).includes(g))) {
-        throw new VirtError('VIRT_ERR_INVALID_ARG', `groups must be a list of ${STATS_GROUPS.join(', ')}`);
-      }
-      const inactive = optBool(o, 'inactive');
-      const timeoutMs = optNum(o, 'timeoutMs', 1, 3_600_000);
-      return sup.allDomainStats({ groups: groups as StatsGroup[], ...(inactive !== undefined ? { inactive } : {}), ...(timeoutMs !== undefined ? { timeoutMs } : {}) }, signal);
-    }
-    case 'define':
-      return sup.define(args[0]);
-    case 'undefine':
-      return sup.undefine(argKey(args, 0));
-    case 'start':
-      return sup.start(argKey(args, 0));
-    case 'shutdown': {
-      const o = argObj(args, 1);
-      const force = optBool(o, 'force');
-      const graceSeconds = optNum(o, 'graceSeconds', 0, 86400);
-      return sup.shutdown(argKey(args, 0), { ...(force !== undefined ? { force } : {}), ...(graceSeconds !== undefined ? { graceSeconds } : {}) });
-    }
-    case 'reboot':
-      return sup.reboot(argKey(args, 0));
-    case 'destroy':
-      return sup.destroy(argKey(args, 0));
-    case 'suspend':
-      return sup.suspend(argKey(args, 0));
-    case 'resume':
-      return sup.resume(argKey(args, 0));
-    case 'save': {
-      const file = args[1];
-      if (typeof file !== 'string') throw new VirtError('VIRT_ERR_INVALID_ARG', 'save needs a file path');
-      return sup.save(argKey(args, 0), file);
-    }
-    case 'restore': {
-      const file = args[0];
-      if (typeof file !== 'string') throw new VirtError('VIRT_ERR_INVALID_ARG', 'restore needs a file path');
-      const o = argObj(args, 1);
-      for (const k of Object.keys(o)) if (k !== 'domain' && k !== 'define') throw new VirtError('VIRT_ERR_INVALID_ARG', `unknown restore option ${JSON.stringify(k)}`);
-      const define = optBool(o, 'define');
-      const domain = o['domain'] === undefined ? undefined : argKey([o['domain']], 0);
-      return sup.restore(file, { ...(domain !== undefined ? { domain } : {}), ...(define !== undefined ? { define } : {}) });
-    }
-    case 'managedSaveRemove': {
-      return sup.managedSaveRemove(argKey(args, 0));
-    }
-    default:
-      throw new VirtError('VIRT_ERR_NO_SUPPORT', `unknown operation ${JSON.stringify(op)}`);
+/**
+ * Runs one request against the supervisor: an operation the table does not
+ * have is VIRT_ERR_NO_SUPPORT, a write on the read-only socket
+ * VIRT_ERR_OPERATION_DENIED, arguments its check refuses VIRT_ERR_INVALID_ARG.
+ */
+export function dispatch(sup: Supervisor, op: string, args: unknown[], readOnly: boolean, signal: AbortSignal): Promise<unknown> {
+  try {
+    const spec = operation(op);
+    if (spec === undefined) throw new VirtError('VIRT_ERR_NO_SUPPORT', `unknown operation ${JSON.stringify(op.slice(0, 64))}`);
+    if (spec.write && readOnly) throw new VirtError('VIRT_ERR_OPERATION_DENIED', `operation ${op} is not allowed on the read-only socket`);
+    const checked = spec.args(args);
+    const handler = HANDLERS[op as OpName] as (sup: Supervisor, args: readonly unknown[], call: Call) => unknown;
+    return Promise.resolve(handler(sup, checked, { readOnly, signal }));
+  } catch (err) {
+    return Promise.reject(toVirtError(err, 'VIRT_ERR_INTERNAL_ERROR'));
   }
 }
 
@@ -332,7 +279,7 @@ export class QemudServer {
             const e = toVirtError(err, 'VIRT_ERR_INTERNAL_ERROR');
             if (e.code === 'VIRT_ERR_INTERNAL_ERROR') log.error('request failed', { op, err: e });
             // Refused state-changing requests are the daemon's audit trail: what was asked, of which domain and file.
-            else if ((WRITE_OPS as readonly string[]).includes(op)) log.warn('write request refused', { op, code: e.code, message: e.message, domain: e.domain, readOnly, ...who });
+            else if (isWrite(op)) log.warn('write request refused', { op, code: e.code, message: e.message, domain: e.domain, readOnly, ...who });
             else log.debug('request refused', { op, code: e.code, message: e.message });
             send({ v: PROTOCOL_VERSION, id, error: { code: e.code, message: e.message } });
           },

@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from '../util/logger.ts';
 import { VirtError } from '../virt/errors.ts';
 import { validateDefinition, type DomainDefinition } from './definition.ts';
-import type { QemudPaths } from './paths.ts';
+import type { QemudPaths } from '../qemud-shared/paths.ts';
 
 const TMP_PREFIX = '.tmp-';
 
@@ -140,7 +140,7 @@ export class Store {
       if (!f.endsWith('.json') || f.startsWith('.')) continue;
       try {
         const def = validateDefinition(JSON.parse(readFileSync(join(this.paths.domainsDir, f), 'utf8')) as unknown);
-        if (`${def.name}.json` !== f) throw new Error(`file name does not match domain name ${def.name}`);
+        if (`${def.name}.json` !== f) throw new VirtError('VIRT_ERR_XML_ERROR', `file name does not match domain name ${def.name}`);
         out.push(def);
       } catch (err) {
         this.#logger.error('ignoring unreadable domain definition', { file: f, err });

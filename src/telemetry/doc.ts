@@ -2,6 +2,7 @@ import { METRIC_LIST, REGISTRY_METRICS, type MetricSpec } from '../collectors/ca
 import { envName, fullSchema, settingsOf } from '../config/schema.ts';
 import { OTEL_ATTRIBUTE_NAMES, otelAttributeName } from './attributes.ts';
 import { FLAG_VARIABLES } from './settings.ts';
+import { VirtError } from '../virt/errors.ts';
 
 /**
  * The generated sections of docs/opentelemetry.md (between BEGIN/END
@@ -33,7 +34,7 @@ export function otelVariablesTable(): string {
   const specs = new Map(settingsOf(fullSchema()));
   for (const [key, variable] of Object.entries(FLAG_VARIABLES)) {
     const spec = specs.get(key);
-    if (spec === undefined) throw new Error(`no setting ${key}`);
+    if (spec === undefined) throw new VirtError('VIRT_ERR_INTERNAL_ERROR', `no setting ${key}`);
     rows.push(`| \`--${key}\` | \`${spec.env ?? envName(key)}\` | \`${variable}\` | ${cell(spec.doc)} |`);
   }
   return rows.join('\n') + '\n';
@@ -53,7 +54,7 @@ export function refreshOtelDoc(text: string): string {
     const end = `<!-- END GENERATED ${name} -->`;
     const i = out.indexOf(begin);
     const j = out.indexOf(end);
-    if (i === -1 || j === -1 || j < i) throw new Error(`docs/opentelemetry.md lacks the ${begin} ... ${end} markers`);
+    if (i === -1 || j === -1 || j < i) throw new VirtError('VIRT_ERR_INTERNAL_ERROR', `docs/opentelemetry.md lacks the ${begin} ... ${end} markers`);
     out = out.slice(0, i + begin.length) + '\n' + gen() + out.slice(j);
   }
   return out;

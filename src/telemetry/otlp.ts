@@ -20,6 +20,7 @@ import type { Logger } from '../util/logger.ts';
 import { FailureLog } from './failure-log.ts';
 import { SnapshotMetricProducer } from './producer.ts';
 import { readOtlpConfig, type OtlpConfig, type Signal, type SignalConfig, type TelemetrySettings } from './settings.ts';
+import { VirtError } from '../virt/errors.ts';
 
 export interface OtlpPushOptions {
   /** The 'telemetry.*' settings (flags, config file, VIRT_EXPORTER_TELEMETRY_*). */
@@ -78,7 +79,7 @@ class Outcomes {
       this.#log.success();
       return;
     }
-    const err = result.error ?? new Error('export failed');
+    const err = result.error ?? new VirtError('VIRT_ERR_OPERATION_FAILED', 'export failed');
     const key = `${this.#signal}\0${failureReason(err)}`;
     this.#counts.set(key, (this.#counts.get(key) ?? 0) + 1);
     this.#log.failure(err);

@@ -1,5 +1,5 @@
 import type { Driver, DriverOperations, OperationName } from '../drivers/driver.ts';
-import { WRITE_OPERATIONS } from '../drivers/driver.ts';
+import { OPERATIONS } from '../drivers/ops.ts';
 import { driverFactory, type OpenContext } from '../drivers/registry.ts';
 import type {
   BulkReadOptions,
@@ -14,7 +14,6 @@ import type {
 } from '../drivers/types.ts';
 import { silentLogger, type Logger } from '../util/logger.ts';
 import { VirtError, toVirtError } from './errors.ts';
-import { checkBulkStats } from './readings.ts';
 import { parseUri, type VirtUri } from './uri.ts';
 
 export interface OpenOptions {
@@ -27,8 +26,10 @@ type Fn = (...args: never[]) => Promise<unknown>;
 
 /**
  * The front-end: one connection over one driver. Checks read-only policy
- * before any dispatch (never trusting the driver to refuse), and turns a
- * missing table entry into VIRT_ERR_NO_SUPPORT.
+ * before any dispatch (never trusting the driver to refuse), turns a
+ * missing table entry into VIRT_ERR_NO_SUPPORT, and checks every result with
+ * the operation table's result check (drivers read other processes: a
+ * malformed reading is VIRT_ERR_RPC, and costs a bulk read only its domain).
  */
 export class Connection {
   readonly uri: VirtUri;
@@ -55,7 +56,8 @@ export class Connection {
 
   async #call<K extends OperationName>(op: K, ...args: Parameters<NonNullable<DriverOperations[K]>>): Promise<Awaited<ReturnType<NonNullable<DriverOperations[K]>>>> {
     if (this.#closed) throw new VirtError('VIRT_ERR_INVALID_CONN', `connection to ${this.uri.text} is closed`);
-    if (this.readOnly && WRITE_OPERATIONS.has(op)) {
+    const spec = OPERATIONS[op];
+    if (this.readOnly && spec.write) {
       throw new VirtError('VIRT_ERR_OPERATION_DENIED', `operation ${op} is not allowed on a read-only connection to ${this.uri.text}`, {
         driver: this.#driver.name,
       });
@@ -68,7 +70,9 @@ export class Connection {
     }
     const started = performance.now();
     try {
-      const result = (await fn.apply(this.#driver, args as unknown as never[])) as Awaited<ReturnType<NonNullable<DriverOperations[K]>>>;
+      const raw: unknown = await fn.apply(this.#driver, args as unknown as never[]);
+      const check = spec.result as (raw: unknown, peer: string) => Awaited<ReturnType<NonNullable<DriverOperations[K]>>>;
+      const result = check(raw, `driver ${this.#driver.name}`);
       this.#log.debug('driver call', { op, driver: this.#driver.name, ms: Math.round(performance.now() - started) });
       return result;
     } catch (err) {
@@ -84,9 +88,7 @@ export class Connection {
   lookupDomain(key: string, opts?: ReadOptions): Promise<DomainRef> { return this.#call('lookupDomain', key, opts); }
   domainInfo(key: string, opts?: ReadOptions): Promise<DomainInfo> { return this.#call('domainInfo', key, opts); }
   /** Checked at this boundary: a malformed entry costs its domain, never the collection. */
-  async allDomainStats(opts: BulkReadOptions): Promise<BulkStats> {
-    return checkBulkStats(await this.#call('allDomainStats', opts), this.#driver.name);
-  }
+  allDomainStats(opts: BulkReadOptions): Promise<BulkStats> { return this.#call('allDomainStats', opts); }
   domainDefinition(key: string, opts?: ReadOptions): Promise<unknown> { return this.#call('domainDefinition', key, opts); }
 
   define(definition: unknown): Promise<DomainRef> { return this.#call('define', definition); }

@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { OPERATIONS } from '../drivers/ops.ts';
 import { QemudClient } from '../drivers/qemu/client.ts';
-import { resolvePaths } from '../qemud/paths.ts';
+import { resolvePaths } from '../qemud-shared/paths.ts';
 
 export interface Detection {
   uri: string;
@@ -54,7 +55,7 @@ export function detectHost(probe: DetectProbe): Detection {
 export async function qemudAnswers(socketPath: string, timeoutMs = 1000): Promise<boolean> {
   const client = new QemudClient({ socketPath, maxFrameBytes: 1024 * 1024, connectTimeoutMs: timeoutMs });
   try {
-    await client.call('ping', [], { timeoutMs });
+    OPERATIONS.ping.result(await client.call('ping', [], { timeoutMs }), socketPath);
     return true;
   } catch {
     return false;

@@ -24,6 +24,7 @@ export const ERROR_CODES = {
   VIRT_ERR_AUTH_UNAVAILABLE: { status: 502, exit: 6, summary: 'The daemon demands an authentication method virt-exporter does not speak (SASL), or polkit refused; the message names the socket and the setting to change.' },
   VIRT_ERR_RATE_LIMITED: { status: 429, exit: 10, summary: 'Too many requests from this principal; retry later.' },
   VIRT_ERR_UNSAFE_PATH: { status: 403, exit: 6, summary: 'A runtime directory is not owned by the caller, is a link, or is open to other users; it is not trusted.' },
+  VIRT_ERR_AUDIT_FAILED: { status: 503, exit: 1, summary: 'The admin audit log cannot be written (a full or failing disk), so a state-changing request was refused before anything changed.' },
   VIRT_ERR_SAVE_INVALID: { status: 409, exit: 5, summary: 'A save image is refused: its MAC does not verify, it is not a regular file of virt-qemud\'s, or it disagrees with the domain\'s current definition.' },
 } as const;
 

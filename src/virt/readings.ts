@@ -34,20 +34,54 @@ const BLOCK_OPTIONAL = ['flushRequests', 'readTimeSeconds', 'writeTimeSeconds', 
 const NET_COUNTERS = ['rxBytes', 'rxPackets', 'rxErrors', 'rxDrops', 'txBytes', 'txPackets', 'txErrors', 'txDrops'] as const;
 const GUEST = ['totalBytes', 'freeBytes', 'availableBytes', 'diskCachesBytes', 'swapInBytes', 'swapOutBytes', 'majorFaults', 'minorFaults', 'lastUpdateSeconds'] as const;
 
-/** Why a domain entry is unusable, or undefined when it is fine (devices may have been pruned). */
-function checkDomain(d: unknown): string | undefined {
-  if (!isObj(d) || !isObj(d.info)) return 'entry without info';
-  const i = d.info;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Why a value is not a DomainRef (name, UUID, id or null), or undefined when it is one. */
+export function refProblem(r: unknown): string | undefined {
+  if (!isObj(r)) return 'expected a domain reference object';
+  if (!str(r.name, 256) || r.name === '') return 'no domain name';
+  if (typeof r.uuid !== 'string' || !UUID.test(r.uuid)) return `uuid ${JSON.stringify(r.uuid)} is not a UUID`;
+  if (r.id !== null && !(typeof r.id === 'number' && Number.isSafeInteger(r.id) && r.id >= 0)) return `id ${JSON.stringify(r.id)} is neither null nor a whole number`;
+  return undefined;
+}
+
+/**
+ * Why a value is not a DomainInfo, or undefined when it is one. Optional
+ * fields that are malformed but harmless (start time, labels) are dropped.
+ */
+export function domainInfoProblem(i: unknown): string | undefined {
+  if (!isObj(i)) return 'expected a domain info object';
   if (!str(i.name, 256) || !str(i.uuid, 64)) return 'info without a name or uuid';
   if (!STATES.has(i.state as string)) return `unknown state ${JSON.stringify(i.state)}`;
   if (!num(i.maxMemoryBytes) || !num(i.memoryBytes) || !num(i.vcpus) || !num(i.cpuTimeSeconds)) return 'info with a non-numeric memory, vCPU or CPU field';
   if (i.id !== null && i.id !== undefined && !num(i.id)) return 'info with a non-numeric id';
   for (const k of ['osType', 'arch', 'machine', 'stateReason'] as const) if (i[k] !== undefined && !str(i[k], 256)) return `info.${k} is not a short string`;
+  for (const k of ['autostart', 'persistent', 'managedSave'] as const) if (i[k] !== undefined && typeof i[k] !== 'boolean') return `info.${k} is not a boolean`;
   if (i.startTimeSeconds !== undefined && !num(i.startTimeSeconds)) delete i.startTimeSeconds;
   if (i.labels !== undefined) {
     const l = i.labels;
     if (!isObj(l) || Object.keys(l).length > 64 || !Object.entries(l).every(([k, v]) => /^[a-zA-Z_][a-zA-Z0-9_]{0,63}$/.test(k) && str(v, 1024))) delete i.labels;
   }
+  return undefined;
+}
+
+const HOST_NUMBERS = ['cpus', 'mhz', 'nodes', 'sockets', 'cores', 'threads', 'memoryBytes'] as const;
+const HOST_STRINGS = ['hostname', 'model', 'hypervisor', 'hypervisorVersion'] as const;
+
+/** Why a value is not a HostInfo, or undefined when it is one. */
+export function hostInfoProblem(h: unknown): string | undefined {
+  if (!isObj(h)) return 'expected a host info object';
+  for (const k of HOST_NUMBERS) if (!num(h[k]) || (h[k] as number) < 0) return `${k} is not a non-negative number`;
+  if (!optNum(h.freeMemoryBytes)) return 'freeMemoryBytes is not a number';
+  for (const k of HOST_STRINGS) if (!str(h[k], 256)) return `${k} is not a short string`;
+  return undefined;
+}
+
+/** Why a domain entry is unusable, or undefined when it is fine (devices may have been pruned). */
+function checkDomain(d: unknown): string | undefined {
+  if (!isObj(d) || !isObj(d.info)) return 'entry without info';
+  const why = domainInfoProblem(d.info);
+  if (why !== undefined) return why;
   if (d.cpu !== undefined && !(isObj(d.cpu) && optNum(d.cpu.userSeconds) && optNum(d.cpu.systemSeconds))) delete d.cpu;
   if (d.vcpus !== undefined) {
     d.vcpus = Array.isArray(d.vcpus) ? d.vcpus.filter((v: unknown) => isObj(v) && num(v.id) && VSTATES.has(v.state as string) && optNum(v.timeSeconds) && optNum(v.delaySeconds) && optNum(v.cpu)) : undefined;
@@ -70,9 +104,14 @@ function checkDomain(d: unknown): string | undefined {
   return undefined;
 }
 
-export function checkBulkStats(raw: unknown, driver: string): BulkStats {
+/** Readings this module built: checking one again (front-end after client stub) costs nothing. */
+const CHECKED = new WeakSet<object>();
+
+/** `peer` names who sent the reading in error messages ("driver xen", "virt-qemud"). */
+export function checkBulkStats(raw: unknown, peer: string): BulkStats {
+  if (isObj(raw) && CHECKED.has(raw)) return raw as unknown as BulkStats;
   if (!isObj(raw) || !Array.isArray(raw.domains)) {
-    return { domains: [], errors: [{ code: 'VIRT_ERR_RPC', message: `driver ${driver} returned a bulk reading without a domain list` }] };
+    return { domains: [], errors: [{ code: 'VIRT_ERR_RPC', message: `${peer} returned a bulk reading without a domain list` }] };
   }
   const errors: ReadError[] = [];
   if (Array.isArray(raw.errors)) {
@@ -88,8 +127,10 @@ export function checkBulkStats(raw: unknown, driver: string): BulkStats {
     if (why === undefined) domains.push(d as DomainStats);
     else {
       const name = isObj(d) && isObj(d.info) && typeof d.info.name === 'string' ? d.info.name.slice(0, 256) : undefined;
-      errors.push({ code: 'VIRT_ERR_RPC', message: `driver ${driver} returned a malformed reading: ${why}`, ...(name === undefined ? {} : { domain: name }) });
+      errors.push({ code: 'VIRT_ERR_RPC', message: `${peer} returned a malformed reading: ${why}`, ...(name === undefined ? {} : { domain: name }) });
     }
   }
-  return { domains, errors };
+  const checked = { domains, errors };
+  CHECKED.add(checked);
+  return checked;
 }

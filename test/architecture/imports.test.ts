@@ -75,4 +75,20 @@ describe('the import graph of src/', () => {
   it('has no cycle, type-only and dynamic imports included', () => {
     assert.deepEqual(cycles(importGraph()), []);
   });
+
+  it('keeps the driver and virt-qemud apart: both speak through qemud-shared/ and the driver interface only', () => {
+    const g = importGraph();
+    // The driver interface: the typed readings and the operation table.
+    const driverInterface = new Set(['drivers/types.ts', 'drivers/ops.ts']);
+    const bad: string[] = [];
+    for (const [file, deps] of g) {
+      for (const dep of deps) {
+        const daemonSide = file.startsWith('qemud/') || file.startsWith('qemud-shared/');
+        if (daemonSide && dep.startsWith('drivers/') && !driverInterface.has(dep)) bad.push(`${file} -> ${dep} (a driver internal)`);
+        if (!daemonSide && !file.startsWith('cli/qemud') && dep.startsWith('qemud/')) bad.push(`${file} -> ${dep} (a daemon internal)`);
+        if (file.startsWith('qemud-shared/') && dep.startsWith('qemud/')) bad.push(`${file} -> ${dep} (shared code importing the daemon)`);
+      }
+    }
+    assert.deepEqual(bad, []);
+  });
 });

@@ -13,7 +13,7 @@ import YAML from 'yaml';
 import { COLLECTORS } from '../../src/collectors/catalogue.ts';
 import { envName, fullSchema, settingsOf } from '../../src/config/schema.ts';
 import { XENSTORE_DEFAULT_SOCKET } from '../../src/drivers/xen/xenstore.ts';
-import { resolvePaths } from '../../src/qemud/paths.ts';
+import { resolvePaths } from '../../src/qemud-shared/paths.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const CHART = join(ROOT, 'helm/virt-exporter');

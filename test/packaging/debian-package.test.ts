@@ -48,6 +48,13 @@ void describe('the Debian package in a fresh Debian root', { timeout: 900_000 },
     assert.equal(pw.status, 0, 'no virt-exporter user');
     assert.match(pw.stdout, /^virt-exporter:x:\d+:\d+:.*:\/usr\/sbin\/nologin$/m);
     assert.ok(Number(pw.stdout.split(':')[2]) < 1000, 'a system user has a uid below 1000');
+    // The unprivileged user a system virt-qemud runs QEMU as by default, and its default image directory.
+    const qpw = chroot(['getent', 'passwd', 'virt-qemu']);
+    assert.equal(qpw.status, 0, 'no virt-qemu user');
+    assert.match(qpw.stdout, /^virt-qemu:x:\d+:\d+:.*:\/usr\/sbin\/nologin$/m);
+    assert.ok(Number(qpw.stdout.split(':')[2]) < 1000 && Number(qpw.stdout.split(':')[2]) > 0, 'virt-qemu is a system user, not root');
+    const images = statSync(join(root, 'var/lib/virt-exporter/images'));
+    assert.deepEqual([images.isDirectory(), images.uid, images.mode & 0o777], [true, 0, 0o711]);
     for (const b of ['virt-exporter', 'virtctl', 'virt-qemud']) assert.ok(lstatSync(join(root, 'usr/bin', b)).isSymbolicLink(), b);
     assert.equal(readlinkSync(join(root, 'usr/bin/virt-exporter')), '../lib/virt-exporter/bin/virt-exporter');
     const node = chroot(['/usr/lib/virt-exporter/node_modules/.bin/node', '--version']);

@@ -5,7 +5,7 @@ import { createConnection, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { FrameDecoder } from '../../src/qemud/protocol.ts';
+import { FrameDecoder } from '../../src/qemud-shared/protocol.ts';
 import { readProcStat } from '../../src/qemud/proc.ts';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -31,9 +31,20 @@ export interface Sandbox {
   cleanup(): Promise<void>;
 }
 
+/**
+ * qemu.image-dirs of the virt-qemuds these tests start: their images, kernels
+ * and console logs live in temp dirs and .cache, so the whole host is allowed,
+ * explicitly. virt-qemud's default (confined to one image directory) is what
+ * test/security/04-* attacks; set VIRT_EXPORTER_QEMU_IMAGE_DIRS to '' before
+ * sandbox() to get that default.
+ */
+export const TEST_IMAGE_DIRS = '/';
+
 export function sandbox(extraEnv: NodeJS.ProcessEnv = {}): Sandbox {
   const base = mkdtempSync(join(tmpdir(), 'vq-'));
   const runtimeDir = join(base, 'qemu');
+  // Also for the virt-qemuds the driver starts from this process (they inherit its environment).
+  process.env['VIRT_EXPORTER_QEMU_IMAGE_DIRS'] ??= TEST_IMAGE_DIRS;
   const env = { ...process.env, VIRT_EXPORTER_RUNTIME_DIR: base, ...extraEnv };
   return {
     base,

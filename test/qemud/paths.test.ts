@@ -3,8 +3,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { resolvePaths, sessionBaseDir } from '../../src/qemud/paths.ts';
-import { setting } from '../../src/qemud/settings.ts';
+import { resolvePaths, sessionBaseDir } from '../../src/qemud-shared/paths.ts';
+import { setting } from '../../src/qemud-shared/settings.ts';
 import { open } from '../../src/virt/connection.ts';
 
 void test('qemu:///system lives under /run and /var/lib', () => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { parseNetDev, parseProcStat } from '../../src/qemud/proc.ts';
-import { checkRequest, encodeFrame, FrameDecoder } from '../../src/qemud/protocol.ts';
+import { checkRequest, encodeFrame, FrameDecoder } from '../../src/qemud-shared/protocol.ts';
 
 void test('frames split across chunks and packed together decode in order', () => {
   const a = encodeFrame({ v: 1, id: 1, op: 'ping', args: [] });

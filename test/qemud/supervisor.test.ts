@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { validateDefinition } from '../../src/qemud/definition.ts';
 import { readProcStat } from '../../src/qemud/proc.ts';
-import { encodeFrame } from '../../src/qemud/protocol.ts';
+import { encodeFrame } from '../../src/qemud-shared/protocol.ts';
 import { open, type Connection } from '../../src/virt/connection.ts';
 import { alive, daemonPid, killDaemon, killPid, qemuPidsByUuid, RawConn, rawFrame, requireBinaries, sandbox, startDaemon, waitFor, type Sandbox } from './helpers.ts';
 

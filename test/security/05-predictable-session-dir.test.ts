@@ -9,7 +9,7 @@ import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync,
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { sessionBaseDir } from '../../src/qemud/paths.ts';
+import { sessionBaseDir } from '../../src/qemud-shared/paths.ts';
 import { ERROR_CODES } from '../../src/virt/errors.ts';
 import { VIRTCTL_BIN, waitFor } from '../qemud/helpers.ts';
 import { createUser, runAs, type TestUser } from './users.ts';

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { loadConfig } from '../../src/config/load.ts';
-import { FrameDecoder, encodeFrame } from '../../src/qemud/protocol.ts';
+import { FrameDecoder, encodeFrame } from '../../src/qemud-shared/protocol.ts';
 import { REDACTED } from '../../src/qemud/server.ts';
 import { ERROR_CODES } from '../../src/virt/errors.ts';
 import { RawConn, rawFrame, ROOT, sandbox, startDaemon, VIRTCTL_BIN, type Sandbox } from '../qemud/helpers.ts';

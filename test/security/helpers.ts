@@ -24,25 +24,30 @@ export interface SecurityHost {
   post(path: string, role: RoleName, body?: unknown): Promise<Reply>;
   del(path: string, role: RoleName): Promise<Reply>;
   get(path: string, role: RoleName): Promise<Reply>;
-  /** The audit line of a reply, found by its request id. */
+  /** The audit line of a reply's outcome, found by its request id. */
   auditOf(reply: Reply): Promise<Record<string, unknown>>;
   state(name: string): Promise<string>;
   daemonLog(): string;
   close(): Promise<void>;
 }
 
-export async function securityHost(settings: Record<string, string | number | boolean> = {}): Promise<SecurityHost> {
+/**
+ * `uri` qemu:///system starts a system-mode virt-qemud (the defaults of
+ * qemu:///system: QEMU user, image directory) with only its runtime and state
+ * directories moved into the sandbox.
+ */
+export async function securityHost(settings: Record<string, string | number | boolean> = {}, uri: 'qemu:///session' | 'qemu:///system' = 'qemu:///session'): Promise<SecurityHost> {
   requireBinaries('qemu-system-x86_64', 'qemu-img');
   const sb = sandbox();
   const previous = process.env['VIRT_EXPORTER_RUNTIME_DIR'];
   process.env['VIRT_EXPORTER_RUNTIME_DIR'] = sb.base;
-  const s = { 'qemu.shutdown-grace-seconds': 1, ...settings };
+  const s = { 'qemu.shutdown-grace-seconds': 1, ...(uri === 'qemu:///system' ? { 'qemu.runtime-dir': sb.runtimeDir, 'qemu.state-dir': join(sb.runtimeDir, 'state') } : {}), ...settings };
   let rw: Connection | undefined;
   let ro: Connection | undefined;
   const t = await tempDir('virt-sec-');
   try {
-    rw = await open('qemu:///session', { readOnly: false, settings: s });
-    ro = await open('qemu:///session', { readOnly: true, settings: s });
+    rw = await open(uri, { readOnly: false, settings: s });
+    ro = await open(uri, { readOnly: true, settings: s });
     const admin = await startAdmin({ connection: rw, dir: t.dir });
     const url = admin.url;
     const rwc = rw;
@@ -58,7 +63,8 @@ export async function securityHost(settings: Record<string, string | number | bo
       get: (path, role) => call(url + path, { token: TOKENS[role] }),
       async auditOf(reply) {
         const id = reply.headers['x-request-id'];
-        const line = (await auditLines(admin.auditFile)).find((l) => l.request_id === id);
+        // The outcome line (a state-changing request also has an intent line before it).
+        const line = (await auditLines(admin.auditFile)).find((l) => l.request_id === id && l.phase === 'done');
         if (line === undefined) throw new Error(`no audit line for request ${String(id)}`);
         return line;
       },

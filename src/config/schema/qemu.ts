@@ -1,4 +1,4 @@
-import { QEMU_SETTINGS } from '../../qemud/settings.ts';
+import { QEMU_SETTINGS } from '../../qemud-shared/settings.ts';
 import type { SchemaFragment, SettingSpec } from './types.ts';
 
 function spec(key: keyof typeof QEMU_SETTINGS): SettingSpec {

@@ -6,7 +6,8 @@
 import { createConnection, type Socket } from 'node:net';
 import { silentLogger, type Logger } from '../../util/logger.ts';
 import { VirtError } from '../../virt/errors.ts';
-import { encodeFrame, FrameDecoder, PROTOCOL_VERSION, replyError } from '../../qemud/protocol.ts';
+import { encodeFrame, FrameDecoder, PROTOCOL_VERSION, replyError } from '../../qemud-shared/protocol.ts';
+import type { OpName } from '../ops.ts';
 
 export interface ClientOptions {
   socketPath: string;
@@ -30,7 +31,7 @@ export interface CallOptions {
 }
 
 interface Pending {
-  op: string;
+  op: OpName;
   /** The connection the request went out on; only its loss fails the request. */
   socket: Socket;
   resolve: (v: unknown) => void;
@@ -157,7 +158,7 @@ export class QemudClient {
    * supervisor can still accept a connection for a moment while its last
    * threads exit. Writes are never retried, as they may have run.
    */
-  async call(op: string, args: unknown[], opts: CallOptions & { idempotent?: boolean }): Promise<unknown> {
+  async call(op: OpName, args: unknown[], opts: CallOptions & { idempotent?: boolean }): Promise<unknown> {
     for (let attempt = 0; ; attempt++) {
       try {
         return await this.#call(op, args, opts);
@@ -170,7 +171,7 @@ export class QemudClient {
     }
   }
 
-  async #call(op: string, args: unknown[], opts: CallOptions): Promise<unknown> {
+  async #call(op: OpName, args: unknown[], opts: CallOptions): Promise<unknown> {
     if (this.#closed) throw new VirtError('VIRT_ERR_INVALID_CONN', 'connection to virt-qemud is closed');
     if (opts.signal?.aborted === true) throw new VirtError('VIRT_ERR_OPERATION_TIMEOUT', `${op} aborted`);
     const sock = await this.#connect();

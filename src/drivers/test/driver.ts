@@ -4,7 +4,7 @@ import { readFile, rename, writeFile, open as openFile } from 'node:fs/promises'
 import { isAbsolute } from 'node:path';
 import { VirtError } from '../../virt/errors.ts';
 import type { VirtUri } from '../../virt/uri.ts';
-import { ValidationError, asNumber, asObject, asEnum } from '../../util/validate.ts';
+import { asNumber, asObject, asEnum, invalid as malformed, isInvalid } from '../../util/validate.ts';
 import type { Driver } from '../driver.ts';
 import type { OpenContext } from '../driver.ts';
 import type { BulkReadOptions, BulkStats, DomainRef, HostInfo, ListOptions, ShutdownOptions } from '../types.ts';
@@ -95,7 +95,7 @@ async function loadHostFile(path: string): Promise<TestHost> {
   try {
     return new TestHost(parseHostFile(json));
   } catch (err) {
-    if (err instanceof ValidationError) throw new VirtError('VIRT_ERR_XML_ERROR', `host file ${path}: ${err.message}`, { driver: 'test' });
+    if (isInvalid(err)) throw new VirtError('VIRT_ERR_XML_ERROR', `host file ${path}: ${err.message}`, { driver: 'test' });
     throw err;
   }
 }
@@ -183,7 +183,7 @@ export function createTestDriver(host: TestHost): Driver {
       try {
         spec = parseDomain(definition, 'definition', 'shutoff');
       } catch (err) {
-        if (err instanceof ValidationError) return Promise.reject(new VirtError('VIRT_ERR_XML_ERROR', err.message, { driver: 'test' }));
+        if (isInvalid(err)) return Promise.reject(new VirtError('VIRT_ERR_XML_ERROR', err.message, { driver: 'test' }));
         throw err;
       }
       for (const d of host.domains.values()) {
@@ -259,7 +259,7 @@ export function createTestDriver(host: TestHost): Driver {
       try {
         const text = await readFile(file, 'utf8');
         image = asObject(JSON.parse(text), 'image');
-        if (image.format !== SAVE_FORMAT) throw new ValidationError('image.format', `not a test driver save image`);
+        if (image.format !== SAVE_FORMAT) throw malformed('image.format', `not a test driver save image`);
       } catch (err) {
         throw new VirtError('VIRT_ERR_INVALID_ARG', `cannot restore from ${file}: ${(err as Error).message}`, { cause: err });
       }

@@ -1,7 +1,7 @@
 import type { HostTopology } from '../types.ts';
 import { randomUUID } from 'node:crypto';
 import {
-  ValidationError,
+  invalid,
   asArray,
   asBoolean,
   asEnum,
@@ -10,6 +10,7 @@ import {
   asString,
   optional,
   DOMAIN_NAME_PATTERN,
+  DOMAIN_NAME_RULE,
   UUID_PATTERN,
 } from '../../util/validate.ts';
 
@@ -107,16 +108,16 @@ export function parseDomain(value: unknown, path: string, defaultState: TestDoma
   const o = asObject(value, path, DOMAIN_KEYS);
   const memoryMiB = asNumber(o.memoryMiB, `${path}.memoryMiB`, { integer: true, min: 1, max: 16 << 20 });
   const maxMemoryMiB = optional(o, 'maxMemoryMiB', path, (v, p) => asNumber(v, p, { integer: true, min: 1, max: 16 << 20 })) ?? memoryMiB;
-  if (maxMemoryMiB < memoryMiB) throw new ValidationError(`${path}.maxMemoryMiB`, `must be at least memoryMiB (${memoryMiB}), got ${maxMemoryMiB}`);
+  if (maxMemoryMiB < memoryMiB) throw invalid(`${path}.maxMemoryMiB`, `must be at least memoryMiB (${memoryMiB}), got ${maxMemoryMiB}`);
   const vcpus = asNumber(o.vcpus, `${path}.vcpus`, { integer: true, min: 1, max: 4096 });
   const maxVcpus = optional(o, 'maxVcpus', path, (v, p) => asNumber(v, p, { integer: true, min: 1, max: 4096 })) ?? vcpus;
-  if (maxVcpus < vcpus) throw new ValidationError(`${path}.maxVcpus`, `must be at least vcpus (${vcpus}), got ${maxVcpus}`);
+  if (maxVcpus < vcpus) throw invalid(`${path}.maxVcpus`, `must be at least vcpus (${vcpus}), got ${maxVcpus}`);
   const disks = (optional(o, 'disks', path, (v, p) => asArray(v, p, 64)) ?? []).map((d, i) => parseDisk(d, `${path}.disks[${i}]`, i));
   const nics = (optional(o, 'nics', path, (v, p) => asArray(v, p, 64)) ?? []).map((n, i) => parseNic(n, `${path}.nics[${i}]`, i));
   unique(disks.map((d) => d.target), `${path}.disks`, 'target');
   unique(nics.map((n) => n.name), `${path}.nics`, 'name');
   return {
-    name: asString(o.name, `${path}.name`, { pattern: DOMAIN_NAME_PATTERN, what: 'a domain name (letters, digits, _ . -, at most 64)' }),
+    name: asString(o.name, `${path}.name`, { pattern: DOMAIN_NAME_PATTERN, what: DOMAIN_NAME_RULE }),
     uuid: (optional(o, 'uuid', path, (v, p) => asString(v, p, { pattern: UUID_PATTERN, what: 'a UUID' })) ?? randomUUID()).toLowerCase(),
     state: optional(o, 'state', path, (v, p) => asEnum(v, p, ['running', 'paused', 'shutoff'] as const)) ?? defaultState,
     memoryMiB,
@@ -137,7 +138,7 @@ export function parseDomain(value: unknown, path: string, defaultState: TestDoma
 function unique(values: string[], path: string, what: string): void {
   const seen = new Set<string>();
   for (const v of values) {
-    if (seen.has(v)) throw new ValidationError(path, `duplicate ${what} ${JSON.stringify(v)}`);
+    if (seen.has(v)) throw invalid(path, `duplicate ${what} ${JSON.stringify(v)}`);
     seen.add(v);
   }
 }

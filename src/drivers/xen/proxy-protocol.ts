@@ -4,7 +4,7 @@
  * reply is validated against the documented bounds before anything is
  * believed, and any deviation is a VIRT_ERR_RPC.
  */
-import { guestView } from '../net.ts';
+import { guestView } from '../types.ts';
 import { VirtError, type VirtErrorCode } from '../../virt/errors.ts';
 import type { XenDomainReading, XenHostReading } from './types.ts';
 

@@ -8,7 +8,8 @@
  * knocking on the backend again; each further failure doubles it (up to a cap),
  * a success resets it.
  */
-import { VirtError, toVirtError } from '../../virt/errors.ts';
+import { Backoff } from '../../rpc/backoff.ts';
+import { VirtError } from '../../virt/errors.ts';
 import type { Logger } from '../../util/logger.ts';
 
 export interface Closable {
@@ -27,14 +28,10 @@ export class Reconnecting<T extends Closable> {
   readonly #open: () => Promise<T>;
   readonly #logger: Logger;
   readonly #what: string;
-  readonly #initialMs: number;
-  readonly #maxMs: number;
+  readonly #backoff: Backoff;
   #current: T | undefined;
   #opening: Promise<T> | undefined;
   #shut = false;
-  #failures = 0;
-  #retryAt = 0;
-  #lastError: VirtError | undefined;
 
   /** first: the connection opened already, or undefined with the error that kept it from opening. */
   constructor(first: T | undefined, open: () => Promise<T>, logger: Logger, what: string, opts: BackoffOptions & { firstError?: unknown } = {}) {
@@ -42,9 +39,8 @@ export class Reconnecting<T extends Closable> {
     this.#open = open;
     this.#logger = logger;
     this.#what = what;
-    this.#initialMs = opts.initialMs ?? 1000;
-    this.#maxMs = opts.maxMs ?? 60_000;
-    if (first === undefined) this.#failed(opts.firstError ?? new VirtError('VIRT_ERR_NO_CONNECT', `${what} is not open`));
+    this.#backoff = new Backoff({ initialMs: opts.initialMs ?? 1000, maxMs: opts.maxMs ?? 60_000 });
+    if (first === undefined) this.#backoff.failed(opts.firstError ?? new VirtError('VIRT_ERR_NO_CONNECT', `${what} is not open`));
   }
 
   /** True while a connection is open (not necessarily alive). */
@@ -54,26 +50,14 @@ export class Reconnecting<T extends Closable> {
 
   /** Why the last open failed, while no connection is open. */
   get lastError(): VirtError | undefined {
-    return this.connected ? undefined : this.#lastError;
-  }
-
-  #failed(err: unknown): VirtError {
-    const e = toVirtError(err, 'VIRT_ERR_NO_CONNECT');
-    this.#lastError = e;
-    const wait = Math.min(this.#maxMs, this.#initialMs * 2 ** Math.min(this.#failures, 30));
-    this.#failures++;
-    this.#retryAt = Date.now() + wait;
-    return e;
+    return this.connected ? undefined : (this.#backoff.lastError ?? undefined);
   }
 
   async get(): Promise<T> {
     if (this.#shut) throw new VirtError('VIRT_ERR_NO_CONNECT', `${this.#what} connection is closed`);
     const cur = this.#current;
     if (cur !== undefined && !cur.closed) return cur;
-    if (this.#opening === undefined && Date.now() < this.#retryAt) {
-      const last = this.#lastError;
-      throw new VirtError('VIRT_ERR_NO_CONNECT', `${this.#what} is not connected (next attempt in ${this.#retryAt - Date.now()} ms): ${last?.message ?? 'not open'}`, { cause: last, driver: last?.driver });
-    }
+    if (this.#opening === undefined) this.#backoff.check(`${this.#what} is not connected`, 'VIRT_ERR_NO_CONNECT');
     this.#opening ??= (async () => {
       this.#logger.info('reconnecting', { backend: this.#what });
       await cur?.close().catch(() => undefined);
@@ -82,18 +66,16 @@ export class Reconnecting<T extends Closable> {
       try {
         next = await this.#open();
       } catch (err) {
-        const e = this.#failed(err);
-        this.#logger.debug('reconnect failed', { backend: this.#what, code: e.code, err: e.message, retry_in_ms: this.#retryAt - Date.now() });
+        const e = this.#backoff.failed(err);
+        this.#logger.debug('reconnect failed', { backend: this.#what, code: e.code, err: e.message, retry_in_ms: this.#backoff.waitMs });
         throw e.code === 'VIRT_ERR_NO_CONNECT' ? e : new VirtError('VIRT_ERR_NO_CONNECT', `${this.#what}: ${e.message}`, { cause: e, driver: e.driver });
       }
       if (this.#shut) {
         await next.close();
         throw new VirtError('VIRT_ERR_NO_CONNECT', `${this.#what} connection is closed`);
       }
-      if (this.#failures > 0) this.#logger.info('backend connected', { backend: this.#what, after_failures: this.#failures });
-      this.#failures = 0;
-      this.#retryAt = 0;
-      this.#lastError = undefined;
+      if (this.#backoff.failures > 0) this.#logger.info('backend connected', { backend: this.#what, after_failures: this.#backoff.failures });
+      this.#backoff.succeeded();
       this.#current = next;
       return next;
     })().finally(() => {

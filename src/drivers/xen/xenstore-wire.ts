@@ -3,6 +3,8 @@
  * {type, req_id, tx_id, len}, little-endian as on x86, then len payload bytes.
  * Shared by the client and the test stand-in server.
  */
+import { VirtError } from '../../virt/errors.ts';
+
 export const XS = {
   CONTROL: 0,
   DIRECTORY: 1,
@@ -51,7 +53,7 @@ export function encodeMessage(m: XsMessage): Buffer {
 
 /**
  * Incremental decoder. push() returns the complete messages so far; a
- * header announcing more than XS_PAYLOAD_MAX throws (the peer is broken).
+ * header announcing more than XS_PAYLOAD_MAX throws VIRT_ERR_RPC (the peer is broken).
  */
 export class XsDecoder {
   #buf: Buffer = Buffer.alloc(0);
@@ -61,7 +63,7 @@ export class XsDecoder {
     const out: XsMessage[] = [];
     while (this.#buf.length >= XS_HEADER_BYTES) {
       const len = this.#buf.readUInt32LE(12);
-      if (len > XS_PAYLOAD_MAX) throw new RangeError(`payload length ${len} exceeds ${XS_PAYLOAD_MAX}`);
+      if (len > XS_PAYLOAD_MAX) throw new VirtError('VIRT_ERR_RPC', `xenstore message announces a payload of ${len} bytes, over the ${XS_PAYLOAD_MAX}-byte limit`, { driver: 'xen/xenstore' });
       if (this.#buf.length < XS_HEADER_BYTES + len) break;
       out.push({
         type: this.#buf.readUInt32LE(0),

@@ -5,10 +5,11 @@
  * socket_ro is gone since 4.15, pitfall 5); payloads above 4096 bytes are
  * refused before anything is sent (pitfall 7: the daemon would kill the link).
  */
-import { createConnection, type Socket } from 'node:net';
+import { RpcTransport } from '../../rpc/transport.ts';
+import { unixSocket } from '../../rpc/streams.ts';
 import type { Logger } from '../../util/logger.ts';
-import { VirtError, type VirtErrorCode, type VirtErrorOptions } from '../../virt/errors.ts';
-import { encodeMessage, splitNul, XS, XS_PAYLOAD_MAX, XsDecoder, type XsMessage } from './xenstore-wire.ts';
+import { VirtError, isVirtError, toVirtError, type VirtErrorCode, type VirtErrorOptions } from '../../virt/errors.ts';
+import { encodeMessage, splitNul, XS, XS_HEADER_BYTES, XS_PAYLOAD_MAX, XsDecoder, type XsMessage } from './xenstore-wire.ts';
 
 const DRIVER = 'xen/xenstore';
 export const XENSTORE_DEFAULT_SOCKET = '/var/run/xenstored/socket';
@@ -41,8 +42,9 @@ export class XenStoreError extends VirtError {
   }
 }
 
+/** Whether err is xenstored's ERROR reply `errno` (by field, so it holds across module copies). */
 export function isXsErrno(err: unknown, errno: string): err is XenStoreError {
-  return err instanceof XenStoreError && err.errno === errno;
+  return isVirtError(err) && (err as Partial<XenStoreError>).errno === errno;
 }
 
 const TYPE_NAMES = new Map<number, string>(Object.entries(XS).map(([k, v]) => [v, k]));
@@ -61,138 +63,81 @@ export interface XsCallOptions {
   signal?: AbortSignal;
 }
 
-interface Pending {
-  type: number;
-  resolve: (m: XsMessage) => void;
-  reject: (e: Error) => void;
-  cleanup: () => void;
-}
-
 export type WatchListener = (path: string, token: string) => void;
 
 export class XenStoreClient {
   readonly socketPath: string;
   readonly readOnly: boolean;
-  readonly #socket: Socket;
+  readonly #t: RpcTransport<XsMessage>;
   readonly #opts: XenStoreClientOptions;
-  readonly #pending = new Map<number, Pending>();
   readonly #watches = new Map<string, WatchListener>();
-  readonly #decoder = new XsDecoder();
-  #nextReqId = 1;
-  #closed: Error | undefined;
 
-  private constructor(socket: Socket, opts: XenStoreClientOptions) {
-    this.#socket = socket;
+  private constructor(opts: XenStoreClientOptions) {
     this.#opts = opts;
     this.socketPath = opts.socketPath;
     this.readOnly = opts.readOnly;
-    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
-    socket.on('error', (err) => this.#fail(new VirtError('VIRT_ERR_RPC', `xenstore connection ${this.socketPath} failed: ${err.message}`, { driver: DRIVER, cause: err })));
-    socket.on('close', () => this.#fail(new VirtError('VIRT_ERR_RPC', `xenstore connection ${this.socketPath} closed`, { driver: DRIVER })));
+    this.#t = new RpcTransport<XsMessage>({
+      peer: `xenstore socket ${opts.socketPath}`,
+      open: unixSocket(opts.socketPath, { ENOENT: 'is xenstored running? see XENSTORED_PATH', ECONNREFUSED: 'is xenstored running?', EACCES: 'only root may open it' }),
+      decoder: () => new XsDecoder(),
+      serialOf: (m) => (m.type === XS.WATCH_EVENT ? undefined : m.reqId),
+      onUnsolicited: (m) => this.#onWatch(m),
+      maxOutboundBytes: XS_HEADER_BYTES + XS_PAYLOAD_MAX,
+      connectTimeoutMs: opts.timeoutMs,
+      reconnect: false,
+      logger: opts.logger,
+    });
   }
 
   /** True once the connection is gone (closed by us, or the daemon went away). */
   get closed(): boolean {
-    return this.#closed !== undefined;
+    return this.#t.closed;
   }
 
-  static connect(opts: XenStoreClientOptions): Promise<XenStoreClient> {
-    return new Promise((resolve, reject) => {
-      const socket = createConnection(opts.socketPath);
-      const timer = setTimeout(() => {
-        socket.destroy();
-        reject(new VirtError('VIRT_ERR_OPERATION_TIMEOUT', `xenstore socket ${opts.socketPath}: no connection within ${opts.timeoutMs} ms`, { driver: DRIVER }));
-      }, opts.timeoutMs);
-      socket.once('connect', () => {
-        clearTimeout(timer);
-        socket.removeAllListeners('error');
-        resolve(new XenStoreClient(socket, opts));
-      });
-      socket.once('error', (err: NodeJS.ErrnoException) => {
-        clearTimeout(timer);
-        reject(new VirtError('VIRT_ERR_NO_CONNECT', `cannot connect to xenstore socket ${opts.socketPath}: ${err.code ?? err.message}`, { driver: DRIVER, cause: err }));
-      });
-    });
-  }
-
-  #onData(chunk: Buffer): void {
-    let msgs: XsMessage[];
+  static async connect(opts: XenStoreClientOptions): Promise<XenStoreClient> {
+    const client = new XenStoreClient(opts);
     try {
-      msgs = this.#decoder.push(chunk);
+      await client.#t.connection();
     } catch (err) {
-      this.#fail(new VirtError('VIRT_ERR_RPC', `xenstore reply refused: ${(err as Error).message}`, { driver: DRIVER }));
-      this.#socket.destroy();
-      return;
+      client.#t.close();
+      throw withDriver(err);
     }
-    for (const m of msgs) {
-      if (m.type === XS.WATCH_EVENT) {
-        const [path, token] = splitNul(m.payload);
-        if (path === undefined || token === undefined) continue;
-        const listener = this.#watches.get(token);
-        try {
-          listener?.(path, token);
-        } catch (err) {
-          this.#opts.logger.warn('xenstore watch listener threw', { token, err });
-        }
-        continue;
-      }
-      const p = this.#pending.get(m.reqId);
-      if (p === undefined) {
-        this.#opts.logger.debug('xenstore reply for no pending request', { req_id: m.reqId, type: m.type });
-        continue;
-      }
-      this.#pending.delete(m.reqId);
-      p.cleanup();
-      if (m.type === XS.ERROR) {
-        const errno = m.payload.toString('latin1').replace(/\0.*$/s, '');
-        const name = /^E[A-Z0-9]{1,15}$/.test(errno) ? errno : 'EIO';
-        p.reject(new XenStoreError(name, `xenstore ${TYPE_NAMES.get(p.type) ?? p.type} failed: ${name}`));
-      } else if (m.type !== p.type) {
-        p.reject(new VirtError('VIRT_ERR_RPC', `xenstore answered type ${m.type} to a ${TYPE_NAMES.get(p.type) ?? p.type}`, { driver: DRIVER }));
-      } else {
-        p.resolve(m);
-      }
-    }
+    return client;
   }
 
-  #fail(err: Error): void {
-    if (this.#closed === undefined) this.#closed = err;
-    for (const [id, p] of this.#pending) {
-      this.#pending.delete(id);
-      p.cleanup();
-      p.reject(err);
+  #onWatch(m: XsMessage): void {
+    const [path, token] = splitNul(m.payload);
+    if (path === undefined || token === undefined) return;
+    const listener = this.#watches.get(token);
+    try {
+      listener?.(path, token);
+    } catch (err) {
+      this.#opts.logger.warn('xenstore watch listener threw', { token, err });
     }
   }
 
   /** Sends one request and waits for its reply (matched on req_id). */
-  request(type: number, payload: Buffer, opts: XsCallOptions = {}): Promise<XsMessage> {
+  async request(type: number, payload: Buffer, opts: XsCallOptions = {}): Promise<XsMessage> {
     const name = TYPE_NAMES.get(type) ?? String(type);
     if (this.readOnly && WRITE_TYPES.has(type)) {
-      return Promise.reject(new VirtError('VIRT_ERR_OPERATION_DENIED', `xenstore ${name} refused: this connection is read-only`, { driver: DRIVER }));
+      throw new VirtError('VIRT_ERR_OPERATION_DENIED', `xenstore ${name} refused: this connection is read-only`, { driver: DRIVER });
     }
     if (payload.length > XS_PAYLOAD_MAX) {
-      return Promise.reject(new VirtError('VIRT_ERR_INVALID_ARG', `xenstore ${name} payload of ${payload.length} bytes exceeds the ${XS_PAYLOAD_MAX}-byte limit`, { driver: DRIVER }));
+      throw new VirtError('VIRT_ERR_INVALID_ARG', `xenstore ${name} payload of ${payload.length} bytes exceeds the ${XS_PAYLOAD_MAX}-byte limit`, { driver: DRIVER });
     }
-    if (this.#closed !== undefined) return Promise.reject(this.#closed);
-    if (opts.signal?.aborted === true) return Promise.reject(new VirtError('VIRT_ERR_OPERATION_TIMEOUT', `xenstore ${name}: aborted`, { driver: DRIVER }));
-    const reqId = this.#nextReqId;
-    this.#nextReqId = (this.#nextReqId + 1) >>> 0 || 1;
-    return new Promise<XsMessage>((resolve, reject) => {
-      const timeout = (why: string): void => {
-        this.#pending.delete(reqId);
-        cleanup();
-        reject(new VirtError('VIRT_ERR_OPERATION_TIMEOUT', `xenstore ${name}: ${why}`, { driver: DRIVER }));
-      };
-      const timer = setTimeout(() => timeout(`no reply within ${this.#opts.timeoutMs} ms`), this.#opts.timeoutMs);
-      const onAbort = (): void => timeout('aborted by the caller');
-      opts.signal?.addEventListener('abort', onAbort, { once: true });
-      const cleanup = (): void => {
-        clearTimeout(timer);
-        opts.signal?.removeEventListener('abort', onAbort);
-      };
-      this.#pending.set(reqId, { type, resolve, reject, cleanup });
-      this.#socket.write(encodeMessage({ type, reqId, txId: opts.tx ?? 0, payload }));
-    });
+    let m: XsMessage;
+    try {
+      m = await this.#t.call((reqId) => encodeMessage({ type, reqId, txId: opts.tx ?? 0, payload }), { timeoutMs: this.#opts.timeoutMs, signal: opts.signal, what: `xenstore ${name}` });
+    } catch (err) {
+      throw withDriver(err);
+    }
+    if (m.type === XS.ERROR) {
+      const errno = m.payload.toString('latin1').replace(/\0.*$/s, '');
+      const e = /^E[A-Z0-9]{1,15}$/.test(errno) ? errno : 'EIO';
+      throw new XenStoreError(e, `xenstore ${name} failed: ${e}`);
+    }
+    if (m.type !== type) throw new VirtError('VIRT_ERR_RPC', `xenstore answered type ${m.type} to a ${name}`, { driver: DRIVER });
+    return m;
   }
 
   static #path(path: string): Buffer {
@@ -330,15 +275,12 @@ export class XenStoreClient {
   }
 
   close(): Promise<void> {
-    this.#fail(new VirtError('VIRT_ERR_RPC', 'xenstore client closed', { driver: DRIVER }));
-    return new Promise((resolve) => {
-      if (this.#socket.destroyed) {
-        resolve();
-        return;
-      }
-      this.#socket.once('close', () => resolve());
-      this.#socket.end();
-      setTimeout(() => this.#socket.destroy(), 200).unref();
-    });
+    return this.#t.closeAndWait(new VirtError('VIRT_ERR_NO_CONNECT', `xenstore client ${this.socketPath} closed`, { driver: DRIVER }));
   }
+}
+
+/** Marks transport errors as the xenstore sub-driver's. */
+function withDriver(err: unknown): VirtError {
+  const e = toVirtError(err, 'VIRT_ERR_RPC');
+  return e.driver !== undefined ? e : new VirtError(e.code, e.message, { driver: DRIVER, cause: e.cause });
 }

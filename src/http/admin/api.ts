@@ -5,7 +5,7 @@ import type { DomainRef } from '../../drivers/types.ts';
 import type { Logger } from '../../util/logger.ts';
 import type { Connection } from '../../virt/connection.ts';
 import { isVirtError, VirtError } from '../../virt/errors.ts';
-import type { AuditLog } from './audit.ts';
+import type { AuditEntry, AuditLog } from './audit.ts';
 import type { AuthResult, Authenticator, Principal } from './auth.ts';
 import type { DomainGate, FailedAuthLimiter, PrincipalRateLimiter } from './limits.ts';
 import { outcomeFor } from './metrics.ts';
@@ -121,6 +121,8 @@ interface AuditTarget {
   uuid: string | null;
   /** Save or restore file, relative to the save directory. */
   file: string | null;
+  /** Writes the intent line of a state-changing request (fsynced); rejects when the audit log cannot take it. */
+  intend: () => Promise<void>;
 }
 
 /** The admin request pipeline: route, authenticate, rate-limit, authorize, validate, gate, execute, audit, answer. */
@@ -131,10 +133,20 @@ export function createAdminHandler(deps: AdminApiDeps): (req: IncomingMessage, r
     return connection.lookupDomain(key);
   }
 
-  /** Runs a state-changing operation holding the domain's gate until the driver is done. */
-  async function gated<T>(gateKey: string, what: string, run: () => Promise<T>): Promise<T> {
+  /**
+   * Runs a state-changing operation holding the domain's gate until the driver
+   * is done. Fails closed: without its intent line in the audit log the driver
+   * is not called.
+   */
+  async function gated<T>(gateKey: string, what: string, audit: AuditTarget, run: () => Promise<T>): Promise<T> {
     if (!deps.gate.enter(gateKey)) {
       throw new Problem(409, 'VIRT_ERR_OPERATION_IN_PROGRESS', `another state-changing operation on ${what} is under way; retry when it has finished`);
+    }
+    try {
+      await audit.intend();
+    } catch (err) {
+      deps.gate.leave(gateKey);
+      throw new Problem(503, 'VIRT_ERR_AUDIT_FAILED', `the audit log ${deps.audit.file} cannot be written (${(err as Error).message}); nothing was changed`);
     }
     const op = run();
     op.finally(() => deps.gate.leave(gateKey)).catch(() => undefined);
@@ -163,7 +175,7 @@ export function createAdminHandler(deps: AdminApiDeps): (req: IncomingMessage, r
       const definition = jsonObject(req, await readBody(req, deps.maxBodyBytes), false);
       if (typeof definition.name === 'string') audit.target = definition.name.slice(0, 64);
       const gateKey = `define:${typeof definition.name === 'string' ? definition.name : ''}`;
-      const ref = await gated(gateKey, 'the definition', () => connection.define(definition));
+      const ref = await gated(gateKey, 'the definition', audit, () => connection.define(definition));
       actedOn(ref);
       return { status: 201, body: { action, domain: ref }, headers: { Location: `${API_PREFIX}/${ref.uuid}` } };
     }
@@ -178,7 +190,7 @@ export function createAdminHandler(deps: AdminApiDeps): (req: IncomingMessage, r
       if (body.length > 0) throw new Problem(400, 'VIRT_ERR_INVALID_ARG', 'DELETE takes no body');
       const ref = await lookup(key);
       actedOn(ref);
-      await gated(ref.uuid, `domain ${ref.name}`, () => connection.undefine(ref.uuid));
+      await gated(ref.uuid, `domain ${ref.name}`, audit, () => connection.undefine(ref.uuid));
       return { status: 200, body: { action, domain: ref } };
     }
     const params = actionBody(action, jsonObject(req, await readBody(req, deps.maxBodyBytes), true));
@@ -207,14 +219,14 @@ export function createAdminHandler(deps: AdminApiDeps): (req: IncomingMessage, r
       }
       if (ref !== undefined) actedOn(ref);
       const opts = ref === undefined ? { domain: key, define: true } : { domain: ref.uuid };
-      const restored = await gated(ref?.uuid ?? key, `domain ${ref?.name ?? key}`, () => connection.restore(file as string, opts));
+      const restored = await gated(ref?.uuid ?? key, `domain ${ref?.name ?? key}`, audit, () => connection.restore(file as string, opts));
       actedOn(restored);
       return { status: 200, body: { action, domain: restored, state: await stateOf(restored.uuid) } };
     }
     const ref = await lookup(key);
     actedOn(ref);
     const target = ref.uuid;
-    await gated(target, `domain ${ref.name}`, () => {
+    await gated(target, `domain ${ref.name}`, audit, () => {
       switch (action) {
         case 'start': return connection.start(target);
         case 'shutdown': return connection.shutdown(target, params.force === undefined ? {} : { force: params.force });
@@ -237,7 +249,27 @@ export function createAdminHandler(deps: AdminApiDeps): (req: IncomingMessage, r
     const match = matchRoute(method, req.url ?? '/');
     let principal: Principal | null = null;
     let authReason = 'none';
-    const audit: AuditTarget = { target: null, domain: null, uuid: null, file: null };
+    const entry = (phase: 'intent' | 'done', status: number | null, code: string | null): AuditEntry => ({
+      time: new Date().toISOString(),
+      request_id: requestId,
+      peer,
+      principal: principal?.name ?? null,
+      role: principal?.role ?? null,
+      auth: authReason,
+      method: method.slice(0, 16),
+      route: match.route,
+      action: match.action ?? 'unknown',
+      target: audit.target,
+      domain: audit.domain,
+      uuid: audit.uuid,
+      file: audit.file,
+      phase,
+      outcome: status === null ? 'pending' : outcomeFor(status),
+      status,
+      code,
+      duration_ms: Math.round((performance.now() - started) * 1000) / 1000,
+    });
+    const audit: AuditTarget = { target: null, domain: null, uuid: null, file: null, intend: () => deps.audit.write(entry('intent', null, null), true) };
     if (match.segment !== undefined) {
       try {
         audit.target = domainKey(match.segment);
@@ -279,25 +311,7 @@ export function createAdminHandler(deps: AdminApiDeps): (req: IncomingMessage, r
     deps.counter.inc({ action, outcome: outcomeFor(status) });
     try {
       await deps.audit.write(
-        {
-          time: new Date().toISOString(),
-          request_id: requestId,
-          peer,
-          principal: principal?.name ?? null,
-          role: principal?.role ?? null,
-          auth: authReason,
-          method: method.slice(0, 16),
-          route: match.route,
-          action,
-          target: audit.target,
-          domain: audit.domain,
-          uuid: audit.uuid,
-          file: audit.file,
-          outcome: outcomeFor(status),
-          status,
-          code: problem?.code ?? null,
-          duration_ms: Math.round((performance.now() - started) * 1000) / 1000,
-        },
+        entry('done', status, problem?.code ?? null),
         match.action !== null && isStateChanging(match.action),
       );
     } catch {

@@ -20,16 +20,27 @@ export interface AuditEntry {
   uuid: string | null;
   /** Save or restore file, relative to the save directory. */
   file: string | null;
+  /**
+   * `intent`: written (and fsynced) before a state-changing request reaches
+   * the driver, with outcome `pending`; the request is refused when it cannot
+   * be written. `done`: the outcome, one per request.
+   */
+  phase: 'intent' | 'done';
   outcome: string;
-  status: number;
+  /** The HTTP status; null on an intent line. */
+  status: number | null;
   code: string | null;
   duration_ms: number;
 }
 
 /**
- * The append-only audit log: one JSON line per request. Lines are written in
- * order through one chain; state-changing requests wait for fdatasync before
- * their response goes out, so an acknowledged change is on disk.
+ * The append-only audit log: one JSON line per request, and before it an
+ * intent line for each state-changing request. Lines are written in order
+ * through one chain; state-changing requests wait for fdatasync before the
+ * driver is called and before their response goes out, so a change is never
+ * made unless its intent is on disk. A line that cannot be written whole (a
+ * full or failing disk) is cut off again, so no partial line is left to spoil
+ * the next.
  */
 export class AuditLog {
   readonly file: string;
@@ -55,9 +66,16 @@ export class AuditLog {
   write(entry: AuditEntry, sync: boolean): Promise<void> {
     const line = JSON.stringify(entry) + '\n';
     const next = this.#chain.then(async () => {
-      if (this.#closed) throw new Error('audit log is closed');
-      await this.#fh.appendFile(line, 'utf8');
-      if (sync) await this.#fh.datasync();
+      if (this.#closed) throw new VirtError('VIRT_ERR_OPERATION_FAILED', 'audit log is closed');
+      const { size } = await this.#fh.stat();
+      try {
+        await this.#fh.appendFile(line, 'utf8');
+        if (sync) await this.#fh.datasync();
+      } catch (err) {
+        // ENOSPC after part of the line, EIO at fdatasync: the line does not count, and is not left half there.
+        await this.#fh.truncate(size).catch(() => undefined);
+        throw err;
+      }
     });
     // The chain itself never rejects, so one failed write does not block the next.
     this.#chain = next.catch((err: unknown) => {

@@ -4,6 +4,7 @@ import type { SecureVersion } from 'node:tls';
 import { ConfigFile, loadYamlFile, type Mapping } from '../auth/config-check.ts';
 import type { PemSource, TlsMaterial } from '../auth/tls-reload.ts';
 import { isRole, ROLES, type Role } from './roles.ts';
+import { VirtError } from '../../virt/errors.ts';
 
 /**
  * The admin configuration file (--admin.config.file, YAML). It holds what
@@ -170,7 +171,7 @@ export async function loadAdminConfig(file: string): Promise<AdminConfig> {
     const cf = new ConfigFile(file);
     try {
       const real = await realpath(config.saveDirectory);
-      if (!(await stat(real)).isDirectory()) throw new Error('not a directory');
+      if (!(await stat(real)).isDirectory()) throw new VirtError('VIRT_ERR_CONFIG', 'not a directory');
       config.saveDirectory = real;
     } catch (err) {
       throw cf.error('save_directory', `${config.saveDirectory} is not a usable directory: ${(err as Error).message}`, err);

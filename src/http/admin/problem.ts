@@ -1,17 +1,15 @@
 import type { ServerResponse } from 'node:http';
-import { ERROR_CODES, type VirtErrorCode } from '../../virt/errors.ts';
+import { ERROR_CODES, VirtError, type VirtErrorCode } from '../../virt/errors.ts';
 
-/** An RFC 9457 problem: status, stable code, a detail that never carries a secret. */
-export class Problem extends Error {
+/** An RFC 9457 problem: a VirtError with the HTTP status and headers to answer it with; the detail never carries a secret. */
+export class Problem extends VirtError {
   readonly status: number;
-  readonly code: VirtErrorCode;
   readonly headers: Record<string, string>;
 
   constructor(status: number, code: VirtErrorCode, detail: string, headers: Record<string, string> = {}) {
-    super(detail);
+    super(code, detail);
     this.name = 'Problem';
     this.status = status;
-    this.code = code;
     this.headers = headers;
   }
 }

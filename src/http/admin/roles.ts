@@ -1,31 +1,31 @@
 /**
- * Roles and what each may do. Roles are ordered: each includes the ones
- * below it. One table, so docs/security.md and the tests read the same truth.
+ * Roles and what each may do, derived from the operation table
+ * (src/drivers/ops.ts): each operation the admin API offers names its action
+ * and least role there. Roles are ordered: each includes the ones below it.
  */
-export const ROLES = ['viewer', 'operator', 'admin'] as const;
-export type Role = (typeof ROLES)[number];
+import { OP_NAMES, OPERATIONS, ROLES, type OpName, type Role } from '../../drivers/ops.ts';
 
-export const DOMAIN_ACTIONS = ['start', 'shutdown', 'reboot', 'destroy', 'suspend', 'resume', 'save', 'restore'] as const;
-export type DomainAction = (typeof DOMAIN_ACTIONS)[number];
+export { ROLES, type Role };
 
-export const ACTIONS = ['list', 'get', 'define', 'undefine', ...DOMAIN_ACTIONS] as const;
-export type Action = (typeof ACTIONS)[number];
+type Table = typeof OPERATIONS;
+type Offered = { [K in OpName]: Table[K]['admin'] extends { readonly action: string } ? K : never }[OpName];
+type ActionOf<K extends Offered> = Table[K]['admin'] extends { readonly action: infer N } ? N : never;
+
+/** Every admin action, in the table's order. */
+export type Action = ActionOf<Offered>;
+/** Actions on one domain: POST /api/v1/domains/{id}/{action}. */
+export type DomainAction = { [K in Offered]: Table[K]['admin'] extends { readonly route: 'action' } ? ActionOf<K> : never }[Offered];
+
+const offered = OP_NAMES.flatMap((n) => {
+  const a = OPERATIONS[n].admin;
+  return a === undefined ? [] : [a];
+});
+
+export const ACTIONS: readonly Action[] = offered.map((a) => a.action);
+export const DOMAIN_ACTIONS: readonly DomainAction[] = offered.filter((a) => a.route === 'action').map((a) => a.action);
 
 /** The least role that may perform each action. */
-export const REQUIRED_ROLE: Readonly<Record<Action, Role>> = {
-  list: 'viewer',
-  get: 'viewer',
-  start: 'operator',
-  shutdown: 'operator',
-  reboot: 'operator',
-  suspend: 'operator',
-  resume: 'operator',
-  save: 'operator',
-  restore: 'operator',
-  destroy: 'admin',
-  define: 'admin',
-  undefine: 'admin',
-};
+export const REQUIRED_ROLE: Readonly<Record<Action, Role>> = Object.fromEntries(offered.map((a) => [a.action, a.role])) as Record<Action, Role>;
 
 /**
  * Capabilities inside an action that need more than the action's own role:

@@ -1,7 +1,7 @@
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { isIP } from 'node:net';
+import { closeServer, isLoopback, listen as listenOn, parseListenAddress } from '../listen.ts';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../../util/logger.ts';
 import type { Connection } from '../../virt/connection.ts';
@@ -52,27 +52,7 @@ function setting<K extends keyof typeof ADMIN_DEFAULTS>(settings: AdminSettings,
   return v as (typeof ADMIN_DEFAULTS)[K];
 }
 
-/** Splits "host:port", "[v6]:port" or ":port" (all interfaces). */
-export function parseListenAddress(text: string): { host: string; port: number } {
-  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^\s:[\]]*)):(\d{1,5})$/.exec(text);
-  const port = m === null ? NaN : Number(m[3]);
-  if (m === null || port > 65535) {
-    throw new VirtError('VIRT_ERR_CONFIG', `admin.listen-address ${JSON.stringify(text)} is not HOST:PORT, [IPV6]:PORT or :PORT`);
-  }
-  return { host: m[1] ?? m[2] ?? '', port };
-}
-
-/** Loopback: 127.0.0.0/8, ::1 (also v4-mapped) and the name localhost. An empty host (all interfaces) is not. */
-export function isLoopback(host: string): boolean {
-  if (host === 'localhost') return true;
-  const v = isIP(host);
-  if (v === 4) return host.startsWith('127.');
-  if (v === 6) {
-    const h = host.toLowerCase();
-    return h === '::1' || h === '0:0:0:0:0:0:0:1' || h.startsWith('::ffff:127.');
-  }
-  return false;
-}
+export { isLoopback, parseListenAddress } from '../listen.ts';
 
 /**
  * Starts the admin API listener. Refuses (VIRT_ERR_CONFIG) without a config
@@ -84,7 +64,7 @@ export async function startAdminServer(opts: StartAdminOptions): Promise<AdminSe
   const logger = opts.logger.child({ component: 'admin' });
   const listen = setting(settings, 'admin.listen-address');
   if (listen === '') throw new VirtError('VIRT_ERR_CONFIG', 'admin.listen-address is empty: the admin endpoint is off');
-  const { host, port } = parseListenAddress(listen);
+  const { host, port } = parseListenAddress(listen, 'admin.listen-address');
   if (connection.readOnly) throw new VirtError('VIRT_ERR_CONFIG', 'the admin endpoint needs a read-write connection');
   const configFile = setting(settings, 'admin.config.file');
   if (configFile === '') throw new VirtError('VIRT_ERR_CONFIG', 'admin.config.file is required when admin.listen-address is set (tokens, roles, audit log)');
@@ -197,16 +177,10 @@ export async function startAdminServer(opts: StartAdminOptions): Promise<AdminSe
   });
 
   try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen({ host: host === '' ? undefined : host, port }, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    await listenOn(server, { host, port }, 'admin.listen-address');
   } catch (err) {
     await audit.close();
-    throw new VirtError('VIRT_ERR_CONFIG', `cannot listen on admin.listen-address ${listen}: ${(err as Error).message}`, { cause: err });
+    throw err;
   }
   const addr = server.address() as AddressInfo;
   logger.info('admin endpoint listening', {
@@ -225,12 +199,8 @@ export async function startAdminServer(opts: StartAdminOptions): Promise<AdminSe
     tls: config.tls !== undefined,
     close() {
       closing ??= (async () => {
-        await new Promise<void>((resolve) => {
-          server.close(() => resolve());
-          server.closeIdleConnections();
-          // Bounded: in-flight requests get a moment, then their sockets go.
-          setTimeout(() => server.closeAllConnections(), 2000).unref();
-        });
+        // Bounded: in-flight requests get a moment, then their sockets go.
+        await closeServer(server, 2000);
         await audit.close();
       })();
       return closing;

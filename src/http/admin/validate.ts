@@ -3,6 +3,7 @@ import type { IncomingMessage } from 'node:http';
 import { join, sep } from 'node:path';
 import { Problem, quote } from './problem.ts';
 import type { DomainAction } from './roles.ts';
+import { DOMAIN_NAME_PATTERN as DOMAIN_NAME_RE, UUID_PATTERN as UUID_RE } from '../../util/validate.ts';
 
 /**
  * Input discipline for the admin API: strict patterns for domain keys,
@@ -10,8 +11,6 @@ import type { DomainAction } from './roles.ts';
  * confined to one directory. Nothing here ever reaches a shell.
  */
 
-export const DOMAIN_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$/;
-export const UUID_RE = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
 // One path segment of a save file: no "..", no hidden files, no separators.
 const FILE_SEGMENT_RE = /^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$/;
 const MAX_FILE_SEGMENTS = 4;

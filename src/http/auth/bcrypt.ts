@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import bcrypt from 'bcryptjs';
+import { VirtError } from '../../virt/errors.ts';
 
 /**
  * bcrypt for basic auth: the well-kept `bcryptjs` implementation, run off the
@@ -91,13 +92,13 @@ class BcryptPool {
       }
     };
     worker.on('error', fail);
-    worker.on('exit', (code) => fail(new Error(`bcrypt worker exited with code ${code}`)));
+    worker.on('exit', (code) => fail(new VirtError('VIRT_ERR_INTERNAL_ERROR', `bcrypt worker exited with code ${code}`)));
     this.#workers.push(slot);
     return slot;
   }
 
   compare(password: string, hash: string): Promise<boolean> {
-    if (this.#closed) return Promise.reject(new Error('bcrypt pool is closed'));
+    if (this.#closed) return Promise.reject(new VirtError('VIRT_ERR_INTERNAL_ERROR', 'bcrypt pool is closed'));
     let slot = this.#workers.reduce<{ worker: Worker; busy: number } | undefined>((best, w) => (best === undefined || w.busy < best.busy ? w : best), undefined);
     if (slot === undefined || (slot.busy > 0 && this.#workers.length < this.#size)) slot = this.#spawn();
     const id = this.#nextId++;

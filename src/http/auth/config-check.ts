@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
+import { parseDuration } from '../../util/deadline.ts';
 import { VirtError } from '../../virt/errors.ts';
 
 /**
@@ -96,27 +97,16 @@ export class ConfigFile {
     const v = obj[key];
     if (v === undefined || v === null) return undefined;
     if (typeof v !== 'string') throw this.error(join(path, key), `must be a duration such as "1s" or "500ms", got ${JSON.stringify(v)}`);
-    const ms = parseDuration(v);
-    if (ms === null) throw this.error(join(path, key), `is not a duration: ${JSON.stringify(v)} (use e.g. "1s", "500ms", "1m30s")`);
-    return ms;
+    try {
+      return parseDuration(v);
+    } catch {
+      throw this.error(join(path, key), `is not a duration: ${JSON.stringify(v)} (use e.g. "1s", "500ms", "1m30s")`);
+    }
   }
 }
 
 export function join(path: string, key: string): string {
   return path === '' ? key : `${path}.${key}`;
-}
-
-const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000, y: 31_536_000_000 };
-
-/** Prometheus duration ("1h30m", "500ms", "0"); null when malformed. */
-export function parseDuration(text: string): number | null {
-  if (text === '0') return 0;
-  if (!/^(\d+(ms|s|m|h|d|w|y))+$/.test(text)) return null;
-  let total = 0;
-  for (const m of text.matchAll(/(\d+)(ms|s|m|h|d|w|y)/g)) {
-    total += Number(m[1]) * (UNIT_MS[m[2] as string] as number);
-  }
-  return Number.isSafeInteger(total) ? total : null;
 }
 
 /** Reads and parses a YAML file into `unknown`; errors name the file. */

@@ -52,6 +52,15 @@ export interface DomainSpec {
   tap?: string;
   balloon?: boolean;
   metadata?: string;
+  /** Direct kernel boot (the real-guest fixture). */
+  kernel?: { path: string; initrd?: string; cmdline?: string };
+}
+
+const esc = (v: string): string => v.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/'/g, '&apos;');
+
+function kernelXml(k: DomainSpec['kernel']): string {
+  if (k === undefined) return '';
+  return `<kernel>${esc(k.path)}</kernel>${k.initrd === undefined ? '' : `<initrd>${esc(k.initrd)}</initrd>`}${k.cmdline === undefined ? '' : `<cmdline>${esc(k.cmdline)}</cmdline>`}`;
 }
 
 export function domainXml(d: DomainSpec): string {
@@ -59,12 +68,13 @@ export function domainXml(d: DomainSpec): string {
   if (d.disk !== undefined) dev.push(`<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='${d.disk}'/><target dev='vda' bus='virtio'/></disk>`);
   if (d.userNic === true) dev.push(`<interface type='user'><mac address='52:54:00:10:00:01'/><model type='virtio'/></interface>`);
   if (d.tap !== undefined) dev.push(`<interface type='ethernet'><target dev='${d.tap}' managed='yes'/><mac address='52:54:00:10:00:02'/><model type='virtio'/></interface>`);
+  if (d.kernel !== undefined) dev.push("<serial type='null'><target port='0'/></serial>");
   dev.push(d.balloon === false ? "<memballoon model='none'/>" : "<memballoon model='virtio'><stats period='1'/></memballoon>");
   return `<domain type='qemu'>
   <name>${d.name}</name>${d.uuid === undefined ? '' : `\n  <uuid>${d.uuid}</uuid>`}
   <memory unit='MiB'>${d.memoryMiB ?? 64}</memory>
   <vcpu>1</vcpu>${d.metadata === undefined ? '' : `\n  <metadata>${d.metadata}</metadata>`}
-  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <os><type arch='x86_64' machine='pc'>hvm</type>${kernelXml(d.kernel)}</os>
   <devices>
     ${dev.join('\n    ')}
   </devices>
@@ -132,7 +142,7 @@ export class PrivateLibvirtd {
   }
 
   async virsh(args: string[], driver: 'qemu' | 'test' = 'qemu'): Promise<string> {
-    const { stdout } = await run('virsh', ['-q', '-c', this.uri(driver), ...args], { timeout: 60_000 });
+    const { stdout } = await run('virsh', ['-q', '-c', this.uri(driver), ...args], { timeout: 180_000 });
     return stdout;
   }
 

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseDomainXml, parseMetadataRules } from '../../../src/drivers/libvirt/domxml.ts';
 import { chooseSocket } from '../../../src/drivers/libvirt/sockets.ts';
+import { split } from '../../../src/drivers/libvirt/bulk.ts';
 import { isVirtError } from '../../../src/virt/errors.ts';
 
 describe('libvirt socket choice', () => {
@@ -55,5 +56,22 @@ describe('libvirt domain XML', () => {
       assert.throws(() => parseMetadataRules(bad), (e: unknown) => isVirtError(e, 'VIRT_ERR_CONFIG'), bad);
     }
     assert.throws(() => parseMetadataRules('', 'nova-9'), (e: unknown) => isVirtError(e, 'VIRT_ERR_CONFIG'));
+  });
+});
+
+describe('libvirt bulk read: domain subsets for the concurrent stats calls', () => {
+  it('splits in order into at most n nearly equal, non-empty parts', () => {
+    assert.deepEqual(split([], 4), []);
+    assert.deepEqual(split([1], 4), [[1]]);
+    assert.deepEqual(split([1, 2, 3], 4), [[1], [2], [3]]);
+    assert.deepEqual(split([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 4), [[1, 2, 3], [4, 5, 6], [7, 8], [9, 10]]);
+    for (let n = 0; n < 70; n++) {
+      const xs = Array.from({ length: n }, (_, i) => i);
+      const parts = split(xs, 4);
+      assert.deepEqual(parts.flat(), xs);
+      assert.ok(parts.length <= 4 && parts.every((p) => p.length > 0));
+      const sizes = parts.map((p) => p.length);
+      assert.ok(sizes.length === 0 || Math.max(...sizes) - Math.min(...sizes) <= 1);
+    }
   });
 });

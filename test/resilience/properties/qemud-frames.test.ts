@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { QemudClient } from '../../../src/drivers/qemu/client.ts';
-import { checkRequest, encodeFrame, FrameDecoder, HEADER_BYTES } from '../../../src/qemud/protocol.ts';
+import { checkRequest, encodeFrame, FrameDecoder, HEADER_BYTES } from '../../../src/qemud-shared/protocol.ts';
 import { isVirtError } from '../../../src/virt/errors.ts';
 import { holds, holdsAsync, hostileBytes, parsesOrTyped } from './check.ts';
 import { HostilePeer } from './peer.ts';

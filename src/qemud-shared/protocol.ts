@@ -9,17 +9,17 @@
  *   reply:   {"v":1,"id":7,"result":{...}}
  *            {"v":1,"id":7,"error":{"code":"VIRT_ERR_NO_DOMAIN","message":"..."}}
  */
+import { OP_NAMES, OPERATIONS, type OpName } from '../drivers/ops.ts';
 import { ERROR_CODES, VirtError, type VirtErrorCode } from '../virt/errors.ts';
 
 export const PROTOCOL_VERSION = 1;
 export const HEADER_BYTES = 4;
 export const DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024;
 
-export const READ_OPS = ['ping', 'version', 'hostInfo', 'listDomains', 'lookupDomain', 'domainInfo', 'allDomainStats', 'domainDefinition'] as const;
-export const WRITE_OPS = ['define', 'undefine', 'start', 'shutdown', 'reboot', 'destroy', 'suspend', 'resume', 'save', 'restore', 'managedSaveRemove'] as const;
-export type ReadOp = (typeof READ_OPS)[number];
-export type WriteOp = (typeof WRITE_OPS)[number];
-export type Op = ReadOp | WriteOp;
+/** Every operation of the table is spoken here; the read-only socket answers the reads only. */
+export type Op = OpName;
+export const READ_OPS: readonly Op[] = OP_NAMES.filter((n) => !OPERATIONS[n].write);
+export const WRITE_OPS: readonly Op[] = OP_NAMES.filter((n) => OPERATIONS[n].write);
 
 export interface Request {
   v: number;

@@ -1,7 +1,9 @@
+/** Operating-system processes: QEMU started in its own session, short-lived commands, pid files, signals. */
 import { createConnection } from 'node:net';
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { processAlive } from './proc.ts';
+import { VirtError } from '../virt/errors.ts';
 
 export function readPid(file: string): number | undefined {
   try {
@@ -61,7 +63,7 @@ export function runCommand(file: string, args: string[], timeoutMs: number): Pro
     });
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`${file} did not finish within ${timeoutMs} ms`));
+      reject(new VirtError('VIRT_ERR_OPERATION_TIMEOUT', `${file} did not finish within ${timeoutMs} ms`));
     }, timeoutMs);
     child.on('error', (err) => {
       clearTimeout(timer);
@@ -134,19 +136,10 @@ export function startQemu(file: string, args: string[], opts: { pidFile: string;
     const timer = setTimeout(() => {
       finish(() => {
         child.kill('SIGKILL');
-        reject(new Error(`${file} did not set up within ${opts.timeoutMs} ms`));
+        reject(new VirtError('VIRT_ERR_OPERATION_TIMEOUT', `${file} did not set up within ${opts.timeoutMs} ms`));
       });
     }, opts.timeoutMs);
   });
-}
-
-/** The last lines QEMU wrote to its stderr log (for error messages). */
-export function qemuStderr(file: string): string {
-  try {
-    return readFileSync(file, 'utf8').slice(-4096);
-  } catch {
-    return '';
-  }
 }
 
 export function sleep(ms: number): Promise<void> {
