@@ -142,7 +142,7 @@ loopback by curl (a native client, as Prometheus is: gzip accepted, its own
 request-to-last-byte timer). CPU per scrape is the exporter's, every thread
 (the main thread and the libuv pool that gzips), from schedstat. Event-loop
 delay is measured inside the exporter by \`perf_hooks.monitorEventLoopDelay\`
-(1 ms resolution), loaded by the benchmark only (bench/eld-preload.ts) and on
+(1 ms resolution), loaded by the benchmark only (a preload bench/test-host.ts writes) and on
 only during its own round of scrapes. Targets (issue 17): 1,000 domains p99
 under 40 ms and RSS under 120 MiB; 10,000 domains p99 under 400 ms; CPU per
 domain flat from 100 to 10,000.
