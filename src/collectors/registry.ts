@@ -1,6 +1,7 @@
 import type { StatsGroup } from '../drivers/types.ts';
 import { COLLECTORS, type CollectorName } from './catalogue.ts';
 import type { CollectorFn } from './snapshot.ts';
+import { VirtError } from '../virt/errors.ts';
 
 /**
  * A collector as it registers itself (as node_exporter's registerCollector):
@@ -21,8 +22,8 @@ const registered = new Map<CollectorName, CollectorDef>();
 
 /** Registers a collector; its module calls this once, at load. */
 export function registerCollector(def: CollectorDef): CollectorDef {
-  if (!(COLLECTORS as readonly string[]).includes(def.name)) throw new Error(`collector ${def.name} is not in the catalogue's COLLECTORS`);
-  if (registered.has(def.name)) throw new Error(`collector ${def.name} registered twice`);
+  if (!(COLLECTORS as readonly string[]).includes(def.name)) throw new VirtError('VIRT_ERR_INTERNAL_ERROR', `collector ${def.name} is not in the catalogue's COLLECTORS`);
+  if (registered.has(def.name)) throw new VirtError('VIRT_ERR_INTERNAL_ERROR', `collector ${def.name} registered twice`);
   registered.set(def.name, Object.freeze(def));
   return def;
 }

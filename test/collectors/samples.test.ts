@@ -73,6 +73,7 @@ describe('one samples path', () => {
     assert.doesNotMatch(text, /^virt_domain_cpu_time_seconds_total/m, 'only the enabled collectors');
   });
 
+  const READ_MS = 400;
   it("per-collector duration is what the collector cost, not the shared read's duration copied to each", async () => {
     // A bulk read that takes a while: shared by the domain collectors, it is the collection's cost.
     const host = new TestHost(structuredClone(DEFAULT_HOST));
@@ -82,7 +83,7 @@ describe('one samples path', () => {
     const slow: Driver = {
       ...base,
       allDomainStats: async (o) => {
-        await new Promise((r) => setTimeout(r, 60));
+        await new Promise((r) => setTimeout(r, READ_MS));
         return read(o);
       },
     };
@@ -92,16 +93,17 @@ describe('one samples path', () => {
       collectSamples(snap, (metric, labels, value) => {
         if (metric === METRICS.collectorDuration) out.set(labels[0] ?? '', value);
       });
-      assert.ok(snap.durationSeconds >= 0.05, 'the collection took the read');
+      assert.ok(snap.durationSeconds >= READ_MS / 1000, 'the collection took the read');
       return out;
     };
     const shared = await durations(ALL);
     for (const c of ['domain', 'cpu', 'vcpu', 'memory', 'block', 'network']) {
       const v = shared.get(c);
-      assert.ok(v !== undefined && v >= 0 && v < 0.05, `${c}: ${String(v)} s, its own work only`);
+      // Half the read: a collector's own work is far below it, even on a loaded CI machine.
+      assert.ok(v !== undefined && v >= 0 && v < READ_MS / 2000, `${c}: ${String(v)} s, its own work only`);
     }
     // The only collector on the bulk read: the read is its cost.
     const alone = await durations(new Set<CollectorName>(['cpu']));
-    assert.ok((alone.get('cpu') ?? 0) >= 0.05, `cpu alone: ${String(alone.get('cpu'))} s`);
+    assert.ok((alone.get('cpu') ?? 0) >= READ_MS / 1000, `cpu alone: ${String(alone.get('cpu'))} s`);
   });
 });

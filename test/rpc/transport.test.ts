@@ -10,14 +10,7 @@ import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@open
 import { inSpan } from '../../src/telemetry/tracing.ts';
 import { LengthPrefixedDecoder, RpcTransport } from '../../src/rpc/transport.ts';
 import { isVirtError } from '../../src/virt/errors.ts';
-
-function frame(serial: number, body = ''): Buffer {
-  const b = Buffer.alloc(8 + body.length);
-  b.writeUInt32BE(b.length - 4, 0);
-  b.writeUInt32BE(serial, 4);
-  b.write(body, 8);
-  return b;
-}
+import { frame } from './helpers.ts';
 
 describe('LengthPrefixedDecoder', () => {
   it('reassembles frames split anywhere and splits coalesced ones', () => {
