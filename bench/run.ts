@@ -180,14 +180,12 @@ Produced by \`${command}\` on ${when} (${machine}). Figures from a shared
 ${sections.join('\n\n')}
 `;
 if (only === undefined) {
-  // The sections measured separately (--idle, --libvirt) are carried over.
+  // Everything from the first separately measured section on (libvirt, compare, Xen, idle) is carried over.
   const old = readFileSync(`${ROOT}docs/benchmarks.md`, 'utf8');
-  const keep = (begin: string, end: string): string => {
-    const a = old.indexOf(begin);
-    const b = old.indexOf(end);
-    return a >= 0 && b > a ? `\n\n${old.slice(a, b + end.length)}` : '';
-  };
-  writeFileSync(`${ROOT}docs/benchmarks.md`, `${page.trimEnd()}${keep(IDLE_BEGIN, IDLE_END)}${keep(LIBVIRT_BEGIN, LIBVIRT_END)}\n`);
+  const from = old.indexOf(LIBVIRT_BEGIN);
+  const idle = old.indexOf(IDLE_BEGIN);
+  const cut = from >= 0 ? from : idle;
+  writeFileSync(`${ROOT}docs/benchmarks.md`, cut >= 0 ? `${page.trimEnd()}\n\n${old.slice(cut).trimEnd()}\n` : page);
   console.error('wrote docs/benchmarks.md');
 }
 console.log(page);
