@@ -142,7 +142,7 @@ loopback by curl (a native client, as Prometheus is: gzip accepted, its own
 request-to-last-byte timer). CPU per scrape is the exporter's, every thread
 (the main thread and the libuv pool that gzips), from schedstat. Event-loop
 delay is measured inside the exporter by \`perf_hooks.monitorEventLoopDelay\`
-(1 ms resolution), loaded by the benchmark only (bench/eld-preload.ts) and on
+(1 ms resolution), loaded by the benchmark only (a preload bench/test-host.ts writes) and on
 only during its own round of scrapes. Targets (issue 17): 1,000 domains p99
 under 40 ms and RSS under 120 MiB; 10,000 domains p99 under 400 ms; CPU per
 domain flat from 100 to 10,000.
@@ -180,14 +180,12 @@ Produced by \`${command}\` on ${when} (${machine}). Figures from a shared
 ${sections.join('\n\n')}
 `;
 if (only === undefined) {
-  // The sections measured separately (--idle, --libvirt) are carried over.
+  // Everything from the first separately measured section on (libvirt, compare, Xen, idle) is carried over.
   const old = readFileSync(`${ROOT}docs/benchmarks.md`, 'utf8');
-  const keep = (begin: string, end: string): string => {
-    const a = old.indexOf(begin);
-    const b = old.indexOf(end);
-    return a >= 0 && b > a ? `\n\n${old.slice(a, b + end.length)}` : '';
-  };
-  writeFileSync(`${ROOT}docs/benchmarks.md`, `${page.trimEnd()}${keep(IDLE_BEGIN, IDLE_END)}${keep(LIBVIRT_BEGIN, LIBVIRT_END)}\n`);
+  const from = old.indexOf(LIBVIRT_BEGIN);
+  const idle = old.indexOf(IDLE_BEGIN);
+  const cut = from >= 0 ? from : idle;
+  writeFileSync(`${ROOT}docs/benchmarks.md`, cut >= 0 ? `${page.trimEnd()}\n\n${old.slice(cut).trimEnd()}\n` : page);
   console.error('wrote docs/benchmarks.md');
 }
 console.log(page);

@@ -5,7 +5,7 @@
 // rounds of scrapes, each giving p50/p99 and the exporter's CPU per scrape
 // (schedstat of all its threads: the main thread and the libuv pool that
 // gzips); then one more round with event-loop delay measured inside the
-// exporter (bench/eld-preload.ts, only during that round); series, bytes per
+// exporter (ELD_PRELOAD below, only during that round); series, bytes per
 // scrape (plain and gzip), RSS after the scrapes and peak RSS (VmHWM).
 // Prints a Markdown table on stdout.
 //
@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { generateHost } from '../src/drivers/test/default-host.ts';
-import { ROOT, startExporter, type StartedExporter } from '../test/helpers/exporter.ts';
+import { startExporter, type StartedExporter } from '../test/helpers/exporter.ts';
 import { percentile, rssMiB, sample, sleep, spread } from './measure.ts';
 
 const { values: opts } = parseArgs({
@@ -32,6 +32,40 @@ const ROUNDS = Number(opts.rounds);
 if (SIZES.some((n) => !Number.isInteger(n) || n < 1 || n > 20_000)) throw new Error(`--sizes must be integers 1..20000, got ${opts.sizes}`);
 if (!Number.isInteger(SCRAPES) || SCRAPES < 10) throw new Error(`--scrapes must be an integer >= 10, got ${opts.scrapes}`);
 if (!Number.isInteger(ROUNDS) || ROUNDS < 1) throw new Error(`--rounds must be a positive integer, got ${opts.rounds}`);
+
+/**
+ * Loaded into the exporter with NODE_OPTIONS=--import, for this benchmark only:
+ * event-loop delay (perf_hooks.monitorEventLoopDelay, 1 ms resolution) over a
+ * window opened and closed with SIGUSR2; closing writes the window's figures
+ * (nanoseconds) to $VIRT_BENCH_ELD_FILE. Nothing runs outside a window, so the
+ * CPU rounds are measured without it. Plain JavaScript written to the temporary
+ * directory: a .ts preload would load Node's type stripper into the exporter
+ * and inflate its RSS.
+ */
+const ELD_PRELOAD = `import { renameSync, writeFileSync } from 'node:fs';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+
+const file = process.env.VIRT_BENCH_ELD_FILE;
+if (file !== undefined && file !== '') {
+  const h = monitorEventLoopDelay({ resolution: 1 });
+  let on = false;
+  let seq = 0;
+  process.on('SIGUSR2', () => {
+    if (!on) {
+      h.reset();
+      h.enable();
+      on = true;
+    } else {
+      h.disable();
+      on = false;
+    }
+    seq++;
+    const stats = on ? {} : { count: h.count, max: h.max, mean: h.mean, p50: h.percentile(50), p99: h.percentile(99) };
+    writeFileSync(\`\${file}.tmp\`, JSON.stringify({ seq, on, ...stats }));
+    renameSync(\`\${file}.tmp\`, file);
+  });
+}
+`;
 
 interface Curl {
   ms: number;
@@ -72,7 +106,7 @@ async function eldToggle(pid: number, file: string): Promise<{ seq: number; on: 
     }
     await sleep(10);
   }
-  throw new Error('the exporter did not answer SIGUSR2 (bench/eld-preload.ts not loaded?)');
+  throw new Error('the exporter did not answer SIGUSR2 (the event-loop delay preload not loaded?)');
 }
 
 const rows = [
@@ -80,12 +114,14 @@ const rows = [
   '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
 ];
 const dir = mkdtempSync(join(tmpdir(), 'virt-bench-'));
+const preload = join(dir, 'eld-preload.mjs');
+writeFileSync(preload, ELD_PRELOAD);
 try {
   for (const n of SIZES) {
     const file = join(dir, `host-${n}.json`);
     writeFileSync(file, JSON.stringify(generateHost(n)));
     const eldFile = join(dir, `eld-${n}.json`);
-    const exp = await startExporter([`--connect=test://${file}`, '--collect.timeout=30s'], { NODE_OPTIONS: `--import=${ROOT}bench/eld-preload.ts`, VIRT_BENCH_ELD_FILE: eldFile }, 120_000);
+    const exp = await startExporter([`--connect=test://${file}`, '--collect.timeout=30s'], { NODE_OPTIONS: `--import=${preload}`, VIRT_BENCH_ELD_FILE: eldFile }, 120_000);
     try {
       const pid = exp.child.pid as number;
       const text = await (await fetch(`${exp.url}/metrics`, { headers: { 'accept-encoding': 'identity' } })).text();
