@@ -2,7 +2,8 @@
 // non-root, no virt-proxy, names and state from Xend, devices from XenStore)
 // with N domains: latency p50/p99 (fetch), exporter CPU per scrape, peak RSS.
 // Prints one markdown table row per size.
-//   node bench/xen.ts [--sizes 500] [--scrapes 40]
+//   node bench/xen.ts [--sizes 500] [--scrapes 40] [--cpu-prof DIR]
+// --cpu-prof DIR writes the exporter's V8 CPU profile there (node --cpu-prof).
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,7 +12,8 @@ import { parseArgs } from 'node:util';
 import { startFakeXen } from '../test/fake-xen/index.ts';
 import { startExporter } from '../test/helpers/exporter.ts';
 
-const { values: opts } = parseArgs({ options: { sizes: { type: 'string', default: '500' }, scrapes: { type: 'string', default: '40' } } });
+const { values: opts } = parseArgs({ options: { sizes: { type: 'string', default: '500' }, scrapes: { type: 'string', default: '40' }, 'cpu-prof': { type: 'string' } } });
+const profEnv: NodeJS.ProcessEnv = opts['cpu-prof'] !== undefined ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${opts['cpu-prof']}` } : {};
 const SIZES = (opts.sizes ?? '500').split(',').map(Number);
 const SCRAPES = Number(opts.scrapes);
 const TICK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
@@ -37,7 +39,7 @@ for (const n of SIZES) {
     fx.host.changed();
     await fx.host.flushed();
     const flags = ['--connect=xen:///', '--collect.timeout=10s', `--xen.privileged=user`, `--xen.proxy-socket=${join(dir, 'none.sock')}`, `--xen.xend-address=${fx.paths.xendSocket}`, `--xen.xenstore-socket=${fx.paths.xenstoreSocket}`, '--xen.xl-binary=/nonexistent/xl'];
-    const exp = await startExporter(flags, {}, 120_000);
+    const exp = await startExporter(flags, profEnv, 120_000);
     try {
       const pid = exp.child.pid as number;
       for (let i = 0; i < 3; i++) await (await fetch(`${exp.url}/metrics`)).text();

@@ -37,6 +37,14 @@ SAME(xc_physinfo_t, vp_xc_physinfo_t, total_pages);
 SAME(xc_physinfo_t, vp_xc_physinfo_t, free_pages);
 SAME(xc_physinfo_t, vp_xc_physinfo_t, hw_cap);
 
+_Static_assert(sizeof(xc_vcpuinfo_t) == sizeof(vp_xc_vcpuinfo_t), "xc_vcpuinfo_t size");
+SAME(xc_vcpuinfo_t, vp_xc_vcpuinfo_t, vcpu);
+SAME(xc_vcpuinfo_t, vp_xc_vcpuinfo_t, online);
+SAME(xc_vcpuinfo_t, vp_xc_vcpuinfo_t, blocked);
+SAME(xc_vcpuinfo_t, vp_xc_vcpuinfo_t, running);
+SAME(xc_vcpuinfo_t, vp_xc_vcpuinfo_t, cpu_time);
+SAME(xc_vcpuinfo_t, vp_xc_vcpuinfo_t, cpu);
+
 _Static_assert(XENVER_version == VP_XENVER_version && XENVER_extraversion == VP_XENVER_extraversion, "XENVER_*");
 _Static_assert(XEN_EXTRAVERSION_LEN == VP_XEN_EXTRAVERSION_LEN, "extraversion length");
 _Static_assert(XEN_DOMINF_dying == VP_XEN_DOMINF_dying && XEN_DOMINF_shutdown == VP_XEN_DOMINF_shutdown &&
@@ -49,6 +57,7 @@ _Static_assert(__XEN_LATEST_INTERFACE_VERSION__ >= 0x00040000, "xen headers pres
 /* Entry points exist with the names virt-proxy resolves (their argument structs are checked above). */
 static void *const checked_symbols[] __attribute__((unused)) = {
     (void *)xc_interface_open, (void *)xc_interface_close, (void *)xc_domain_getinfolist, (void *)xc_physinfo, (void *)xc_version,
+    (void *)xc_vcpu_getinfo,
 };
 
 int vp_abi_check_unit;

@@ -122,6 +122,37 @@ static size_t reply_host_info(struct proxy_ctx *ctx, struct wbuf *w, uint8_t typ
     return finish_reply(w);
 }
 
+/*
+ * The vCPU block of a domain record: u16 count, then per vCPU (ids 0 ..
+ * max_vcpu_id, at most VP_MAX_VCPUS_PER_DOMAIN) u16 id, u8 flags, u32 cpu,
+ * u64 cpu_time_ns, from xc_vcpu_getinfo (XEN_DOMCTL_getvcpuinfo). A vCPU the
+ * hypervisor does not answer for (the domain went away, ESRCH) is left out.
+ */
+static void wb_vcpus(struct proxy_ctx *ctx, struct wbuf *w, const vp_xc_domaininfo_t *d)
+{
+    size_t at = w->len;
+    uint16_t count = 0;
+    wb_u16(w, 0);
+    if (d->max_vcpu_id == UINT32_MAX) /* XEN_INVALID_MAX_VCPU_ID: no vCPUs yet */
+        return;
+    uint32_t last = d->max_vcpu_id < VP_MAX_VCPUS_PER_DOMAIN ? d->max_vcpu_id : VP_MAX_VCPUS_PER_DOMAIN - 1;
+    for (uint32_t v = 0; v <= last; v++) {
+        vp_xc_vcpuinfo_t vi;
+        memset(&vi, 0, sizeof(vi));
+        if (ctx->xb.vcpu_getinfo(ctx->xb.xch, d->domain, v, &vi) != 0)
+            continue;
+        uint8_t flags = (uint8_t)((vi.online ? VP_VCPU_ONLINE : 0u) | (vi.blocked ? VP_VCPU_BLOCKED : 0u) |
+                                  (vi.running ? VP_VCPU_RUNNING : 0u));
+        wb_u16(w, (uint16_t)v);
+        wb_u8(w, flags);
+        wb_u32(w, vi.cpu);
+        wb_u64(w, vi.cpu_time);
+        count++;
+    }
+    if (!w->overflow)
+        wb_put_u16_at(w, at, count);
+}
+
 static size_t reply_list_domains(struct proxy_ctx *ctx, struct rbuf *req, struct wbuf *w, uint8_t type,
                                  uint32_t serial)
 {
@@ -133,7 +164,7 @@ static size_t reply_list_domains(struct proxy_ctx *ctx, struct rbuf *req, struct
                            "LIST_DOMAINS payload must be exactly 8 bytes (first, max, options)");
     if (max == 0 || max > VP_MAX_DOMAINS_PER_REPLY)
         return error_frame(w->p, w->cap, type, serial, VP_E_BAD_REQUEST, "LIST_DOMAINS max must be 1..256");
-    if ((options & ~VP_LIST_OPT_DEVICES) != 0)
+    if ((options & ~(VP_LIST_OPT_DEVICES | VP_LIST_OPT_VCPUS)) != 0)
         return error_frame(w->p, w->cap, type, serial, VP_E_BAD_REQUEST, "LIST_DOMAINS has unknown option bits");
 
     char err[VP_MAX_ERROR_MSG];
@@ -152,12 +183,13 @@ static size_t reply_list_domains(struct proxy_ctx *ctx, struct rbuf *req, struct
 
     struct netdev_snapshot net = {NULL, 0};
     int devices = (options & VP_LIST_OPT_DEVICES) != 0;
+    int vcpus = (options & VP_LIST_OPT_VCPUS) != 0;
     if (devices)
         netdev_load(&net, ctx->proc_net_dev);
 
     begin_reply(w, type, serial, VP_OK);
     wb_u32(w, XC_PAGE_SIZE);
-    wb_u16(w, (uint16_t)n);
+    wb_u16(w, (uint16_t)((unsigned)n | (vcpus ? VP_LIST_COUNT_VCPUS : 0u)));
     for (int i = 0; i < n; i++) {
         const vp_xc_domaininfo_t *d = &info[i];
         wb_u16(w, d->domain);
@@ -193,6 +225,8 @@ static size_t reply_list_domains(struct proxy_ctx *ctx, struct rbuf *req, struct
             wb_u64(w, vif[j].tx_errs);
             wb_u64(w, vif[j].tx_drop);
         }
+        if (vcpus)
+            wb_vcpus(ctx, w, d);
     }
     netdev_free(&net);
     free(info);

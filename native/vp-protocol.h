@@ -12,7 +12,7 @@
 #define VP_PREFIX_LEN 4
 #define VP_HEADER_LEN 8
 #define VP_MAX_REQUEST_BODY 64          /* header + payload of a request */
-#define VP_MAX_REPLY_BODY (1024 * 1024) /* header + payload of a reply */
+#define VP_MAX_REPLY_BODY (4 * 1024 * 1024) /* header + payload of a reply */
 
 /* Request types. A reply carries type | VP_REPLY_BIT. There is no write request. */
 #define VP_REQ_VERSION 0x01
@@ -39,6 +39,14 @@
 #define VP_MAX_DOMAINS_PER_REPLY 256
 #define VP_MAX_VBDS_PER_DOMAIN 32
 #define VP_MAX_VIFS_PER_DOMAIN 32
+#define VP_MAX_VCPUS_PER_DOMAIN 512
 #define VP_LIST_OPT_DEVICES 0x1u
+#define VP_LIST_OPT_VCPUS 0x2u
+/* Bit 15 of a LIST_DOMAINS reply's count: every record ends with a vCPU block (option VCPUS was asked). */
+#define VP_LIST_COUNT_VCPUS 0x8000u
+/* vCPU flags in a vCPU record. */
+#define VP_VCPU_ONLINE 0x1u
+#define VP_VCPU_BLOCKED 0x2u
+#define VP_VCPU_RUNNING 0x4u
 
 #endif

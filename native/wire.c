@@ -60,6 +60,14 @@ void wb_str(struct wbuf *w, const char *s, size_t max)
     wb_bytes(w, s, n);
 }
 
+void wb_put_u16_at(struct wbuf *w, size_t at, uint16_t v)
+{
+    if (at > w->len || w->len - at < 2)
+        return;
+    w->p[at] = (uint8_t)(v >> 8);
+    w->p[at + 1] = (uint8_t)v;
+}
+
 void wb_put_u32_at(struct wbuf *w, size_t at, uint32_t v)
 {
     if (at > w->len || w->len - at < 4)

@@ -20,6 +20,7 @@ void wb_u64(struct wbuf *w, uint64_t v);
 void wb_bytes(struct wbuf *w, const void *src, size_t n);
 /* u16 length + bytes, cut at max (and at the first NUL). */
 void wb_str(struct wbuf *w, const char *s, size_t max);
+void wb_put_u16_at(struct wbuf *w, size_t at, uint16_t v);
 void wb_put_u32_at(struct wbuf *w, size_t at, uint32_t v);
 
 /* Reader over received bytes: never reads past len; sets bad instead. */

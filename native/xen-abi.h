@@ -81,6 +81,19 @@ typedef struct vp_xc_physinfo {
     uint32_t hw_cap[8];
 } vp_xc_physinfo_t;
 
+/* struct xen_domctl_getvcpuinfo == xc_vcpuinfo_t (vcpu is IN, the rest OUT) */
+typedef struct vp_xc_vcpuinfo {
+    uint32_t vcpu;
+    uint8_t online;  /* currently online (not hotplugged)? */
+    uint8_t blocked; /* blocked waiting for an event? */
+    uint8_t running; /* currently scheduled on its CPU? */
+    uint8_t pad1;
+    uint64_t cpu_time; /* total CPU time consumed (ns) */
+    uint32_t cpu;      /* current mapping */
+    uint32_t pad2;
+} vp_xc_vcpuinfo_t;
+
+_Static_assert(sizeof(vp_xc_vcpuinfo_t) == 24, "xen_domctl_getvcpuinfo is 24 bytes in 4.17 x86_64");
 _Static_assert(sizeof(vp_xc_domaininfo_t) == 112, "xen_domctl_getdomaininfo is 112 bytes in 4.17 x86_64");
 _Static_assert(sizeof(vp_xc_physinfo_t) == 112, "xen_sysctl_physinfo is 112 bytes in 4.17");
 
@@ -92,5 +105,6 @@ typedef int (*vp_xc_domain_getinfolist_fn)(vp_xc_interface *xch, uint32_t first_
                                            vp_xc_domaininfo_t *info);
 typedef int (*vp_xc_physinfo_fn)(vp_xc_interface *xch, vp_xc_physinfo_t *info);
 typedef int (*vp_xc_version_fn)(vp_xc_interface *xch, int cmd, void *arg);
+typedef int (*vp_xc_vcpu_getinfo_fn)(vp_xc_interface *xch, uint32_t domid, uint32_t vcpu, vp_xc_vcpuinfo_t *info);
 
 #endif

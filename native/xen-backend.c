@@ -49,6 +49,7 @@ static int load_library(struct xen_backend *xb, char *err, size_t errlen)
         {"xc_domain_getinfolist", (void **)&xb->getinfolist},
         {"xc_physinfo", (void **)&xb->physinfo},
         {"xc_version", (void **)&xb->version},
+        {"xc_vcpu_getinfo", (void **)&xb->vcpu_getinfo},
     };
     for (size_t i = 0; i < sizeof(syms) / sizeof(syms[0]); i++) {
         dlerror();

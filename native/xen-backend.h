@@ -16,6 +16,7 @@ struct xen_backend {
     vp_xc_domain_getinfolist_fn getinfolist;
     vp_xc_physinfo_fn physinfo;
     vp_xc_version_fn version;
+    vp_xc_vcpu_getinfo_fn vcpu_getinfo;
 };
 
 /*

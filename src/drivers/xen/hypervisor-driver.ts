@@ -6,7 +6,7 @@
  */
 import { arch, hostname } from 'node:os';
 import { VirtError } from '../../virt/errors.ts';
-import type { BlockReading, BulkReadOptions, BulkStats, DomainInfo, DomainStats, HostInfo, NetReading, ReadError, ReadOptions } from '../types.ts';
+import type { BlockReading, BulkReadOptions, BulkStats, DomainInfo, DomainStats, HostInfo, NetReading, ReadError, ReadOptions, VcpuReading } from '../types.ts';
 import type { VirtProxyClient } from './proxy-client.ts';
 import { xenFlagsToState } from './state.ts';
 import { XEN_DOMINF, type XenDomainReading, type XenHostReading } from './types.ts';
@@ -68,6 +68,12 @@ export function domainInfoFromReading(r: XenDomainReading, ident: DomainIdentity
 
 export function domainStatsFromReading(r: XenDomainReading, ident: DomainIdentity | undefined, groups: readonly string[]): DomainStats {
   const out: DomainStats = { info: domainInfoFromReading(r, ident) };
+  if (groups.includes('vcpu') && r.vcpus !== undefined) {
+    out.vcpus = r.vcpus.map((v): VcpuReading => {
+      if (!v.online) return { id: v.id, state: 'offline', timeSeconds: v.timeSeconds };
+      return { id: v.id, state: v.running ? 'running' : 'blocked', timeSeconds: v.timeSeconds, cpu: v.cpu };
+    });
+  }
   if (groups.includes('memory')) {
     out.memory = { maximumBytes: r.maximumBytes, currentBytes: r.currentBytes };
     if (ident?.memoryTargetBytes !== undefined) out.memory.balloonBytes = ident.memoryTargetBytes;
@@ -136,7 +142,8 @@ export function createHypervisorSubDriver(opts: { slot: 'hypervisor' | 'proxy'; 
     },
     domainInfo: (key, o) => find(key, o),
     allDomainStats: async (o: BulkReadOptions): Promise<BulkStats> => {
-      const devices = o.groups.includes('block') || o.groups.includes('net');
+      // "devices" asks virt-proxy for the per-domain details: device counters and per-vCPU readings.
+      const devices = o.groups.includes('block') || o.groups.includes('net') || o.groups.includes('vcpu');
       const { readings, ids, errors } = await read(o, devices);
       const domains: DomainStats[] = [];
       for (const r of readings) {

@@ -13,10 +13,10 @@
  * Reads never run a state-changing xl command.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open as openFile, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { VirtError, isVirtError } from '../../virt/errors.ts';
-import type { BulkReadOptions, BulkStats, DomainInfo, DomainRef, DomainState, DomainStats, ShutdownOptions } from '../types.ts';
+import type { BulkReadOptions, BulkStats, DomainInfo, DomainRef, DomainState, DomainStats, RestoreOptions, ShutdownOptions } from '../types.ts';
 import { definitionToConfig } from './xend-config.ts';
 import type { Reconnecting } from './reconnecting.ts';
 import { checkState, type LifecycleOp } from './state-rules.ts';
@@ -152,6 +152,69 @@ export class XlConfigStore {
 
   async remove(name: string): Promise<void> {
     await rm(path.join(this.dir, `${name}.json`), { force: true });
+  }
+}
+
+/** Which domain an xl save image is of, from its header. */
+export interface XlSaveIdentity {
+  name: string;
+  uuid: string;
+}
+
+const XL_SAVE_MAGIC = Buffer.from('Xen saved domain, xl format\n \0 \r', 'latin1');
+const XL_FLAG_JSON = 1 << 1;
+const XL_MAX_HEADER_CONFIG = 1024 * 1024;
+
+/**
+ * Reads the header xl save writes before the domain's memory (tools/xl's
+ * save_file_header: 32-byte magic, u32 byte order 0x01020304, mandatory and
+ * optional flags, optional data length, in the saving host's byte order;
+ * then the optional data: u32 length + the libxl JSON configuration).
+ */
+export function parseXlSaveHeader(buf: Buffer, file: string): XlSaveIdentity {
+  const bad = (why: string): never => {
+    throw new VirtError('VIRT_ERR_SAVE_INVALID', `${file} is not an xl save image: ${why}`, { driver: DRIVER });
+  };
+  if (buf.length < 48 || !buf.subarray(0, 32).equals(XL_SAVE_MAGIC)) bad('no xl save magic');
+  const le = buf.readUInt32LE(32) === 0x01020304;
+  if (!le && buf.readUInt32BE(32) !== 0x01020304) bad('unknown byte order mark');
+  const u32 = (off: number): number => (le ? buf.readUInt32LE(off) : buf.readUInt32BE(off));
+  const mandatory = u32(36);
+  const optLen = u32(44);
+  if ((mandatory & XL_FLAG_JSON) === 0) bad('its configuration is not in JSON (saved by an old xl)');
+  if (optLen < 4 || optLen > XL_MAX_HEADER_CONFIG || buf.length < 48 + optLen) bad(`optional data of ${optLen} bytes does not fit`);
+  const cfgLen = u32(48);
+  if (cfgLen > optLen - 4) bad(`configuration of ${cfgLen} bytes overruns the header`);
+  let cfg: { c_info?: { name?: unknown; uuid?: unknown } };
+  try {
+    cfg = JSON.parse(buf.subarray(52, 52 + cfgLen).toString('utf8').replace(/\0+$/, '')) as typeof cfg;
+  } catch {
+    return bad('its configuration is not JSON');
+  }
+  const name = cfg.c_info?.name;
+  const uuid = cfg.c_info?.uuid;
+  if (typeof name !== 'string' || !NAME_RE.test(name)) return bad('its configuration names no domain');
+  if (typeof uuid !== 'string' || !UUID_RE.test(uuid.toLowerCase())) return bad(`its configuration has no UUID for ${name}`);
+  return { name, uuid: uuid.toLowerCase() };
+}
+
+async function readXlSaveIdentity(file: string): Promise<XlSaveIdentity> {
+  let fh;
+  try {
+    fh = await openFile(file, 'r');
+  } catch (err) {
+    throw new VirtError('VIRT_ERR_SAVE_INVALID', `cannot read the save image ${file} to check which domain it is of: ${(err as Error).message}`, { driver: DRIVER, cause: err });
+  }
+  try {
+    const head = Buffer.alloc(48);
+    const { bytesRead } = await fh.read(head, 0, 48, 0);
+    if (bytesRead < 48) return parseXlSaveHeader(head.subarray(0, bytesRead), file);
+    const optLen = head.readUInt32LE(32) === 0x01020304 ? head.readUInt32LE(44) : head.readUInt32BE(44);
+    const all = Buffer.alloc(48 + Math.min(optLen, XL_MAX_HEADER_CONFIG));
+    const r = await fh.read(all, 0, all.length, 0);
+    return parseXlSaveHeader(all.subarray(0, r.bytesRead), file);
+  } finally {
+    await fh.close();
   }
 }
 
@@ -296,13 +359,31 @@ export function createLibxlSubDriver(opts: LibxlSubDriverOptions): XenSubDriver 
     suspend: (key: string) => guarded('suspend', key, async (d) => void (await xl(['pause', d.name]))),
     resume: (key: string) => guarded('resume', key, async (d) => void (await xl(['unpause', d.name]))),
     save: (key: string, file: string) => guarded('save', key, async (d) => void (await xl(['save', d.name, absolute(file, 'save')], opts.opTimeoutMs))),
-    restore: async (file: string): Promise<DomainRef> => {
-      const r = await xl(['restore', absolute(file, 'restore')], opts.opTimeoutMs);
-      const name = /Parsing config from|"name":\s*"([^"]+)"/.exec(r.stdout + r.stderr)?.[1];
+    restore: async (file: string, ro?: RestoreOptions): Promise<DomainRef> => {
+      absolute(file, 'restore');
+      // The caller names the domain it means (the admin API does): the image must be of it, and
+      // unless re-creating is allowed, that domain must be defined now, with the same UUID.
+      let image: XlSaveIdentity | undefined;
+      if (ro?.domain !== undefined) {
+        image = await readXlSaveIdentity(file);
+        if (!matchesKey(ro.domain, { name: image.name, uuid: image.uuid, id: null })) {
+          throw new VirtError('VIRT_ERR_SAVE_INVALID', `save image ${file} is of domain ${image.name} (${image.uuid}), not ${ro.domain}`, { driver: DRIVER, domain: ro.domain });
+        }
+        const def = await store.find(image.name);
+        if (def === undefined && ro.define !== true) throw new VirtError('VIRT_ERR_NO_DOMAIN', `domain ${image.name} is not defined; re-creating it from ${file} needs define`, { driver: DRIVER, domain: image.name });
+        if (def !== undefined && def.uuid !== image.uuid) {
+          throw new VirtError('VIRT_ERR_SAVE_INVALID', `save image ${file} has UUID ${image.uuid}, the defined domain ${def.name} ${def.uuid}`, { driver: DRIVER, domain: def.name });
+        }
+        const a = await opts.active(image.name);
+        if (a !== undefined && a.state !== 'shutoff') throw new VirtError('VIRT_ERR_OPERATION_INVALID', `cannot restore domain ${image.name}: it is already active (state ${a.state})`, { driver: DRIVER, domain: image.name });
+      }
+      const r = await xl(['restore', file], opts.opTimeoutMs);
+      // xl prints the configuration it restores ("name": "...") in its JSON dump, when it does.
+      const name = image?.name ?? /"name":\s*"([^"]+)"/.exec(r.stdout + r.stderr)?.[1];
       const list = JSON.parse((await xl(['list', '-l'])).stdout || '[]') as Array<{ domid: number; config?: { c_info?: { name?: string; uuid?: string } } }>;
       const newest = list.filter((x) => x.domid !== 0 && (name === undefined || x.config?.c_info?.name === name)).sort((a, b) => b.domid - a.domid)[0];
       if (newest?.config?.c_info?.name === undefined) throw new VirtError('VIRT_ERR_RPC', `xl restored ${file} but no domain shows up`, { driver: DRIVER });
-      return { name: newest.config.c_info.name, uuid: newest.config.c_info.uuid ?? '', id: newest.domid };
+      return { name: newest.config.c_info.name, uuid: newest.config.c_info.uuid ?? image?.uuid ?? '', id: newest.domid };
     },
   });
   return sub;

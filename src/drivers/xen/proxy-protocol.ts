@@ -6,13 +6,13 @@
  */
 import { guestView } from '../types.ts';
 import { VirtError, type VirtErrorCode } from '../../virt/errors.ts';
-import type { XenDomainReading, XenHostReading } from './types.ts';
+import type { XenDomainReading, XenHostReading, XenVcpuReading } from './types.ts';
 
 export const PROTO_VERSION = 1;
 export const PREFIX_LEN = 4;
 export const HEADER_LEN = 8;
 export const MAX_REQUEST_BODY = 64;
-export const MAX_REPLY_BODY = 1024 * 1024;
+export const MAX_REPLY_BODY = 4 * 1024 * 1024;
 
 export const REQ = { version: 0x01, hostInfo: 0x02, listDomains: 0x03 } as const;
 export const REPLY_BIT = 0x80;
@@ -37,7 +37,14 @@ export const MAX_ERROR_MSG = 512;
 export const MAX_DOMAINS_PER_REPLY = 256;
 export const MAX_VBDS_PER_DOMAIN = 32;
 export const MAX_VIFS_PER_DOMAIN = 32;
+export const MAX_VCPUS_PER_DOMAIN = 512;
 export const LIST_OPT_DEVICES = 0x1;
+export const LIST_OPT_VCPUS = 0x2;
+/** Bit 15 of a LIST_DOMAINS reply's count: each record ends with a vCPU block. */
+export const LIST_COUNT_VCPUS = 0x8000;
+const VCPU_ONLINE = 0x1;
+const VCPU_BLOCKED = 0x2;
+const VCPU_RUNNING = 0x4;
 /** Domain ids at or above DOMID_FIRST_RESERVED (0x7ff0) are never real domains. */
 export const DOMID_FIRST_RESERVED = 0x7ff0;
 
@@ -77,11 +84,16 @@ export function encodeRequest(type: number, serial: number, payload: Uint8Array 
   return buf;
 }
 
-export function listDomainsPayload(first: number, max: number, devices: boolean): Buffer {
+/**
+ * A LIST_DOMAINS request. `details` asks for the per-domain details a bulk
+ * read needs: the device counters and the per-vCPU readings (options 0 and 1
+ * together); without it, the domain records alone (lookups).
+ */
+export function listDomainsPayload(first: number, max: number, details: boolean): Buffer {
   const p = Buffer.alloc(8);
   p.writeUInt16BE(first, 0);
   p.writeUInt16BE(max, 2);
-  p.writeUInt32BE(devices ? LIST_OPT_DEVICES : 0, 4);
+  p.writeUInt32BE(details ? LIST_OPT_DEVICES | LIST_OPT_VCPUS : 0, 4);
   return p;
 }
 
@@ -279,7 +291,9 @@ function uuidOf(b: Buffer): string {
 export function decodeDomainList(payload: Buffer, first: number, max: number): XenDomainReading[] {
   const r = new Reader(payload, 'LIST_DOMAINS');
   const page = BigInt(checkPageSize(r.u32()));
-  const count = r.u16();
+  const rawCount = r.u16();
+  const withVcpus = (rawCount & LIST_COUNT_VCPUS) !== 0;
+  const count = rawCount & ~LIST_COUNT_VCPUS;
   if (count > max) throw rpcError(`LIST_DOMAINS returned ${count} domains for max ${max}`);
   const out: XenDomainReading[] = [];
   let last = first - 1;
@@ -326,6 +340,22 @@ export function decodeDomainList(payload: Buffer, first: number, max: number): X
       // /proc/net/dev counts from the host side of the backend interface.
       vifs.push({ interface: `vif${domid}.${index}`, ...guestView(host) });
     }
+    let vcpus: XenVcpuReading[] | undefined;
+    if (withVcpus) {
+      const nvcpu = r.u16();
+      if (nvcpu > MAX_VCPUS_PER_DOMAIN) throw rpcError(`domain ${domid} has ${nvcpu} vCPU records (max ${MAX_VCPUS_PER_DOMAIN})`);
+      vcpus = [];
+      let lastId = -1;
+      for (let j = 0; j < nvcpu; j++) {
+        const id = r.u16();
+        if (id <= lastId || id >= MAX_VCPUS_PER_DOMAIN || (maxVcpu !== 0xffffffff && id > maxVcpu)) throw rpcError(`domain ${domid} vCPU id ${id} out of order or above its maximum`);
+        lastId = id;
+        const f = r.u8();
+        if ((f & ~(VCPU_ONLINE | VCPU_BLOCKED | VCPU_RUNNING)) !== 0) throw rpcError(`domain ${domid} vCPU ${id} has unknown flags 0x${f.toString(16)}`);
+        const cpu = r.u32();
+        vcpus.push({ id, online: (f & VCPU_ONLINE) !== 0, blocked: (f & VCPU_BLOCKED) !== 0, running: (f & VCPU_RUNNING) !== 0, cpu, timeSeconds: num(r.u64()) / 1e9 });
+      }
+    }
     const unlimited = maxPages >= UINT32_MAX_PAGES;
     const currentBytes = num(tot * page);
     out.push({
@@ -340,6 +370,7 @@ export function decodeDomainList(payload: Buffer, first: number, max: number): X
       maxVcpuId: maxVcpu === 0xffffffff ? -1 : maxVcpu,
       vbds,
       vifs,
+      ...(vcpus !== undefined ? { vcpus } : {}),
     });
   }
   r.end();

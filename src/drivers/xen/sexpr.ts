@@ -23,14 +23,24 @@ function fail(message: string, pos: number): never {
   throw new VirtError('VIRT_ERR_RPC', `malformed S-expression at offset ${pos}: ${message}`, { driver: 'xen/xend' });
 }
 
-const WHITESPACE = new Set([' ', '\t', '\r', '\n', '\f', '\v']);
 const SIMPLE_ESCAPES: Record<string, string> = { n: '\n', t: '\t', r: '\r', a: '\x07', b: '\b', f: '\f', v: '\v', '0': '\0' };
+
+// Character codes; the parser works on codes (charCodeAt), never on one-character strings.
+const OPEN = 40; // (
+const CLOSE = 41; // )
+const SQUOTE = 39; // '
+const DQUOTE = 34; // "
+const BACKSLASH = 92;
+/** space, \t, \n, \v, \f, \r */
+const isSpace = (c: number): boolean => c === 32 || (c >= 9 && c <= 13);
 
 class Parser {
   readonly #text: string;
   readonly #limits: Required<SexprLimits>;
   #pos = 0;
   #nodes = 0;
+  /** Position of the next backslash at or after #pos (text.length when none): found once, not per atom. */
+  #nextBackslash = -1;
 
   constructor(text: string, limits: Required<SexprLimits>) {
     this.#text = text;
@@ -43,7 +53,10 @@ class Parser {
   }
 
   #skipSpace(): void {
-    while (this.#pos < this.#text.length && WHITESPACE.has(this.#text[this.#pos] as string)) this.#pos++;
+    const t = this.#text;
+    let p = this.#pos;
+    while (p < t.length && isSpace(t.charCodeAt(p))) p++;
+    this.#pos = p;
   }
 
   #count(): void {
@@ -52,26 +65,26 @@ class Parser {
 
   // Iterative over list nesting, so depth is bounded by the limit and never by the JS stack.
   parseOne(): Sexpr {
-    this.#skipSpace();
+    const t = this.#text;
     const stack: Sexpr[][] = [];
     for (;;) {
       this.#skipSpace();
-      if (this.#pos >= this.#text.length) {
+      if (this.#pos >= t.length) {
         fail(stack.length > 0 ? 'unterminated list' : 'unexpected end of input', this.#pos);
       }
-      const ch = this.#text[this.#pos] as string;
+      const ch = t.charCodeAt(this.#pos);
       let value: Sexpr;
-      if (ch === '(') {
+      if (ch === OPEN) {
         this.#pos++;
         this.#count();
         if (stack.length >= this.#limits.maxDepth) fail(`nesting deeper than ${this.#limits.maxDepth}`, this.#pos);
         stack.push([]);
         continue;
-      } else if (ch === ')') {
+      } else if (ch === CLOSE) {
         if (stack.length === 0) fail('unbalanced ")"', this.#pos);
         this.#pos++;
         value = stack.pop() as Sexpr[];
-      } else if (ch === "'" || ch === '"') {
+      } else if (ch === SQUOTE || ch === DQUOTE) {
         this.#count();
         value = this.#quoted(ch);
       } else {
@@ -85,36 +98,57 @@ class Parser {
   }
 
   #bare(): string {
+    const t = this.#text;
     const start = this.#pos;
-    while (this.#pos < this.#text.length) {
-      const c = this.#text[this.#pos] as string;
-      if (WHITESPACE.has(c) || c === '(' || c === ')') break;
-      if (c === "'" || c === '"') fail(`quote inside bare atom`, this.#pos);
-      this.#pos++;
+    let p = start;
+    while (p < t.length) {
+      const c = t.charCodeAt(p);
+      if (isSpace(c) || c === OPEN || c === CLOSE) break;
+      if (c === SQUOTE || c === DQUOTE) fail(`quote inside bare atom`, p);
+      p++;
     }
-    return this.#text.slice(start, this.#pos);
+    this.#pos = p;
+    return t.slice(start, p);
   }
 
-  #quoted(quote: string): string {
+  #quoted(quote: number): string {
+    const t = this.#text;
     const start = this.#pos;
-    this.#pos++;
+    const end = t.indexOf(quote === SQUOTE ? "'" : '"', start + 1);
+    if (end < 0) fail('unterminated quoted string', start);
+    if (this.#nextBackslash < start + 1) {
+      const b = t.indexOf('\\', start + 1);
+      this.#nextBackslash = b < 0 ? t.length : b;
+    }
+    // No escape before the closing quote (nearly always): the text between the quotes is the atom.
+    if (this.#nextBackslash > end) {
+      this.#pos = end + 1;
+      return t.slice(start + 1, end);
+    }
+    return this.#escaped(quote, start);
+  }
+
+  #escaped(quote: number, start: number): string {
+    const t = this.#text;
+    this.#pos = start + 1;
     let out = '';
     for (;;) {
-      if (this.#pos >= this.#text.length) fail('unterminated quoted string', start);
-      const c = this.#text[this.#pos++] as string;
-      if (c === quote) return out;
-      if (c !== '\\') {
+      if (this.#pos >= t.length) fail('unterminated quoted string', start);
+      const code = t.charCodeAt(this.#pos);
+      const c = t[this.#pos++] as string;
+      if (code === quote) return out;
+      if (code !== BACKSLASH) {
         out += c;
         continue;
       }
-      if (this.#pos >= this.#text.length) fail('unterminated escape', this.#pos);
-      const e = this.#text[this.#pos++] as string;
+      if (this.#pos >= t.length) fail('unterminated escape', this.#pos);
+      const e = t[this.#pos++] as string;
       const simple = SIMPLE_ESCAPES[e];
       if (simple !== undefined) out += simple;
       else if (e === 'x' || e === 'u') {
         const n = e === 'x' ? 2 : 4;
-        const hex = this.#text.slice(this.#pos, this.#pos + n);
-        if (!new RegExp(`^[0-9a-fA-F]{${n}}$`).test(hex)) fail(`bad \\${e} escape`, this.#pos);
+        const hex = t.slice(this.#pos, this.#pos + n);
+        if (!(n === 2 ? /^[0-9a-fA-F]{2}$/ : /^[0-9a-fA-F]{4}$/).test(hex)) fail(`bad \\${e} escape`, this.#pos);
         out += String.fromCharCode(parseInt(hex, 16));
         this.#pos += n;
       } else {

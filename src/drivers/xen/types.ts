@@ -45,6 +45,20 @@ export interface XenDomainReading {
   vbds?: Array<{ device: string; devid?: number; readRequests: number; writeRequests: number; readSectors: number; writeSectors: number; errors?: number }>;
   /** vifs: already the guest's point of view (the proxy client swapped the host's RX/TX); interface is vif<domid>.<n>. */
   vifs?: Array<NetCounters & { interface: string }>;
+  /**
+   * Per-vCPU readings (XEN_DOMCTL_getvcpuinfo, vCPU ids 0..maxVcpuId, at most
+   * 512), when the proxy was asked for them; cpu is the host CPU it runs on.
+   */
+  vcpus?: XenVcpuReading[];
+}
+
+export interface XenVcpuReading {
+  id: number;
+  online: boolean;
+  blocked: boolean;
+  running: boolean;
+  cpu: number;
+  timeSeconds: number;
 }
 
 export interface XenHostReading extends HostTopology {

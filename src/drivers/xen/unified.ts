@@ -151,7 +151,7 @@ export function createUnifiedDriver(subs: XenSubDriver[], opts: UnifiedOptions):
     suspend: (k) => dispatch('suspend', [k]) as Promise<void>,
     resume: (k) => dispatch('resume', [k]) as Promise<void>,
     save: (k, f) => dispatch('save', [k, f]) as Promise<void>,
-    restore: (f) => dispatch('restore', [f]) as Promise<DomainRef>,
+    restore: (f, ro) => dispatch('restore', ro === undefined ? [f] : [f, ro]) as Promise<DomainRef>,
 
     close: async () => {
       const results = await Promise.allSettled(subs.map((s) => s.close?.() ?? Promise.resolve()));

@@ -68,11 +68,11 @@ interface DomSpec {
   nvif?: number;
 }
 
-function listPayload(doms: DomSpec[], opts: { page?: number; count?: number } = {}): Buffer {
+function listPayload(doms: DomSpec[], opts: { page?: number; count?: number; vcpus?: Array<{ id: number; flags: number }> } = {}): Buffer {
   const parts: Buffer[] = [];
   const head = Buffer.alloc(6);
   head.writeUInt32BE(opts.page ?? 4096, 0);
-  head.writeUInt16BE(opts.count ?? doms.length, 4);
+  head.writeUInt16BE((opts.count ?? doms.length) | (opts.vcpus !== undefined ? 0x8000 : 0), 4);
   parts.push(head);
   for (const d of doms) {
     const r = Buffer.alloc(2 + 4 + 16 + 24 + 8);
@@ -88,6 +88,15 @@ function listPayload(doms: DomSpec[], opts: { page?: number; count?: number } = 
     for (let i = 0; i < (d.nvbd ?? 0); i++) parts.push(Buffer.alloc(4 + 40));
     parts.push(Buffer.from([d.nvif ?? 0]));
     for (let i = 0; i < (d.nvif ?? 0); i++) parts.push(Buffer.alloc(4 + 64));
+    if (opts.vcpus !== undefined) {
+      const v = Buffer.alloc(2 + 15 * opts.vcpus.length);
+      v.writeUInt16BE(opts.vcpus.length, 0);
+      opts.vcpus.forEach((x, i) => {
+        v.writeUInt16BE(x.id, 2 + 15 * i);
+        v.writeUInt8(x.flags, 4 + 15 * i);
+      });
+      parts.push(v);
+    }
   }
   return Buffer.concat(parts);
 }
@@ -162,6 +171,30 @@ describe('VirtProxyClient with the real virt-proxy', () => {
     }
     assert.equal(stdio.closed, true);
     await assert.rejects(stdio.version(), isCode('VIRT_ERR_NO_CONNECT'));
+  });
+
+  it('reads per-vCPU readings (xc_vcpu_getinfo) with the details, and none without', async () => {
+    const env = { PATH: process.env.PATH, VIRT_FAKE_XEN_STATE: statePath };
+    const c = await VirtProxyClient.spawnStdio({ binary: built.proxy, xenctrl: built.stub, logger: silentLogger, timeoutMs: 10_000, env });
+    try {
+      const withDetails = await c.listDomains({ devices: true });
+      // The stub splits a domain's CPU time evenly among its online vCPUs (remainder to vCPU 0).
+      assert.deepEqual(
+        withDetails.map((x) => x.vcpus),
+        DOMS.map((d) =>
+          Array.from({ length: d.maxVcpuId + 1 }, (_, v) => {
+            const online = v < d.onlineVcpus;
+            const ns = online ? d.cpuTimeNs / BigInt(d.onlineVcpus) + (v === 0 ? d.cpuTimeNs % BigInt(d.onlineVcpus) : 0n) : 0n;
+            const running = online && (d.flags & 0x20) !== 0;
+            return { id: v, online, blocked: online && !running, running, cpu: v % HOST.cpus, timeSeconds: Number(ns) / 1e9 };
+          }),
+        ),
+      );
+      const plain = await c.listDomains({ devices: false });
+      assert.ok(plain.every((x) => x.vcpus === undefined), 'no vCPU block without the details option');
+    } finally {
+      await c.close();
+    }
   });
 
   it('a missing binary is NO_CONNECT and says it was not built', async () => {
@@ -276,7 +309,7 @@ describe('VirtProxyClient against misbehaving proxies', () => {
   });
 
   const garbage: Array<[string, (r: Req) => Buffer | Buffer[]]> = [
-    ['an oversized length prefix', () => Buffer.from([0x00, 0x10, 0x00, 0x01])],
+    ['an oversized length prefix', () => Buffer.from([0x00, 0x40, 0x00, 0x01])],
     ['a length below the header', () => Buffer.from([0, 0, 0, 3, 1, 0x81, 0])],
     ['a wrong protocol version', (r) => replyFrame(0x81, 0, r.serial, versionPayload(), 7)],
     ['a wrong serial', (r) => replyFrame(0x81, 0, r.serial + 1, versionPayload())],
@@ -319,6 +352,9 @@ describe('VirtProxyClient against misbehaving proxies', () => {
     ['a page size that is not a power of two', listPayload([{ domid: 1 }], { page: 5000 })],
     ['too many vbds', listPayload([{ domid: 1, nvbd: 33 }])],
     ['too many vifs', listPayload([{ domid: 1, nvif: 33 }])],
+    ['vCPU ids out of order', listPayload([{ domid: 1 }], { vcpus: [{ id: 0, flags: 1 }, { id: 0, flags: 1 }] })],
+    ['a vCPU above the domain\'s max_vcpu_id', listPayload([{ domid: 1 }], { vcpus: [{ id: 1, flags: 1 }] })],
+    ['unknown vCPU flags', listPayload([{ domid: 1 }], { vcpus: [{ id: 0, flags: 0x10 }] })],
   ];
   for (const [what, payload] of badLists) {
     it(`a domain list with ${what} is VIRT_ERR_RPC`, async () => {

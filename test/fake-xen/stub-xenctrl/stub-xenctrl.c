@@ -37,6 +37,9 @@ struct stub_host {
     vp_xc_domaininfo_t *dom;
 };
 
+/* The last xc_domain_getinfolist reading (for xc_vcpu_getinfo). */
+static struct stub_host last_list;
+
 static int parse_u64(const char *s, uint64_t *out)
 {
     char *end = NULL;
@@ -315,8 +318,46 @@ int xc_domain_getinfolist(vp_xc_interface *xch, uint32_t first_domain, unsigned 
     for (size_t i = 0; i < h.ndom && n < max_domains; i++)
         if (h.dom[i].domain >= first_domain)
             info[n++] = h.dom[i];
-    free(h.dom);
+    /* xc_vcpu_getinfo answers from this reading (re-reading the file per vCPU would cost a parse each). */
+    free(last_list.dom);
+    last_list = h;
     return (int)n;
+}
+
+/*
+ * Per-vCPU info of a domain of the last xc_domain_getinfolist reading: vCPUs
+ * 0..max_vcpu_id exist, the first online_vcpus of them are online, the
+ * domain's CPU time is split evenly among the online ones (the remainder to
+ * vCPU 0), vCPU v runs on host CPU v mod nr_cpus, and is "running" when the
+ * domain's running flag is set (else blocked). ESRCH for an unknown domain
+ * or vCPU, as the hypervisor answers.
+ */
+int xc_vcpu_getinfo(vp_xc_interface *xch, uint32_t domid, uint32_t vcpu, vp_xc_vcpuinfo_t *info)
+{
+    if (xch == NULL || xch->magic != STUB_MAGIC) {
+        errno = EBADF;
+        return -1;
+    }
+    for (size_t i = 0; i < last_list.ndom; i++) {
+        const vp_xc_domaininfo_t *d = &last_list.dom[i];
+        if (d->domain != domid)
+            continue;
+        if (d->max_vcpu_id == ~0U || vcpu > d->max_vcpu_id)
+            break;
+        memset(info, 0, sizeof(*info));
+        info->vcpu = vcpu;
+        uint32_t online = d->nr_online_vcpus;
+        info->online = vcpu < online;
+        if (info->online) {
+            info->cpu_time = d->cpu_time / online + (vcpu == 0 ? d->cpu_time % online : 0);
+            info->running = (d->flags & VP_XEN_DOMINF_running) != 0;
+            info->blocked = !info->running;
+        }
+        info->cpu = last_list.phys.nr_cpus > 0 ? vcpu % last_list.phys.nr_cpus : 0;
+        return 0;
+    }
+    errno = ESRCH;
+    return -1;
 }
 
 int xc_physinfo(vp_xc_interface *xch, vp_xc_physinfo_t *info)
