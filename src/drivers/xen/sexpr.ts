@@ -64,7 +64,7 @@ class Parser {
   }
 
   // Iterative over list nesting, so depth is bounded by the limit and never by the JS stack.
-  parseOne(): Sexpr {
+  parseOne(outerDepth = 0): Sexpr {
     const t = this.#text;
     const stack: Sexpr[][] = [];
     for (;;) {
@@ -77,7 +77,7 @@ class Parser {
       if (ch === OPEN) {
         this.#pos++;
         this.#count();
-        if (stack.length >= this.#limits.maxDepth) fail(`nesting deeper than ${this.#limits.maxDepth}`, this.#pos);
+        if (stack.length + outerDepth >= this.#limits.maxDepth) fail(`nesting deeper than ${this.#limits.maxDepth}`, this.#pos);
         stack.push([]);
         continue;
       } else if (ch === CLOSE) {
@@ -94,6 +94,27 @@ class Parser {
       const top = stack[stack.length - 1];
       if (top === undefined) return value;
       top.push(value);
+    }
+  }
+
+  /** The elements of the list at the current position, each mapped at once. */
+  eachOfList<T>(each: (item: Sexpr) => T): T[] {
+    const t = this.#text;
+    this.#skipSpace();
+    if (this.#pos >= t.length) fail('unexpected end of input', this.#pos);
+    if (t.charCodeAt(this.#pos) !== OPEN) fail('expected a list', this.#pos);
+    this.#pos++;
+    this.#count();
+    const out: T[] = [];
+    for (;;) {
+      this.#skipSpace();
+      if (this.#pos >= t.length) fail('unterminated list', this.#pos);
+      if (t.charCodeAt(this.#pos) === CLOSE) {
+        this.#pos++;
+        return out;
+      }
+      // One level is the outer list itself.
+      out.push(each(this.parseOne(1)));
     }
   }
 
@@ -175,6 +196,21 @@ export function parseSexpr(text: string, limits?: SexprLimits): Sexpr {
   const value = p.parseOne();
   if (!p.atEnd) fail('trailing data after expression', text.length);
   return value;
+}
+
+/**
+ * Parses one list and hands each element to `each` as soon as it is read,
+ * keeping only what `each` returns: a 500-domain Xend reply then never exists
+ * as one tree (its elements die young instead of surviving into old space).
+ * The limits apply to the whole input as in parseSexpr.
+ */
+export function parseSexprListEach<T>(text: string, each: (item: Sexpr) => T, limits?: SexprLimits): T[] {
+  const l = limitsOf(limits);
+  checkLength(text, l);
+  const p = new Parser(text, l);
+  const out = p.eachOfList(each);
+  if (!p.atEnd) fail('trailing data after expression', text.length);
+  return out;
 }
 
 /** Parses a sequence of expressions. */

@@ -82,13 +82,16 @@ export function xendStateToDomainState(letters: string | undefined, inactive: bo
   return inactive ? 'shutoff' : 'nostate';
 }
 
+/** The keys parseXendDomain reads (first occurrence of each wins, as libvirt's sexpr_lookup). */
+const DOMAIN_KEYS = new Set(['name', 'uuid', 'domid', 'state', 'memory', 'maxmem', 'image', 'vcpus', 'online_vcpus', 'cpu_time', 'shutdown_reason', 'start_time', 'on_xend_start']);
+
 /**
- * The first child list of each key of a keyed list, found in one pass (a
- * 500-domain reply has ~30 keys per domain; looking each up by scanning and
- * copying the children was most of the parse).
+ * The first child list of each key parseXendDomain reads, and the devices,
+ * found in one pass over the domain (looking each key up by scanning and
+ * copying the children was most of a 500-domain parse).
  */
-function keyed(node: Sexpr[]): { first: Map<string, Sexpr[]>; devices: Sexpr[][] } {
-  const first = new Map<string, Sexpr[]>();
+function keyed(node: Sexpr[]): { first: Record<string, Sexpr[] | undefined>; devices: Sexpr[][] } {
+  const first: Record<string, Sexpr[] | undefined> = Object.create(null) as Record<string, Sexpr[] | undefined>;
   const devices: Sexpr[][] = [];
   for (let i = 1; i < node.length; i++) {
     const c = node[i];
@@ -96,7 +99,7 @@ function keyed(node: Sexpr[]): { first: Map<string, Sexpr[]>; devices: Sexpr[][]
     const k = c[0];
     if (typeof k !== 'string') continue;
     if (k === 'device') devices.push(c);
-    else if (!first.has(k)) first.set(k, c);
+    else if (DOMAIN_KEYS.has(k) && first[k] === undefined) first[k] = c;
   }
   return { first, devices };
 }
@@ -112,7 +115,7 @@ export function parseXendDomain(sx: Sexpr): XendDomain {
   if (!isList(sx) || sx[0] !== 'domain') bad('expected a (domain ...) expression');
   const { first, devices } = keyed(sx);
   const val = (k: string): string | undefined => {
-    const v = first.get(k)?.[1];
+    const v = first[k]?.[1];
     return typeof v === 'string' ? v : undefined;
   };
   const n = (k: string): number | undefined => numValue(k, val(k));
@@ -127,7 +130,7 @@ export function parseXendDomain(sx: Sexpr): XendDomain {
   const letters = val('state');
   const memoryMiB = n('memory') ?? 0;
   const maxMiB = n('maxmem') ?? memoryMiB;
-  const image = first.get('image');
+  const image = first.image;
   const imageKind = isList(image) && isList(image[1]) ? image[1][0] : undefined;
   const disks: XendDisk[] = [];
   const nics: XendNic[] = [];

@@ -62,13 +62,8 @@ export interface XendSubDriver extends XenSubDriver {
 export function createXendSubDriver(opts: XendSubDriverOptions): XendSubDriver {
   const { conn } = opts;
 
-  const parseList = (sx: unknown): XendDomain[] => {
-    if (!Array.isArray(sx)) throw new VirtError('VIRT_ERR_RPC', 'unexpected Xend reply: domain list is not a list', { driver: DRIVER });
-    return (sx as unknown[]).map((x) => parseXendDomain(x as string));
-  };
-
-  /** All running domains in one GET (detail=1 on the directory). */
-  const running = async (signal?: AbortSignal): Promise<XendDomain[]> => parseList(await (await conn.get()).get('/xend/domain?detail=1', { signal }));
+  /** All running domains in one GET (detail=1 on the directory), each turned into a XendDomain as it is parsed. */
+  const running = async (signal?: AbortSignal): Promise<XendDomain[]> => (await conn.get()).getEach('/xend/domain?detail=1', parseXendDomain, { signal });
 
   /**
    * Inactive managed domains as real Xend serves them: it ignores state= when

@@ -9,7 +9,7 @@ import { inSpan } from '../../telemetry/tracing.ts';
 import { Pool } from 'undici';
 import type { Logger } from '../../util/logger.ts';
 import { VirtError, type VirtErrorCode } from '../../virt/errors.ts';
-import { isList, parseSexpr, serializeSexpr, type Sexpr } from './sexpr.ts';
+import { isList, parseSexpr, parseSexprListEach, serializeSexpr, type Sexpr } from './sexpr.ts';
 import { parseXendDomain, parseXendNode, xendConfigFormat, type XendDomain } from './xend-domain.ts';
 import type { HostInfo } from '../types.ts';
 
@@ -240,6 +240,13 @@ export class XendClient {
     const reply = await this.#request('GET', path, undefined, opts.signal, opts.timeoutMs);
     this.#check('GET', path, reply, opts.domain);
     return parseSexpr(reply.text, { maxLength: this.#opts.maxResponseBytes });
+  }
+
+  /** GET returning one list, each element mapped as soon as it is parsed (see parseSexprListEach). */
+  async getEach<T>(path: string, each: (item: Sexpr) => T, opts: XendRequestOptions & { domain?: string } = {}): Promise<T[]> {
+    const reply = await this.#request('GET', path, undefined, opts.signal, opts.timeoutMs);
+    this.#check('GET', path, reply, opts.domain);
+    return parseSexprListEach(reply.text, each, { maxLength: this.#opts.maxResponseBytes });
   }
 
   /** POST of form fields; the op is the first field. */

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { lookup, nodeValue, parseSexpr, parseSexprs, serializeSexpr, type Sexpr } from '../../../src/drivers/xen/sexpr.ts';
+import { lookup, nodeValue, parseSexpr, parseSexprListEach, parseSexprs, serializeSexpr, type Sexpr } from '../../../src/drivers/xen/sexpr.ts';
 import { isVirtError } from '../../../src/virt/errors.ts';
 
 const rpc = (fn: () => unknown): void => {
@@ -88,5 +88,29 @@ void describe('S-expression serializer', () => {
   void it('round-trips awkward strings', () => {
     const values: Sexpr[] = [['x', "a'b", 'c"d', 'e\\f', 'g h', 'new\nline', 'tab\t', '\x01ctl', '(p)', 'é', '']];
     for (const v of values) assert.deepEqual(parseSexpr(serializeSexpr(v)), v);
+  });
+});
+
+void describe('S-expression list read element by element', () => {
+  const text = `((domain (name a) (args 'x \\' y')) (domain (name b)) plain "q")`;
+  void it('hands each element over as parseSexpr would have it', () => {
+    const seen: Sexpr[] = [];
+    const out = parseSexprListEach(text, (x) => (seen.push(x), typeof x === 'string' ? x : nodeValue(x, 'name')));
+    assert.deepEqual(seen, parseSexpr(text));
+    assert.deepEqual(out, ['a', 'b', 'plain', 'q']);
+    assert.deepEqual(parseSexprListEach('()', (x) => x), []);
+  });
+  for (const [what, bad] of [
+    ['an atom instead of a list', 'atom'],
+    ['an unterminated list', '((a) (b)'],
+    ['trailing data', '((a)) (b)'],
+    ['nesting past the limit (the outer list counts)', '((((x))))'],
+  ] as const) {
+    void it(`refuses ${what} (VIRT_ERR_RPC)`, () => {
+      assert.throws(() => parseSexprListEach(bad, (x) => x, { maxDepth: 3 }), (e: unknown) => isVirtError(e, 'VIRT_ERR_RPC'));
+    });
+  }
+  void it('an exception from the element callback passes through', () => {
+    assert.throws(() => parseSexprListEach('((a))', () => { throw new Error('mine'); }), /mine/);
   });
 });
