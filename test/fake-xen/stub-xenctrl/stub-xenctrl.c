@@ -301,6 +301,9 @@ int xc_interface_close(vp_xc_interface *xch)
         return 0;
     xch->magic = 0;
     free(xch);
+    /* The library may be unloaded after this (virt-proxy dlcloses it on reset): keep nothing behind. */
+    free(last_list.dom);
+    memset(&last_list, 0, sizeof(last_list));
     return 0;
 }
 
