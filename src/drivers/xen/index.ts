@@ -128,8 +128,10 @@ export async function openXenDriver(uri: VirtUri, ctx: OpenContext): Promise<Dri
       return r;
     };
     const xlFirst = await attempt('libxl', xlConnect, true);
-    if (xlFirst.first !== undefined) {
-      xlConn = new Reconnecting(xlFirst.first, xlConnect, log, 'xl', { initialMs: s.retryMs });
+    // A configured xl channel names the toolstack outright: when its first probe fails (dom0 busy,
+    // the channel not up yet) it is retried with backoff like any other sub-driver, not given up.
+    if (xlFirst.first !== undefined || s.xlChannel !== '') {
+      xlConn = new Reconnecting(xlFirst.first, xlConnect, log, 'xl', { firstError: xlFirst.err, initialMs: s.retryMs });
       const activeNames = async (): Promise<Set<string>> => new Set([...(await xs.identities(undefined)).values()].map((i) => i.name));
       const active: ActiveLookup = async (key) => {
         try {

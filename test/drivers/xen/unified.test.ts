@@ -1,4 +1,8 @@
 import { after, before, describe, it } from 'node:test';
+import { createServer, type Server } from 'node:net';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { open, type Connection } from '../../../src/virt/connection.ts';
 import { openXenDriver } from '../../../src/drivers/xen/index.ts';
@@ -239,6 +243,65 @@ void describe('xen:/// unified driver against the fake host', () => {
     } finally {
       await root.close();
       await user.close();
+    }
+  });
+});
+
+void describe('xen:/// with a configured xl channel that is not up at open', () => {
+  let f: XenFixture;
+  before(async () => {
+    await buildNative();
+    f = await startXenFixture();
+  });
+  after(async () => {
+    await f?.stop();
+  });
+
+  void it('keeps the libxl write path and retries the channel, rather than refusing writes for good', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'vx-xlchan-'));
+    const channel = join(dir, 'xl.sock');
+    const settings = { ...f.settings, 'xen.xend-address': join(dir, 'no-xend.sock'), 'xen.xl-channel': channel, 'xen.libxl-config-dir': join(dir, 'store'), 'xen.retry-ms': '50' };
+    const drv = (await openXenDriver(parseUri('xen:///'), { readOnly: false, logger: silentLogger, settings })) as Driver & { subDrivers: Array<{ slot: string }> };
+    const ran: string[] = [];
+    let server: Server | undefined;
+    try {
+      assert.ok(drv.subDrivers.some((s) => s.slot === 'libxl'), `libxl kept: ${drv.subDrivers.map((s) => s.slot).join(',')}`);
+      // The channel comes up later: a relay that answers every xl run with success (xl info with a version).
+      server = createServer((sock) => {
+        let buf = '';
+        sock.setEncoding('utf8');
+        sock.on('data', (d: string) => {
+          buf += d;
+          let i: number;
+          while ((i = buf.indexOf('\n')) >= 0) {
+            const [id, cmd] = buf.slice(0, i).split(' ');
+            buf = buf.slice(i + 1);
+            const args = Buffer.from(cmd ?? '', 'base64').toString('utf8').split('\0');
+            ran.push(args.join(' '));
+            const out = args[0] === 'info' ? 'xen_major : 4\nxen_minor : 17\n' : '';
+            sock.write(`${id ?? ''} 0 ${out === '' ? '-' : Buffer.from(out).toString('base64')} -\n`);
+          }
+        });
+      });
+      await new Promise<void>((resolve) => server?.listen(channel, resolve));
+      const destroy = drv.destroy?.bind(drv);
+      assert.ok(destroy !== undefined);
+      let done = false;
+      for (let i = 0; i < 100 && !done; i++) {
+        try {
+          await destroy('web');
+          done = true;
+        } catch (err) {
+          assert.ok(isVirtError(err, 'VIRT_ERR_NO_CONNECT'), `while the channel is retried: ${String(err)}`);
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      }
+      assert.ok(done, 'destroy went through once the channel was up');
+      assert.ok(ran.includes('destroy web'), `xl runs: ${ran.join('; ')}`);
+    } finally {
+      await drv.close?.();
+      await new Promise<void>((resolve) => (server === undefined ? resolve() : server.close(() => resolve())));
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });
