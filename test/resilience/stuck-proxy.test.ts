@@ -76,11 +76,11 @@ function flags(privileged: 'root' | 'user', deadline: string): string[] {
 }
 
 /** Stops `pid` for three scrapes, then resumes it; checks each scrape's deadline, the visible failure, the recovery and the fds. */
-async function stuckThenResumed(e: StartedExporter, deadlineMs: number, stop: () => void, resume: () => void): Promise<string[]> {
+async function stuckThenResumed(e: StartedExporter, deadlineMs: number, stop: () => void | Promise<void>, resume: () => void): Promise<string[]> {
   await waitFor(async () => whole((await timedScrape(e)).samples), 20_000, 'a whole scrape');
   const pid = e.child.pid as number;
   const fdsBefore = await fds(pid);
-  stop();
+  await stop();
   const seen = new Set<string>();
   try {
     for (let i = 0; i < 3; i++) {
@@ -126,7 +126,7 @@ for (const deadline of ['2s', '700ms']) {
       try {
         const pid = proxyDaemon.pid as number;
         const fdsProxy = await fds(pid);
-        await stuckThenResumed(e, deadlineMs, () => process.kill(pid, 'SIGSTOP'), () => process.kill(pid, 'SIGCONT'));
+        await stuckThenResumed(e, deadlineMs, () => void process.kill(pid, 'SIGSTOP'), () => void process.kill(pid, 'SIGCONT'));
         assert.equal(await fds(pid), fdsProxy, 'file descriptors left behind in virt-proxy');
       } finally {
         await e.stop();
@@ -178,16 +178,21 @@ void describe('xen:/// with a stand-in virt-proxy that accepts and never answers
       await stuckThenResumed(
         e,
         1000,
-        () => {
+        async () => {
           // The real daemon goes away; something else takes its socket and swallows every request.
+          // Scraping starts only once the stand-in listens: in the gap a refused connection falls
+          // back to Xend at once, and nothing would be stuck.
+          const gone = new Promise((r) => proxyDaemon.once('exit', r));
           proxyDaemon.kill('SIGKILL');
+          await gone;
           rmSync(socket, { force: true });
-          server = createServer((s) => {
+          const standIn = createServer((s) => {
             held.push(s);
             s.on('data', () => undefined);
             s.on('error', () => undefined);
           });
-          server.listen(socket);
+          server = standIn;
+          await new Promise<void>((resolve) => standIn.listen(socket, resolve));
         },
         () => {
           for (const s of held) s.destroy();
