@@ -81,7 +81,7 @@ export const METRICS = {
   // exporter self-monitoring
   up: m('exporter', 'virt_up', 'gauge', '', ['driver'], 'Whether the last collection reached the hypervisor driver (1) or not (0).', 'virt.up', '1'),
   collectorSuccess: m('exporter', 'virt_collector_success', 'gauge', '', ['collector'], 'Whether the collector succeeded in the last collection (1) or failed or missed the deadline (0).', 'virt.collector.success', '1'),
-  collectorDuration: m('exporter', 'virt_collector_duration_seconds', 'gauge', 'seconds', ['collector'], 'How long the collector\'s driver read took in the last collection.', 'virt.collector.duration', 's'),
+  collectorDuration: m('exporter', 'virt_collector_duration_seconds', 'gauge', 'seconds', ['collector'], 'What the collector cost in the last collection: the driver read it alone needed plus turning the snapshot into its samples (a read shared by several collectors counts in virt_collection_duration_seconds).', 'virt.collector.duration', 's'),
   collectionErrors: m('exporter', 'virt_collection_errors_total', 'counter', '', ['collector', 'code'], 'Read errors by collector and stable error code since start.', 'virt.collection.errors', '{error}'),
   collectionDuration: m('exporter', 'virt_collection_duration_seconds', 'gauge', 'seconds', [], 'Wall time of the last whole collection.', 'virt.collection.duration', 's'),
   otelExportFailures: m('exporter', 'virt_otel_export_failures_total', 'counter', '', ['signal', 'reason'], 'OTLP exports that failed, by signal (metrics, traces) and reason (unreachable, timeout, rejected, other).', 'virt.otel.export.failures', '{failure}'),
