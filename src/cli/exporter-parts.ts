@@ -2,6 +2,8 @@ import type { Registry } from 'prom-client';
 import type { CollectorName } from '../collectors/catalogue.ts';
 import type { Collection } from '../collectors/collection.ts';
 import { settingsFor, type FlatSettings, type LoadedConfig } from '../config/load.ts';
+import { ADMIN } from '../config/schema/admin.ts';
+import { WEB } from '../config/schema/core.ts';
 import type { WebGuard } from '../http/web-guard.ts';
 import type { Logger } from '../util/logger.ts';
 import type { Connection } from '../virt/connection.ts';
@@ -23,14 +25,14 @@ export async function loadGuard(file: string, log: Logger): Promise<WebGuard> {
  */
 export async function checkAdmin(config: LoadedConfig): Promise<void> {
   const adminSettings = settingsFor(config.settings, 'admin');
-  const address = String(adminSettings['admin.listen-address'] ?? '');
+  const address = ADMIN.get(adminSettings, 'listen-address');
   if (address === '') return;
   const port = (a: string): string => a.slice(a.lastIndexOf(':') + 1);
-  const web = String(config.get('web.listen-address')).split(',');
+  const web = WEB.get(config.settings, 'listen-address').split(',');
   if (port(address) !== '0' && web.some((w) => port(w.trim()) === port(address))) {
     throw new VirtError('VIRT_ERR_CONFIG', `--admin.listen-address=${address} uses the metrics port; give the admin API a port of its own`);
   }
-  const file = String(adminSettings['admin.config.file'] ?? '');
+  const file = ADMIN.get(adminSettings, 'config.file');
   if (file === '') return; // the admin server names the missing file itself
   const { loadAdminConfig } = await import('../http/admin/config.ts');
   await loadAdminConfig(file);
@@ -44,7 +46,7 @@ export async function startAdmin(
   driverSettings: FlatSettings,
 ): Promise<{ close(): Promise<void> } | undefined> {
   const adminSettings = settingsFor(config.settings, 'admin');
-  if (String(adminSettings['admin.listen-address'] ?? '') === '') return undefined;
+  if (ADMIN.get(adminSettings, 'listen-address') === '') return undefined;
   // Loaded only when configured; it opens its own read-write connection.
   const { startAdminEndpoint } = await import('../http/admin/endpoint.ts');
   return startAdminEndpoint({ uri, adminSettings, driverSettings, registry, logger: log });

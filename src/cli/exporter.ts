@@ -2,12 +2,12 @@ import { Registry } from 'prom-client';
 import { COLLECTORS, type CollectorName } from '../collectors/catalogue.ts';
 import { Collection } from '../collectors/collection.ts';
 import { registerProcessMetrics } from '../collectors/process-metrics.ts';
-import type { CompatSet } from '../collectors/compat.ts';
 import { helpText, loadConfig, settingsFor, type LoadedConfig } from '../config/load.ts';
+import { COLLECT, COLLECTOR, CORE, LOG, WEB } from '../config/schema/core.ts';
 import { startMetricsServer, type RunningServer } from '../http/server.ts';
 import { openGuard, type WebGuard } from '../http/web-guard.ts';
 import { parseDuration } from '../util/deadline.ts';
-import { createLogger, type LogFormat, type LogLevel, type Logger } from '../util/logger.ts';
+import { createLogger, type Logger } from '../util/logger.ts';
 import { VERSION } from '../version.ts';
 import { open, type Connection } from '../virt/connection.ts';
 import { detectHostLive } from '../virt/detect.ts';
@@ -40,7 +40,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`virt-exporter ${VERSION} (node ${process.versions.node})\n`);
     return 0;
   }
-  const log = createLogger({ level: config.get('log.level') as LogLevel, format: config.get('log.format') as LogFormat });
+  const log = createLogger(LOG.read(config.settings));
   const parts: Running[] = [];
   try {
     return await run(config, log, parts);
@@ -58,25 +58,26 @@ async function run(config: LoadedConfig, log: Logger, parts: Running[]): Promise
     process.once('SIGTERM', () => resolve('SIGTERM'));
     process.once('SIGINT', () => resolve('SIGINT'));
   });
-  let uri = String(config.get('connect'));
+  const core = CORE.read(config.settings);
+  const web = WEB.read(config.settings);
+  const collect = COLLECT.read(config.settings);
+  const toggles = COLLECTOR.read(config.settings);
+  let uri: string = core.connect;
   if (uri === '') {
     const found = await detectHostLive();
     uri = found.uri;
     log.info('detected host', { uri, reason: found.reason });
   }
   // --collector.disable-defaults: only the collectors enabled explicitly.
-  const onlyExplicit = config.get('collector.disable-defaults') === true;
-  const collectors = new Set<CollectorName>(COLLECTORS.filter((c) => config.get(`collector.${c}`) === true && (!onlyExplicit || config.explicit.has(`collector.${c}`))));
+  const onlyExplicit = toggles['disable-defaults'];
+  const collectors = new Set<CollectorName>(COLLECTORS.filter((c) => toggles[c] && (!onlyExplicit || config.explicit.has(`collector.${c}`))));
   log.debug('collectors', { enabled: [...collectors].join(','), disableDefaults: onlyExplicit });
-  const regex = (key: string): RegExp | undefined => {
-    const v = String(config.get(key));
-    return v === '' ? undefined : new RegExp(v);
-  };
+  const regex = (v: string): RegExp | undefined => (v === '' ? undefined : new RegExp(v));
   const driverSettings = settingsFor(config.settings, 'xen', 'qemu', 'libvirt');
 
   // Validate everything that can fail on bad input before opening or binding anything.
   await checkTelemetry(config);
-  const guard: WebGuard = String(config.get('web.config.file')) === '' ? openGuard : await loadGuard(String(config.get('web.config.file')), log);
+  const guard: WebGuard = web['config.file'] === '' ? openGuard : await loadGuard(web['config.file'], log);
   parts.push({ close: () => Promise.resolve(guard.close()) });
   await checkAdmin(config);
 
@@ -88,30 +89,30 @@ async function run(config: LoadedConfig, log: Logger, parts: Running[]): Promise
   registerProcessMetrics(registry);
   const collection = new Collection(conn, {
     collectors,
-    timeoutMs: parseDuration(String(config.get('collect.timeout'))),
-    maxAgeMs: parseDuration(String(config.get('collect.max-age'))),
-    inactive: config.get('collect.inactive-domains') === true,
-    include: regex('collect.domain-include'),
-    exclude: regex('collect.domain-exclude'),
+    timeoutMs: parseDuration(collect.timeout),
+    maxAgeMs: parseDuration(collect['max-age']),
+    inactive: collect['inactive-domains'],
+    include: regex(collect['domain-include']),
+    exclude: regex(collect['domain-exclude']),
     logger: log.child({ component: 'collector' }),
   });
 
   // Failed OTLP exports, counted by the push and rendered on /metrics (virt_otel_export_failures_total).
   const otelExportFailures = new Map<string, number>();
   const server: RunningServer = await startMetricsServer({
-    listenAddress: String(config.get('web.listen-address')),
-    systemdSocket: config.get('web.systemd-socket') === true,
-    telemetryPath: String(config.get('web.telemetry-path')),
+    listenAddress: web['listen-address'],
+    systemdSocket: web['systemd-socket'],
+    telemetryPath: web['telemetry-path'],
     collection,
     collectors,
     registry,
     version: VERSION,
     guard,
     logger: log,
-    maxRequests: Number(config.get('web.max-requests')),
+    maxRequests: web['max-requests'],
     isReady: () => true,
     connectionUri: uri,
-    compat: String(config.get('compat')) as CompatSet,
+    compat: core.compat,
     otelExportFailures,
   });
   parts.push({ close: () => server.close() });

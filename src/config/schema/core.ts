@@ -1,11 +1,12 @@
-import { COLLECTORS } from '../../collectors/catalogue.ts';
+import { COLLECTORS, type CollectorName } from '../../collectors/catalogue.ts';
 import { COMPAT_SETS } from '../../collectors/compat.ts';
 import { defaultOn } from '../../collectors/index.ts';
 import { LOG_FORMATS, LOG_LEVELS } from '../../util/logger.ts';
 import { settingsArea, type SettingDef } from '../settings.ts';
 import type { SchemaFragment } from './types.ts';
 
-const collectorToggles: Record<string, SettingDef> = {};
+type Toggle = SettingDef & { readonly default: boolean };
+const collectorToggles = {} as Record<CollectorName | 'disable-defaults', Toggle>;
 for (const name of COLLECTORS) {
   collectorToggles[name] = { doc: `Enable the ${name} collector (--no-collector.${name} disables it).`, format: Boolean, default: defaultOn(name) };
 }

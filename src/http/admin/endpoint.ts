@@ -1,4 +1,5 @@
 import type { Registry } from 'prom-client';
+import { ADMIN } from '../../config/schema/admin.ts';
 import type { Logger } from '../../util/logger.ts';
 import { open } from '../../virt/connection.ts';
 import { startAdminServer, type AdminServer, type AdminSettings } from './server.ts';
@@ -20,8 +21,7 @@ export interface AdminEndpointOptions {
  * the listener. Closing stops the listener, then closes that connection.
  */
 export async function startAdminEndpoint(opts: AdminEndpointOptions): Promise<(AdminServer & { close(): Promise<void> }) | undefined> {
-  const address = opts.adminSettings['admin.listen-address'];
-  if (address === undefined || address === '') return undefined;
+  if (ADMIN.get(opts.adminSettings, 'listen-address') === '') return undefined;
   const connection = await open(opts.uri, { readOnly: false, logger: opts.logger, settings: opts.driverSettings });
   let server: AdminServer;
   try {
