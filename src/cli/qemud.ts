@@ -10,85 +10,48 @@
  * KEY is any qemu setting (see docs/qemu.md); each also comes from the
  * environment as VIRT_EXPORTER_QEMU_KEY (upper case, dashes as underscores).
  */
+import { loadSettings, settingsHelp } from '../config/load.ts';
+import { LOG } from '../config/schema/log.ts';
 import { startDaemon } from '../qemud/daemon.ts';
 import { watchIdle } from '../qemud/idle-exit.ts';
-import { DAEMON_KEYS, QEMU_SETTINGS, setting, type QemuSettingKey } from '../qemud-shared/settings.ts';
-import { createLogger, LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from '../util/logger.ts';
-import { isVirtError } from '../virt/errors.ts';
+import { DAEMON_KEYS, QEMUD, QEMUD_ALIASES, setting, type QemuSettingKey } from '../qemud-shared/settings.ts';
+import { createLogger } from '../util/logger.ts';
+import { isVirtError, toVirtError, VirtError } from '../virt/errors.ts';
 import { VERSION } from '../version.ts';
 
 // ps and top show the program, not "node .../qemud.js".
 process.title = 'virt-qemud';
 
-function usage(): string {
-  const lines = [
-    'usage: virt-qemud [--system|--session] [--idle-timeout-seconds N] [--log.level L] [--log.format F] [--KEY VALUE ...]',
-    '',
-    'The QEMU supervisor of virt-exporter: keeps domain definitions, runs and watches QEMU.',
-    '',
-    '  --system, --session         which instance (default: --system as root, else --session)',
-    '  --idle-timeout-seconds N    exit after N s with no running domain and no client (alias --timeout; default 0: never)',
-    '  --log.level L               ' + LOG_LEVELS.join(', ') + ' (default info)',
-    '  --log.format F              ' + LOG_FORMATS.join(', ') + ' (default logfmt)',
-    '  --help, --version',
-    '',
-    'KEY:',
-  ];
-  for (const k of DAEMON_KEYS) lines.push(`  --${k}  ${QEMU_SETTINGS[k].doc} (default ${JSON.stringify(QEMU_SETTINGS[k].default)})`);
-  return lines.join('\n') + '\n';
-}
-
-function fail(msg: string): never {
-  process.stderr.write(`virt-qemud: ${msg}\n`);
-  process.exit(2);
-}
+const AREAS = [QEMUD, LOG] as const;
+const LOAD = { aliases: QEMUD_ALIASES, configEnv: 'VIRT_EXPORTER_QEMUD_CONFIG' };
 
 function main(argv: string[]): Promise<void> | void {
-  const settings: Record<string, string | number | boolean | undefined> = {};
-  for (const k of DAEMON_KEYS) {
-    const env = process.env[`VIRT_EXPORTER_QEMU_${k.toUpperCase().replaceAll('-', '_')}`];
-    if (env !== undefined && env !== '') settings[`qemu.${k}`] = env;
+  let config;
+  try {
+    config = loadSettings(argv, process.env, AREAS, LOAD);
+    if (QEMUD.get(config.settings, 'system') && QEMUD.get(config.settings, 'session')) throw new VirtError('VIRT_ERR_CONFIG', '--system and --session exclude each other');
+  } catch (err) {
+    // One format for flag errors, as the exporter's: `virt-qemud: error: CODE: message`.
+    const e = toVirtError(err);
+    process.stderr.write(`virt-qemud: error: ${e.code}: ${e.message}\n`);
+    process.exit(2);
   }
-  let mode: 'system' | 'session' = process.getuid?.() === 0 && process.env['VIRT_EXPORTER_RUNTIME_DIR'] === undefined ? 'system' : 'session';
-  let level: LogLevel = 'info';
-  let format: LogFormat = 'logfmt';
-  let idleSeconds = 0;
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i] as string;
-    const [flag, inline] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
-    const value = (): string => {
-      const v = inline ?? argv[++i];
-      if (v === undefined) fail(`${flag} needs a value`);
-      return v;
-    };
-    if (flag === '--help' || flag === '-h') {
-      process.stdout.write(usage());
-      return;
-    } else if (flag === '--version') {
-      process.stdout.write(`virt-qemud ${VERSION} (node ${process.versions.node})\n`);
-      return;
-    } else if (flag === '--idle-timeout-seconds' || flag === '--timeout') {
-      const v = value();
-      if (!/^\d+$/.test(v)) fail(`${flag} must be a whole number of seconds, got ${JSON.stringify(v)}`);
-      idleSeconds = Number(v);
-    } else if (flag === '--system') mode = 'system';
-    else if (flag === '--session') mode = 'session';
-    else if (flag === '--log.level') {
-      const v = value();
-      if (!(LOG_LEVELS as readonly string[]).includes(v)) fail(`--log.level must be one of ${LOG_LEVELS.join(', ')}`);
-      level = v as LogLevel;
-    } else if (flag === '--log.format') {
-      const v = value();
-      if (!(LOG_FORMATS as readonly string[]).includes(v)) fail(`--log.format must be one of ${LOG_FORMATS.join(', ')}`);
-      format = v as LogFormat;
-    } else if (flag.startsWith('--') && (DAEMON_KEYS as readonly string[]).includes(flag.slice(2))) {
-      const key = flag.slice(2) as QemuSettingKey;
-      const v = value();
-      if (typeof QEMU_SETTINGS[key].default === 'number' && !/^\d+$/.test(v)) fail(`${flag} must be a non-negative integer, got ${JSON.stringify(v)}`);
-      settings[`qemu.${key}`] = v;
-    } else fail(`unknown argument ${JSON.stringify(a)} (see virt-qemud --help)`);
+  if (config.help) {
+    process.stdout.write(settingsHelp('virt-qemud', 'The QEMU supervisor of virt-exporter: keeps domain definitions, runs and watches QEMU.', AREAS, LOAD));
+    return;
   }
-  const logger = createLogger({ level, format }).child({ component: 'virt-qemud' });
+  if (config.version) {
+    process.stdout.write(`virt-qemud ${VERSION} (node ${process.versions.node})\n`);
+    return;
+  }
+  const daemon = QEMUD.read(config.settings);
+  const asRoot = process.getuid?.() === 0 && process.env['VIRT_EXPORTER_RUNTIME_DIR'] === undefined;
+  const mode: 'system' | 'session' = daemon.system ? 'system' : daemon.session ? 'session' : asRoot ? 'system' : 'session';
+  const idleSeconds = daemon['idle-timeout-seconds'];
+  // The daemon keys as the qemu area's settings, which the supervisor's readers take.
+  const settings: Record<string, string | number | boolean> = {};
+  for (const k of DAEMON_KEYS) settings[`qemu.${k}`] = daemon[k];
+  const logger = createLogger(LOG.read(config.settings)).child({ component: 'virt-qemud' });
   const s = (k: QemuSettingKey): string | number | boolean => setting(settings, k);
   return startDaemon({
     mode,

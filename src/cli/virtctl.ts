@@ -1,6 +1,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { loadConfig, settingsFor } from '../config/load.ts';
+import { settingsFor } from '../config/load.ts';
+import { loadConfig } from '../config/schema.ts';
 import { STATS_GROUPS, type DomainStats } from '../drivers/types.ts';
 import { open, type Connection } from '../virt/connection.ts';
 import { detectHostLive } from '../virt/detect.ts';

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import convict from 'convict';
 import YAML from 'yaml';
 import { VirtError } from '../virt/errors.ts';
-import { addFormats, checkAreas, envName, fullSchema, settingsOf } from './schema.ts';
+import { addFormats, checkAreas, envName, schemaOf, settingsOf, type AnyArea } from './spec.ts';
 import type { SettingSpec } from './schema/types.ts';
 
 export type SettingValue = string | number | boolean;
@@ -19,8 +19,8 @@ function configError(message: string): VirtError {
   return new VirtError('VIRT_ERR_CONFIG', message);
 }
 
-/** Prometheus-style flags: --key value, --key=value, --bool, --no-bool. */
-export function parseArgs(argv: readonly string[], specs: ReadonlyMap<string, SettingSpec>): ParsedArgs {
+/** Prometheus-style flags: --key value, --key=value, --bool, --no-bool; `aliases` maps another flag name to a key. */
+export function parseArgs(argv: readonly string[], specs: ReadonlyMap<string, SettingSpec>, aliases: Readonly<Record<string, string>> = {}): ParsedArgs {
   const flags = new Map<string, string | boolean>();
   let configFile: string | undefined;
   let help = false;
@@ -32,6 +32,7 @@ export function parseArgs(argv: readonly string[], specs: ReadonlyMap<string, Se
     if (!arg.startsWith('--')) throw configError(`unexpected argument ${JSON.stringify(arg)}; flags look like --web.listen-address=:9477 (see --help)`);
     const eq = arg.indexOf('=');
     let name = eq === -1 ? arg.slice(2) : arg.slice(2, eq);
+    name = aliases[name] ?? name;
     let value: string | boolean | undefined = eq === -1 ? undefined : arg.slice(eq + 1);
     if (name === 'config' || name === 'config.file') {
       if (value === undefined) value = argv[++i];
@@ -109,8 +110,15 @@ export interface LoadedConfig {
   readonly version: boolean;
 }
 
-/** defaults < config file < environment < flags; throws VIRT_ERR_CONFIG naming key, value and reason. */
-export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): LoadedConfig {
+export interface LoadOptions {
+  /** Other flag names for some keys (virt-qemud's --timeout, as libvirt's daemons have). */
+  aliases?: Readonly<Record<string, string>>;
+  /** The environment variable naming the config file (default VIRT_EXPORTER_CONFIG); each program has its own, since the driver's auto-started virt-qemud inherits the exporter's environment. */
+  configEnv?: string;
+}
+
+/** The settings of `areas`: defaults < config file < environment < flags; throws VIRT_ERR_CONFIG naming key, value and reason. */
+export function loadSettings(argv: readonly string[], env: NodeJS.ProcessEnv, areas: readonly AnyArea[], opts: LoadOptions = {}): LoadedConfig {
   addFormats();
   if (!parsersAdded) {
     convict.addParser([
@@ -119,10 +127,10 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     ]);
     parsersAdded = true;
   }
-  const schema = fullSchema();
+  const schema = schemaOf(areas);
   const specs = new Map(settingsOf(schema));
-  const args = parseArgs(argv, specs);
-  const configFile = args.configFile ?? (env[envName('config')] || undefined);
+  const args = parseArgs(argv, specs, opts.aliases);
+  const configFile = args.configFile ?? (env[opts.configEnv ?? envName('config')] || undefined);
   let conf: convict.Config<Record<string, unknown>>;
   try {
     conf = convict<Record<string, unknown>>(schema, { env, args: [] });
@@ -165,7 +173,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   const settings: Record<string, SettingValue> = {};
   for (const [key] of specs) settings[key] = conf.get(key) as SettingValue;
   // What convict's formats cannot say (a minimum, say) the areas' readers check, as drivers will.
-  checkAreas(settings);
+  checkAreas(settings, areas);
   const explicit = new Set<string>(args.flags.keys());
   for (const [key, spec] of specs) if (env[spec.env ?? envName(key)] !== undefined) explicit.add(key);
   if (configFile !== undefined) for (const key of fileKeys(configFile)) explicit.add(key);
@@ -198,13 +206,15 @@ function fileKeys(file: string): string[] {
   return out;
 }
 
-/** The --help text: every setting with its flag, default and environment variable. */
-export function helpText(program: string, summary: string): string {
+/** The --help text: every setting of `areas` with its flag, default and environment variable. */
+export function settingsHelp(program: string, summary: string, areas: readonly AnyArea[], opts: LoadOptions = {}): string {
+  const aliases = opts.aliases ?? {};
   const lines = [`usage: ${program} [flags]`, '', summary, '', 'Flags (each also settable as VIRT_EXPORTER_... or in --config FILE.yaml/.json):', ''];
-  lines.push('  --config FILE', '      Configuration file (YAML or JSON); unknown keys are an error.  env: VIRT_EXPORTER_CONFIG', '');
-  for (const [key, spec] of settingsOf(fullSchema())) {
+  lines.push('  --config FILE', `      Configuration file (YAML or JSON); unknown keys are an error.  env: ${opts.configEnv ?? envName('config')}`, '');
+  for (const [key, spec] of settingsOf(schemaOf(areas))) {
     if (spec.hidden === true) continue;
-    const flag = spec.format === Boolean ? `--[no-]${key}` : `--${key}=VALUE`;
+    const alias = Object.keys(aliases).find((a) => aliases[a] === key);
+    const flag = (spec.format === Boolean ? `--[no-]${key}` : `--${key}=VALUE`) + (alias === undefined ? '' : ` (also --${alias})`);
     const def = spec.sensitive === true ? '(hidden)' : JSON.stringify(spec.default);
     lines.push(`  ${flag}`, `      ${spec.doc}`, `      default: ${def}  env: ${spec.env ?? envName(key)}`, '');
   }

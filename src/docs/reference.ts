@@ -1,5 +1,6 @@
 import { METRIC_LIST, REGISTRY_METRICS, type MetricSpec } from '../collectors/catalogue.ts';
-import { envName, fullSchema, settingsOf } from '../config/schema.ts';
+import { fullSchema } from '../config/schema.ts';
+import { envName, settingsOf } from '../config/spec.ts';
 import { compatAliases, compatFamilies } from '../collectors/compat.ts';
 import { ERROR_CODES, VirtError } from '../virt/errors.ts';
 

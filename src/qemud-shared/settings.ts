@@ -1,10 +1,11 @@
 /**
  * Settings of the qemu area with their defaults: one table (config/settings.ts)
- * gives the convict fragment (src/config/schema/qemu.ts) and the typed reader
+ * gives the convict fragment (part of the exporter's schema, src/config/schema.ts) and the typed reader
  * that the driver (settings['qemu.KEY']) and virt-qemud (--KEY, or
  * VIRT_EXPORTER_QEMU_KEY, through the same loader) both use.
  */
 import { settingsArea, type FlatSettings, type ValueOf } from '../config/settings.ts';
+import { envName } from '../config/spec.ts';
 
 export const QEMU = settingsArea('qemu', {
   'runtime-dir': { default: '', doc: 'Directory of virt-qemud sockets, pid and runtime files; empty: /run/virt-exporter/qemu for qemu:///system, $VIRT_EXPORTER_RUNTIME_DIR (else $XDG_RUNTIME_DIR/virt-exporter, else $HOME/.cache/virt-exporter, else /tmp/virt-exporter-$UID, each checked to be the caller\'s own and mode 0700) + /qemu for qemu:///session.' },
@@ -45,7 +46,7 @@ export function setting<K extends QemuSettingKey>(settings: FlatSettings, key: K
 }
 
 /** Settings passed on to an auto-started virt-qemud as --KEY VALUE. */
-export const DAEMON_KEYS: readonly QemuSettingKey[] = [
+export const DAEMON_KEYS = [
   'runtime-dir',
   'state-dir',
   'emulator',
@@ -67,4 +68,22 @@ export const DAEMON_KEYS: readonly QemuSettingKey[] = [
   'client-idle-timeout-seconds',
   'ro-max-frame-bytes',
   'client-max-pending-reply-bytes',
-];
+] as const satisfies readonly QemuSettingKey[];
+
+type DaemonKey = (typeof DAEMON_KEYS)[number];
+
+function daemonKeys(): { [K in DaemonKey]: (typeof QEMU_SETTINGS)[K] & { readonly env: string } } {
+  // As --KEY on virt-qemud's command line, VIRT_EXPORTER_QEMU_KEY in the environment: the names the driver and the unit use.
+  return Object.fromEntries(DAEMON_KEYS.map((k) => [k, { ...QEMU_SETTINGS[k], env: envName(`qemu.${k}`) }])) as { [K in DaemonKey]: (typeof QEMU_SETTINGS)[K] & { readonly env: string } };
+}
+
+/** virt-qemud's own command line (through the exporter's loader): its instance, its idle exit and the daemon keys. */
+export const QEMUD = settingsArea('', {
+  system: { doc: 'Serve the system instance (the default as root, unless VIRT_EXPORTER_RUNTIME_DIR is set).', format: Boolean, default: false },
+  session: { doc: 'Serve the calling user\'s session instance (the default for other users).', format: Boolean, default: false },
+  'idle-timeout-seconds': { doc: 'Exit after this many seconds with no running domain and no client (0: never; the driver passes its own for the supervisors it starts).', default: 0, env: envName('qemud.idle-timeout-seconds') },
+  ...daemonKeys(),
+});
+
+/** virt-qemud's other flag names, as libvirt's daemons have. */
+export const QEMUD_ALIASES: Readonly<Record<string, string>> = { timeout: 'idle-timeout-seconds' };

@@ -1,5 +1,6 @@
 import { METRIC_LIST, REGISTRY_METRICS, type MetricSpec } from '../collectors/catalogue.ts';
-import { envName, fullSchema, settingsOf } from '../config/schema.ts';
+import { fullSchema } from '../config/schema.ts';
+import { envName, settingsOf } from '../config/spec.ts';
 import { OTEL_ATTRIBUTE_NAMES, otelAttributeName } from './attributes.ts';
 import { FLAG_VARIABLES } from './settings.ts';
 import { VirtError } from '../virt/errors.ts';

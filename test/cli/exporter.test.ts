@@ -4,7 +4,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { settingsOf, fullSchema, envName } from '../../src/config/schema.ts';
+import { fullSchema } from '../../src/config/schema.ts';
+import { settingsOf, envName } from '../../src/config/spec.ts';
 import { ROOT, parseMetrics, scrape, startExporter, valueOf } from '../helpers/exporter.ts';
 import { promtoolCheck } from '../helpers/promtool.ts';
 

@@ -2,8 +2,9 @@
 // typed, validated reader with the same defaults (src/config/settings.ts).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { loadConfig } from '../../src/config/load.ts';
-import { AREAS, fullSchema, settingsOf } from '../../src/config/schema.ts';
+import { loadConfig } from '../../src/config/schema.ts';
+import { AREAS, fullSchema } from '../../src/config/schema.ts';
+import { settingsOf } from '../../src/config/spec.ts';
 import { ADMIN } from '../../src/config/schema/admin.ts';
 import { XEN } from '../../src/config/schema/xen.ts';
 import { settingsArea } from '../../src/config/settings.ts';

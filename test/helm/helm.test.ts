@@ -11,7 +11,8 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import { COLLECTORS } from '../../src/collectors/catalogue.ts';
-import { envName, fullSchema, settingsOf } from '../../src/config/schema.ts';
+import { fullSchema } from '../../src/config/schema.ts';
+import { envName, settingsOf } from '../../src/config/spec.ts';
 import { XENSTORE_DEFAULT_SOCKET } from '../../src/drivers/xen/xenstore.ts';
 import { resolvePaths } from '../../src/qemud-shared/paths.ts';
 

@@ -7,6 +7,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { DAEMON_KEYS } from '../../src/qemud-shared/settings.ts';
 import { ERROR_CODES } from '../../src/virt/errors.ts';
 import { open } from '../../src/virt/connection.ts';
 import { detectHostLive } from '../../src/virt/detect.ts';
@@ -90,12 +91,21 @@ void describe('virt-qemud behaves', { timeout: 120_000 }, () => {
     const v = spawnSync(QEMUD_BIN, ['--version'], { encoding: 'utf8' });
     assert.equal(v.status, 0);
     assert.match(v.stdout, /^virt-qemud \d+\.\d+\.\d+ \(node 22\./);
-    const h = spawnSync(QEMUD_BIN, ['--help'], { encoding: 'utf8' });
-    assert.equal(h.status, 0);
-    assert.match(h.stdout, /--idle-timeout-seconds/);
-    const bad = spawnSync(QEMUD_BIN, ['--frobnicate'], { encoding: 'utf8' });
-    assert.equal(bad.status, 2);
-    assert.equal(bad.stderr.trim().split('\n').length, 1, bad.stderr);
+    // The exporter's config file named in the environment (inherited by an auto-started virt-qemud) is not virt-qemud's.
+    const h = spawnSync(QEMUD_BIN, ['--help'], { encoding: 'utf8', env: { ...process.env, VIRT_EXPORTER_CONFIG: '/nonexistent/exporter.yaml' } });
+    assert.equal(h.status, 0, h.stderr);
+    assert.match(h.stdout, /--idle-timeout-seconds=VALUE \(also --timeout\)/);
+    // Every daemon key, with the environment variable the driver and the unit use; the log settings as the exporter has them.
+    for (const k of DAEMON_KEYS) assert.ok(h.stdout.includes(`--${k}=VALUE`) && h.stdout.includes(`VIRT_EXPORTER_QEMU_${k.toUpperCase().replaceAll('-', '_')}`), `--help lists --${k}`);
+    assert.match(h.stdout, /--log\.level=VALUE/);
+    assert.match(h.stdout, /env: VIRT_EXPORTER_QEMUD_CONFIG/);
+    for (const args of [['--frobnicate'], ['--timeout=soon'], ['--max-clients', 'many'], ['--system', '--session'], ['--log.level=loud']]) {
+      const bad = spawnSync(QEMUD_BIN, args, { encoding: 'utf8' });
+      assert.equal(bad.status, 2, args.join(' '));
+      const lines = bad.stderr.trim().split('\n');
+      assert.equal(lines.length, 1, bad.stderr);
+      assert.match(lines[0] ?? '', /^virt-qemud: error: VIRT_ERR_CONFIG: /, args.join(' '));
+    }
   });
 
   void it('detection asks the socket: a live supervisor is found, a dead one\'s socket file is not taken for one', async () => {

@@ -10,7 +10,7 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { loadConfig } from '../../src/config/load.ts';
+import { loadConfig } from '../../src/config/schema.ts';
 import { FrameDecoder, encodeFrame } from '../../src/qemud-shared/protocol.ts';
 import { REDACTED } from '../../src/qemud/server.ts';
 import { ERROR_CODES } from '../../src/virt/errors.ts';

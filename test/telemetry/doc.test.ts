@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { helpText } from '../../src/config/load.ts';
+import { helpText } from '../../src/config/schema.ts';
 import { refreshOtelDoc } from '../../src/telemetry/doc.ts';
-import { settingsOf } from '../../src/config/schema.ts';
-import { telemetrySchema } from '../../src/config/schema/telemetry.ts';
+import { settingsOf } from '../../src/config/spec.ts';
+import { TELEMETRY } from '../../src/telemetry/settings.ts';
 import { FLAG_VARIABLES } from '../../src/telemetry/settings.ts';
 import { ROOT } from '../helpers/exporter.ts';
 
@@ -17,7 +17,7 @@ void describe('docs/opentelemetry.md and --help', () => {
 
   void it('says in --help which OTEL_* variable each telemetry flag corresponds to', () => {
     const help = helpText('virt-exporter', '');
-    assert.deepEqual(Object.keys(FLAG_VARIABLES).sort(), settingsOf(telemetrySchema).map(([k]) => k).sort());
+    assert.deepEqual(Object.keys(FLAG_VARIABLES).sort(), settingsOf(TELEMETRY.schema).map(([k]) => k).sort());
     for (const [key, variable] of Object.entries(FLAG_VARIABLES)) {
       const at = help.indexOf(`--${key}=VALUE`);
       assert.ok(at >= 0, `--${key} in --help`);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { loadConfig } from '../../src/config/load.ts';
+import { loadConfig } from '../../src/config/schema.ts';
 import { readOtlpConfig } from '../../src/telemetry/settings.ts';
 
 void describe('telemetry settings (flags over OTEL_* variables)', () => {

@@ -1,5 +1,4 @@
 import { settingsArea } from '../settings.ts';
-import type { SchemaFragment } from './types.ts';
 
 /**
  * Settings of the admin area; keys are reached as settings['admin.KEY'] by the
@@ -18,5 +17,3 @@ export const ADMIN = settingsArea('admin', {
   'max-unauthenticated-connections': { doc: 'Most simultaneous admin connections that have not yet carried an authenticated request; more are closed at once, so authenticated clients still get in.', default: 16 },
   'unauthenticated-timeout-ms': { doc: 'Time a new admin connection has to complete an authenticated request before it is closed, in milliseconds.', default: 5000 },
 });
-
-export const adminSchema: SchemaFragment = ADMIN.schema;

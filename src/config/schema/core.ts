@@ -1,9 +1,7 @@
 import { COLLECTORS, type CollectorName } from '../../collectors/catalogue.ts';
 import { COMPAT_SETS } from '../../collectors/compat.ts';
 import { defaultOn } from '../../collectors/index.ts';
-import { LOG_FORMATS, LOG_LEVELS } from '../../util/logger.ts';
 import { settingsArea, type SettingDef } from '../settings.ts';
-import type { SchemaFragment } from './types.ts';
 
 type Toggle = SettingDef & { readonly default: boolean };
 const collectorToggles = {} as Record<CollectorName | 'disable-defaults', Toggle>;
@@ -63,10 +61,3 @@ export const COLLECT = settingsArea('collect', {
   'domain-include': { doc: 'Regular expression; only domains whose name matches are reported (empty = all).', format: 'regex', default: '' },
   'domain-exclude': { doc: 'Regular expression; domains whose name matches are not reported (empty = none).', format: 'regex', default: '' },
 });
-
-export const LOG = settingsArea('log', {
-  level: { doc: `Log level: ${LOG_LEVELS.join(', ')}.`, format: [...LOG_LEVELS], default: 'info' },
-  format: { doc: `Log format: ${LOG_FORMATS.join(', ')}.`, format: [...LOG_FORMATS], default: 'logfmt' },
-});
-
-export const coreSchema: SchemaFragment = { ...CORE.schema, ...WEB.schema, ...COLLECTOR.schema, ...COLLECT.schema, ...LOG.schema };

@@ -1,5 +1,4 @@
 import { settingsArea } from '../settings.ts';
-import type { SchemaFragment } from './types.ts';
 
 /**
  * Settings of the libvirt driver (libvirt+qemu://, libvirt+xen://, libvirt+test://);
@@ -21,5 +20,3 @@ export const LIBVIRT = settingsArea('libvirt', {
 
 /** The defaults, by key (what the driver applies when a key is absent). */
 export const LIBVIRT_DEFAULTS = Object.fromEntries(Object.entries(LIBVIRT.table).map(([k, d]) => [k, d.default])) as { readonly [K in keyof typeof LIBVIRT.table]: (typeof LIBVIRT.table)[K]['default'] };
-
-export const libvirtSchema: SchemaFragment = LIBVIRT.schema;

@@ -1,5 +1,4 @@
 import { settingsArea } from '../settings.ts';
-import type { SchemaFragment } from './types.ts';
 
 /**
  * Settings of the xen area; keys are reached as settings['xen.KEY'] by the
@@ -27,5 +26,3 @@ export const XEN = settingsArea('xen', {
   'inactive-timeout-ms': { doc: 'Deadline in milliseconds of the shut-off managed domains part of a bulk read; when missed, the running domains are still reported, with an error for the rest. Keep it below collection.timeout.', min: 1, default: 2000 },
   'proc-net-dev': { doc: 'File virt-proxy reads vif counters from, passed as --proc-net-dev.', default: '/proc/net/dev' },
 });
-
-export const xenSchema: SchemaFragment = XEN.schema;

@@ -7,7 +7,7 @@ import { join, relative, isAbsolute } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import YAML from 'yaml';
-import { loadConfig } from '../../../src/config/load.ts';
+import { loadConfig } from '../../../src/config/schema.ts';
 import { resetTestHosts, testHostFor } from '../../../src/drivers/test/driver.ts';
 import { matchRoute } from '../../../src/http/admin/api.ts';
 import { Problem } from '../../../src/http/admin/problem.ts';
