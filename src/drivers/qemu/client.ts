@@ -1,12 +1,17 @@
 /**
- * The driver's side of the virt-qemud protocol: one multiplexed connection,
- * replies matched by id, every request bounded by a deadline and an optional
- * AbortSignal. Reconnects (and, when allowed, starts virt-qemud) on demand.
+ * The driver's side of the virt-qemud protocol on the generic RPC transport
+ * (src/rpc/transport.ts: one multiplexed connection, replies matched by id,
+ * deadlines and AbortSignals, every pending request failed when the
+ * connection dies, reconnect on demand). This file keeps only what is
+ * virt-qemud's: the frames and the envelope, starting a supervisor when none
+ * answers, and the retry of reads across a supervisor restart.
  */
-import { createConnection, type Socket } from 'node:net';
 import { silentLogger, type Logger } from '../../util/logger.ts';
 import { VirtError } from '../../virt/errors.ts';
 import { encodeFrame, FrameDecoder, PROTOCOL_VERSION, replyError } from '../../qemud-shared/protocol.ts';
+import type { FrameDecoder as TransportDecoder } from '../../rpc/frames.ts';
+import { unixSocket, type StreamOpener } from '../../rpc/streams.ts';
+import { RpcTransport } from '../../rpc/transport.ts';
 import type { OpName } from '../ops.ts';
 
 export interface ClientOptions {
@@ -30,126 +35,85 @@ export interface CallOptions {
   signal?: AbortSignal | undefined;
 }
 
-interface Pending {
-  op: OpName;
-  /** The connection the request went out on; only its loss fails the request. */
-  socket: Socket;
-  resolve: (v: unknown) => void;
-  reject: (e: Error) => void;
-}
+type Reply = Record<string, unknown>;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-function connectOnce(path: string): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const s = createConnection(path);
-    s.once('connect', () => {
-      s.off('error', reject);
-      resolve(s);
-    });
-    s.once('error', reject);
-  });
+/** virt-qemud's frames, as the transport takes them: a bad frame throws VIRT_ERR_RPC, which closes the connection. */
+function replyDecoder(maxFrameBytes: number): TransportDecoder<Reply> {
+  const frames = new FrameDecoder(maxFrameBytes);
+  return {
+    push(chunk) {
+      const out: Reply[] = [];
+      for (const m of frames.push(chunk)) {
+        if (m.kind === 'oversized') throw new VirtError('VIRT_ERR_RPC', `virt-qemud sent a frame of ${m.length} bytes, over the limit`);
+        if (m.kind === 'malformed') throw new VirtError('VIRT_ERR_RPC', `virt-qemud sent a malformed frame: ${m.message}`);
+        if (typeof m.value === 'object' && m.value !== null) out.push(m.value as Reply);
+      }
+      return out;
+    },
+  };
 }
 
-export class QemudClient {
-  readonly #o: ClientOptions;
-  readonly #log: Logger;
-  #socket: Socket | null = null;
-  #connecting: Promise<Socket> | null = null;
-  readonly #pending = new Map<number, Pending>();
-  #nextId = 1;
-  #closed = false;
+function errnoOf(err: unknown): string | undefined {
+  const cause = (err as { cause?: unknown }).cause;
+  return (cause as NodeJS.ErrnoException | undefined)?.code;
+}
 
-  constructor(o: ClientOptions) {
-    this.#o = o;
-    this.#log = o.logger ?? silentLogger;
-  }
-
-  async #connect(): Promise<Socket> {
-    if (this.#socket !== null && !this.#socket.destroyed && this.#socket.writable) return this.#socket;
-    this.#connecting ??= this.#doConnect().finally(() => {
-      this.#connecting = null;
-    });
-    return this.#connecting;
-  }
-
-  async #doConnect(): Promise<Socket> {
-    let sock: Socket;
+/** Connects to the socket; when nothing answers there, asks autostart for a supervisor and waits for its socket. */
+function qemudOpener(o: ClientOptions, log: Logger): StreamOpener {
+  const plain = unixSocket(o.socketPath, {});
+  return async (timeoutMs, signal, peer) => {
     try {
-      sock = await connectOnce(this.#o.socketPath);
+      return await plain(timeoutMs, signal, peer);
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
+      const code = errnoOf(err);
       const refuse = (): never => {
-        const hint = this.#o.noConnectHint === undefined ? '' : `; ${this.#o.noConnectHint}`;
-        throw new VirtError('VIRT_ERR_NO_CONNECT', `no virt-qemud answers at ${this.#o.socketPath} (${code === 'ENOENT' ? 'no socket' : (err as Error).message})${hint}`, { cause: err });
+        const hint = o.noConnectHint === undefined ? '' : `; ${o.noConnectHint}`;
+        const detail = code === 'ENOENT' ? 'no socket' : ((err as { cause?: Error }).cause?.message ?? (err as Error).message);
+        throw new VirtError('VIRT_ERR_NO_CONNECT', `no virt-qemud answers at ${o.socketPath} (${detail})${hint}`, { cause: err });
       };
-      const start = this.#o.autostart;
+      const start = o.autostart;
       if (start === undefined || (code !== 'ENOENT' && code !== 'ECONNREFUSED')) return refuse();
       const why = code === 'ENOENT' ? 'missing' : 'refused';
       if (!(await start(why))) return refuse();
-      this.#log.info('no virt-qemud answered; started one', { socket: this.#o.socketPath, why });
-      const until = Date.now() + this.#o.connectTimeoutMs;
-      let last: unknown = err;
+      log.info('no virt-qemud answered; started one', { socket: o.socketPath, why });
+      const until = Date.now() + o.connectTimeoutMs;
       for (;;) {
         try {
-          sock = await connectOnce(this.#o.socketPath);
-          break;
+          return await plain(timeoutMs, signal, peer);
         } catch (e) {
-          last = e;
-        }
-        if (Date.now() > until) {
-          throw new VirtError('VIRT_ERR_NO_CONNECT', `virt-qemud did not open ${this.#o.socketPath} within ${this.#o.connectTimeoutMs} ms: ${(last as Error).message}`);
+          if (Date.now() > until) throw new VirtError('VIRT_ERR_NO_CONNECT', `virt-qemud did not open ${o.socketPath} within ${o.connectTimeoutMs} ms: ${((e as { cause?: Error }).cause ?? (e as Error)).message}`);
         }
         await sleep(50);
       }
     }
-    if (this.#closed) {
-      sock.destroy();
-      throw new VirtError('VIRT_ERR_INVALID_CONN', 'connection closed');
-    }
-    const decoder = new FrameDecoder(this.#o.maxFrameBytes);
-    sock.on('data', (chunk: Buffer) => {
-      for (const m of decoder.push(chunk)) {
-        if (m.kind !== 'message') {
-          this.#failAll(sock, new VirtError('VIRT_ERR_RPC', m.kind === 'oversized' ? `virt-qemud sent a frame of ${m.length} bytes, over the limit` : `virt-qemud sent a malformed frame: ${m.message}`));
-          sock.destroy();
-          return;
-        }
-        this.#onReply(m.value);
-      }
-    });
-    sock.on('error', () => undefined);
-    sock.on('close', () => this.#failAll(sock, new VirtError('VIRT_ERR_NO_CONNECT', 'connection to virt-qemud closed')));
-    this.#socket = sock;
-    return sock;
-  }
+  };
+}
 
-  #onReply(v: unknown): void {
-    if (typeof v !== 'object' || v === null) return;
-    const r = v as Record<string, unknown>;
-    const id = r['id'];
-    if (typeof id !== 'number') {
+export class QemudClient {
+  readonly #log: Logger;
+  readonly #t: RpcTransport<Reply>;
+
+  constructor(o: ClientOptions) {
+    this.#log = o.logger ?? silentLogger;
+    this.#t = new RpcTransport<Reply>({
+      peer: `virt-qemud at ${o.socketPath}`,
+      open: qemudOpener(o, this.#log),
+      decoder: () => replyDecoder(o.maxFrameBytes),
+      serialOf: (r) => (typeof r['id'] === 'number' ? r['id'] : undefined),
       // A reply to no request: the server could not read one of ours.
-      if (r['error'] !== undefined) this.#log.warn('virt-qemud refused a frame', { error: replyError(r['error']).message });
-      return;
-    }
-    const p = this.#pending.get(id);
-    if (p === undefined) return;
-    this.#pending.delete(id);
-    if (r['v'] !== PROTOCOL_VERSION) p.reject(new VirtError('VIRT_ERR_RPC', `virt-qemud speaks protocol version ${JSON.stringify(r['v'])}, expected ${PROTOCOL_VERSION}`));
-    else if (r['error'] !== undefined) p.reject(replyError(r['error']));
-    else p.resolve(r['result']);
-  }
-
-  #failAll(sock: Socket, err: Error): void {
-    if (this.#socket === sock) this.#socket = null;
-    for (const [id, p] of this.#pending) {
-      if (p.socket !== sock) continue;
-      this.#pending.delete(id);
-      p.reject(err);
-    }
+      onUnsolicited: (r) => {
+        if (r['error'] !== undefined) this.#log.warn('virt-qemud refused a frame', { error: replyError(r['error']).message });
+      },
+      maxOutboundBytes: o.maxFrameBytes,
+      connectTimeoutMs: o.connectTimeoutMs,
+      // Every call tries the socket afresh: a supervisor restarts in milliseconds.
+      backoff: { initialMs: 0, maxMs: 0 },
+      logger: this.#log,
+    });
   }
 
   /**
@@ -163,7 +127,7 @@ export class QemudClient {
       try {
         return await this.#call(op, args, opts);
       } catch (err) {
-        const retry = opts.idempotent === true && attempt < 4 && !this.#closed && err instanceof VirtError && err.code === 'VIRT_ERR_NO_CONNECT' && opts.signal?.aborted !== true;
+        const retry = opts.idempotent === true && attempt < 4 && !this.#t.closed && err instanceof VirtError && err.code === 'VIRT_ERR_NO_CONNECT' && opts.signal?.aborted !== true;
         if (!retry) throw err;
         this.#log.info('connection to virt-qemud lost; retrying', { op, attempt: attempt + 1 });
         if (attempt > 0) await sleep(50 * attempt);
@@ -172,53 +136,14 @@ export class QemudClient {
   }
 
   async #call(op: OpName, args: unknown[], opts: CallOptions): Promise<unknown> {
-    if (this.#closed) throw new VirtError('VIRT_ERR_INVALID_CONN', 'connection to virt-qemud is closed');
-    if (opts.signal?.aborted === true) throw new VirtError('VIRT_ERR_OPERATION_TIMEOUT', `${op} aborted`);
-    const sock = await this.#connect();
-    const id = this.#nextId++;
-    return new Promise<unknown>((resolve, reject) => {
-      if (opts.signal?.aborted === true) {
-        reject(new VirtError('VIRT_ERR_OPERATION_TIMEOUT', `${op} aborted`));
-        return;
-      }
-      const timer = setTimeout(() => {
-        this.#pending.delete(id);
-        cleanup();
-        reject(new VirtError('VIRT_ERR_OPERATION_TIMEOUT', `virt-qemud did not answer ${op} within ${opts.timeoutMs} ms`));
-      }, opts.timeoutMs);
-      const onAbort = (): void => {
-        this.#pending.delete(id);
-        cleanup();
-        reject(new VirtError('VIRT_ERR_OPERATION_TIMEOUT', `${op} aborted`));
-      };
-      const cleanup = (): void => {
-        clearTimeout(timer);
-        opts.signal?.removeEventListener('abort', onAbort);
-      };
-      opts.signal?.addEventListener('abort', onAbort, { once: true });
-      this.#pending.set(id, {
-        op,
-        socket: sock,
-        resolve: (v) => {
-          cleanup();
-          resolve(v);
-        },
-        reject: (e) => {
-          cleanup();
-          reject(e);
-        },
-      });
-      sock.write(encodeFrame({ v: PROTOCOL_VERSION, id, op, args }));
-    });
+    if (this.#t.closed) throw new VirtError('VIRT_ERR_INVALID_CONN', 'connection to virt-qemud is closed');
+    const r = await this.#t.call((id) => encodeFrame({ v: PROTOCOL_VERSION, id, op, args }), { timeoutMs: opts.timeoutMs, signal: opts.signal, what: op });
+    if (r['v'] !== PROTOCOL_VERSION) throw new VirtError('VIRT_ERR_RPC', `virt-qemud speaks protocol version ${JSON.stringify(r['v'])}, expected ${PROTOCOL_VERSION}`);
+    if (r['error'] !== undefined) throw replyError(r['error']);
+    return r['result'];
   }
 
   close(): void {
-    this.#closed = true;
-    const s = this.#socket;
-    this.#socket = null;
-    if (s !== null) {
-      this.#failAll(s, new VirtError('VIRT_ERR_INVALID_CONN', 'connection closed'));
-      s.destroy();
-    }
+    this.#t.close(new VirtError('VIRT_ERR_INVALID_CONN', 'connection closed'));
   }
 }
