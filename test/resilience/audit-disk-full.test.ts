@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Connection } from '../../src/virt/connection.ts';
 import { open } from '../../src/virt/connection.ts';
-import { call, startAdmin, tempDir, TOKENS, type AdminFixture, type Reply } from '../http/admin/fixtures.ts';
+import { adminPost, call, domainState, startAdmin, tempDir, TOKENS, type AdminFixture, type Reply } from '../http/admin/fixtures.ts';
 import { requireBinaries, sandbox, startDaemon, type Sandbox } from '../qemud/helpers.ts';
 
 const D = '/api/v1/domains';
@@ -37,18 +37,8 @@ function lines(): Record<string, unknown>[] {
   return text.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
-function post(path: string, body?: unknown): Promise<Reply> {
-  return call(admin.url + path, { method: 'POST', token: TOKENS.admin, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
-}
-
-async function state(name: string): Promise<string> {
-  try {
-    return (await rw.domainInfo(name)).state;
-  } catch (err) {
-    if ((err as { code?: string }).code === 'VIRT_ERR_NO_DOMAIN') return 'undefined';
-    throw err;
-  }
-}
+const post = (path: string, body?: unknown): Promise<Reply> => adminPost(admin.url, path, body);
+const state = (name: string): Promise<string> => domainState(rw, name);
 
 const WRITES: { label: string; send: () => Promise<Reply>; unchanged: () => Promise<void> }[] = [
   { label: 'define', send: () => post(D, { name: 'a-new', memoryMiB: 64, vcpus: 1 }), unchanged: async () => assert.equal(await state('a-new'), 'undefined') },

@@ -15,7 +15,7 @@ import { after, before, describe, it } from 'node:test';
 import { validateDefinition } from '../../src/qemud/definition.ts';
 import { open, type Connection } from '../../src/virt/connection.ts';
 import { ROOT as HELPERS_ROOT, parseMetrics, type ParsedSample } from '../helpers/exporter.ts';
-import { call, startAdmin, tempDir, TOKENS, auditLines, type AdminFixture, type Reply } from '../http/admin/fixtures.ts';
+import { adminPost, call, domainState, startAdmin, tempDir, TOKENS, auditLines, type AdminFixture, type Reply } from '../http/admin/fixtures.ts';
 import { alive, daemonPid, qemuPidsByUuid, requireBinaries, sandbox, startDaemon, waitFor, type Sandbox } from '../qemud/helpers.ts';
 
 const D = '/api/v1/domains';
@@ -85,18 +85,8 @@ async function startAgain(): Promise<void> {
   await waitFor(async () => (await rw.allDomainStats({ groups: ['state', 'block'] })).errors.length === 0, 60_000, 're-attached monitors');
 }
 
-function post(path: string, body?: unknown): Promise<Reply> {
-  return call(admin.url + path, { method: 'POST', token: TOKENS.admin, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
-}
-
-async function state(name: string): Promise<string> {
-  try {
-    return (await rw.domainInfo(name)).state;
-  } catch (err) {
-    if ((err as { code?: string }).code === 'VIRT_ERR_NO_DOMAIN') return 'undefined';
-    throw err;
-  }
-}
+const post = (path: string, body?: unknown): Promise<Reply> => adminPost(admin.url, path, body);
+const state = (name: string): Promise<string> => domainState(rw, name);
 
 async function uuidOf(name: string): Promise<string> {
   return (await rw.lookupDomain(name)).uuid;

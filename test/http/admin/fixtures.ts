@@ -269,3 +269,18 @@ export async function auditLines(file: string): Promise<Record<string, unknown>[
     .filter((l) => l !== '')
     .map((l) => JSON.parse(l) as Record<string, unknown>);
 }
+
+/** POST to the admin API as the admin role, with an optional JSON body. */
+export function adminPost(baseUrl: string, path: string, body?: unknown): Promise<Reply> {
+  return call(baseUrl + path, { method: 'POST', token: TOKENS.admin, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+}
+
+/** A domain's state as the driver reports it, 'undefined' when it has no definition. */
+export async function domainState(conn: { domainInfo(name: string): Promise<{ state: string }> }, name: string): Promise<string> {
+  try {
+    return (await conn.domainInfo(name)).state;
+  } catch (err) {
+    if ((err as { code?: string }).code === 'VIRT_ERR_NO_DOMAIN') return 'undefined';
+    throw err;
+  }
+}
