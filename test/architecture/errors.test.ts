@@ -42,8 +42,8 @@ export function offences(text: string): string[] {
   return out;
 }
 
-describe('errors only through VirtError', () => {
-  it('the check finds what it looks for, and not in comments', () => {
+void describe('errors only through VirtError', () => {
+  void it('the check finds what it looks for, and not in comments', () => {
     assert.equal(offences("throw new Error('x');").length, 1);
     assert.equal(offences('reject(new Error(`x`));').length, 1);
     assert.equal(offences('export class Oops extends Error {').length, 1);
@@ -52,7 +52,7 @@ describe('errors only through VirtError', () => {
     assert.equal(offences('// never new Error( here\n/* nor\n new Error( here */\nconst a = 1;').length, 0);
   });
 
-  it('no file in src/ outside src/virt/errors.ts makes a plain Error or an error class of its own', () => {
+  void it('no file in src/ outside src/virt/errors.ts makes a plain Error or an error class of its own', () => {
     const found: string[] = [];
     const files = sources(SRC);
     assert.ok(files.length > 50, `src/ has ${files.length} files`);

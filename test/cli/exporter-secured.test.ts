@@ -17,7 +17,7 @@ function curl(args: string[]): Promise<{ code: number; status: string; body: str
   });
 }
 
-describe('the exporter with its admin endpoint and a secured /metrics (end to end)', () => {
+void describe('the exporter with its admin endpoint and a secured /metrics (end to end)', () => {
   let dir: string;
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'virt-exporter-secured-'));
@@ -26,7 +26,7 @@ describe('the exporter with its admin endpoint and a secured /metrics (end to en
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('an operator token changes a domain through the admin listener; the change shows in the next scrape; destroy is refused', async () => {
+  void it('an operator token changes a domain through the admin listener; the change shows in the next scrape; destroy is refused', async () => {
     const token = randomBytes(32).toString('hex');
     const audit = join(dir, 'audit.jsonl');
     const cfg = join(dir, 'admin.yaml');
@@ -66,7 +66,7 @@ describe('the exporter with its admin endpoint and a secured /metrics (end to en
     }
   });
 
-  it('/metrics behind TLS and basic auth from --web.config.file: 401 without credentials, 200 with them, via curl --cacert', async () => {
+  void it('/metrics behind TLS and basic auth from --web.config.file: 401 without credentials, 200 with them, via curl --cacert', async () => {
     execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', '/CN=localhost',
       '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost', '-keyout', join(dir, 'server.key'), '-out', join(dir, 'server.crt')], { stdio: 'ignore' });
     const hash = execFileSync('htpasswd', ['-nbB', '-C', '5', 'prom', 's3cret'], { encoding: 'utf8' }).trim().split(':')[1];

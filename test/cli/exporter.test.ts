@@ -14,7 +14,7 @@ function run(args: string[], env: NodeJS.ProcessEnv = {}) {
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-describe('bin/virt-exporter', () => {
+void describe('bin/virt-exporter', () => {
   let dir: string;
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'virt-exporter-cli-'));
@@ -23,7 +23,7 @@ describe('bin/virt-exporter', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('serves the embedded test host when no hypervisor is found, and the scrape passes promtool', async () => {
+  void it('serves the embedded test host when no hypervisor is found, and the scrape passes promtool', async () => {
     const exp = await startExporter([], { VIRT_EXPORTER_RUNTIME_DIR: dir, XDG_RUNTIME_DIR: dir });
     try {
       const text = await scrape(exp.url);
@@ -38,7 +38,7 @@ describe('bin/virt-exporter', () => {
     }
   });
 
-  it('honours collector toggles and the telemetry path; precedence is defaults < file < env < flags', async () => {
+  void it('honours collector toggles and the telemetry path; precedence is defaults < file < env < flags', async () => {
     const cfg = join(dir, 'config.yaml');
     await writeFile(cfg, 'web:\n  telemetry-path: /from-file\ncollector:\n  block: false\n  network: false\n');
     const exp = await startExporter(['--connect=test:///default', `--config=${cfg}`, '--no-collector.host', '--collector.network'], {
@@ -69,7 +69,7 @@ describe('bin/virt-exporter', () => {
     ['a missing host file', ['--connect=test:///no/such/host.json'], /VIRT_ERR_NO_CONNECT|cannot read host file/],
   ];
   for (const [what, args, message, env] of refusals) {
-    it(`refuses ${what} with a clear message and a non-zero exit, before binding`, () => {
+    void it(`refuses ${what} with a clear message and a non-zero exit, before binding`, () => {
       const r = run(['--web.listen-address=127.0.0.1:0', ...args], env);
       assert.notEqual(r.code, 0);
       assert.match(r.stderr, message);
@@ -77,7 +77,7 @@ describe('bin/virt-exporter', () => {
     });
   }
 
-  it('refuses unknown keys and bad values in a config file, naming them', async () => {
+  void it('refuses unknown keys and bad values in a config file, naming them', async () => {
     const unknown = join(dir, 'unknown.yaml');
     await writeFile(unknown, 'web:\n  listen-adress: ":9477"\n');
     let r = run([`--config=${unknown}`]);
@@ -93,7 +93,7 @@ describe('bin/virt-exporter', () => {
     assert.match(r.stderr, /cannot read config file/);
   });
 
-  it('refuses a broken host file naming the field', async () => {
+  void it('refuses a broken host file naming the field', async () => {
     const hostFile = join(dir, 'host.json');
     await writeFile(hostFile, JSON.stringify({ domains: [{ name: 'a', memoryMiB: -5, vcpus: 1 }] }));
     const r = run(['--web.listen-address=127.0.0.1:0', `--connect=test://${hostFile}`]);
@@ -101,7 +101,7 @@ describe('bin/virt-exporter', () => {
     assert.match(r.stderr, /\$\.domains\[0\]\.memoryMiB: must be at least 1, got -5/);
   });
 
-  it('--help lists every setting with its default and environment name; --version prints the version', () => {
+  void it('--help lists every setting with its default and environment name; --version prints the version', () => {
     const help = run(['--help']);
     assert.equal(help.code, 0);
     for (const [key, spec] of settingsOf(fullSchema())) {

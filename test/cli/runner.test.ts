@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { NODE, ROOT } from '../helpers/exporter.ts';
 
-describe('bin/node-runner.sh', () => {
+void describe('bin/node-runner.sh', () => {
   const dir = mkdtempSync(join(tmpdir(), 'virt-runner-'));
   after(() => rmSync(dir, { recursive: true, force: true }));
   mkdirSync(join(dir, 'bin'));
@@ -22,18 +22,18 @@ describe('bin/node-runner.sh', () => {
   const run = (): string => execFileSync(join(dir, 'bin/probe'), { encoding: 'utf8' });
   const past = new Date(Date.now() - 60_000);
 
-  it('runs the compiled copy while it is newer than every source file', () => {
+  void it('runs the compiled copy while it is newer than every source file', () => {
     utimesSync(join(dir, 'src/cli/probe.ts'), past, past);
     writeFileSync(join(dir, 'build/.stamp'), 'now');
     assert.equal(run(), 'compiled');
   });
 
-  it('runs the sources once one of them is newer than the build, so an edit never runs stale code', () => {
+  void it('runs the sources once one of them is newer than the build, so an edit never runs stale code', () => {
     writeFileSync(join(dir, 'src/cli/probe.ts'), "process.stdout.write('edited' as string);\n");
     assert.equal(run(), 'edited');
   });
 
-  it('runs the sources when there is no build', () => {
+  void it('runs the sources when there is no build', () => {
     rmSync(join(dir, 'build'), { recursive: true });
     assert.equal(run(), 'edited');
   });

@@ -24,7 +24,7 @@ function keys(stdout: string): Map<string, string> {
   return m;
 }
 
-describe('virtctl speaks virsh', () => {
+void describe('virtctl speaks virsh', () => {
   let dir: string;
   let uri: string;
   const LONG = 'a-domain-with-a-name-much-longer-than-twenty-four';
@@ -44,7 +44,7 @@ describe('virtctl speaks virsh', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('domstats prints virsh keys with virsh units (ns, KiB, bytes)', () => {
+  void it('domstats prints virsh keys with virsh units (ns, KiB, bytes)', () => {
     const r = virtctl('-c', uri, 'domstats', 'zulu');
     assert.equal(r.code, 0, r.stderr);
     const k = keys(r.stdout);
@@ -67,7 +67,7 @@ describe('virtctl speaks virsh', () => {
     assert.match(k.get('net.0.tx.pkts') ?? '', /^\d+$/);
   });
 
-  it('dominfo has virsh\'s fields, memory in KiB', () => {
+  void it('dominfo has virsh\'s fields, memory in KiB', () => {
     const r = virtctl('-c', uri, 'dominfo', 'zulu');
     assert.equal(r.code, 0, r.stderr);
     for (const f of ['Id', 'Name', 'UUID', 'OS Type', 'State', 'CPU\\(s\\)', 'CPU time', 'Max memory', 'Used memory', 'Persistent', 'Autostart', 'Managed save']) {
@@ -77,7 +77,7 @@ describe('virtctl speaks virsh', () => {
     assert.match(r.stdout, /^State:\s+running$/m);
   });
 
-  it('list is sorted by id, shut-off domains last, and long names keep the columns aligned', () => {
+  void it('list is sorted by id, shut-off domains last, and long names keep the columns aligned', () => {
     const r = virtctl('-c', uri, 'list', '--all');
     assert.equal(r.code, 0, r.stderr);
     const lines = r.stdout.trimEnd().split('\n');
@@ -91,7 +91,7 @@ describe('virtctl speaks virsh', () => {
     assert.deepEqual(inactive.stdout.trimEnd().split('\n').slice(2).map((l) => l.trim().split(/\s+/)[1]), ['alpha']);
   });
 
-  it('virsh aliases: domstate [--reason], domid, domuuid, domname, dumpdef', () => {
+  void it('virsh aliases: domstate [--reason], domid, domuuid, domname, dumpdef', () => {
     assert.equal(virtctl('-c', uri, 'domstate', 'alpha').stdout, 'shut off\n');
     assert.match(virtctl('-c', uri, 'domstate', 'zulu', '--reason').stdout, /^running \(\S+\)\n$/);
     assert.equal(virtctl('-c', uri, 'domid', 'zulu').stdout, '1\n');
@@ -103,7 +103,7 @@ describe('virtctl speaks virsh', () => {
     assert.equal(def.name, 'zulu');
   });
 
-  it('a mistyped command or option gets one line with a suggestion, not the usage', () => {
+  void it('a mistyped command or option gets one line with a suggestion, not the usage', () => {
     for (const [args, hint] of [[['lsit'], 'did you mean list'], [['list', '--al'], 'did you mean --all'], [['dominfo', 'zulu', '--reason'], '--reason goes with domstate']] as const) {
       const r = virtctl('-c', uri, ...args);
       assert.equal(r.code, ERROR_CODES.VIRT_ERR_INVALID_ARG.exit);
@@ -112,7 +112,7 @@ describe('virtctl speaks virsh', () => {
     }
   });
 
-  it('shutdown returns once the request is sent; --wait blocks until it is off', () => {
+  void it('shutdown returns once the request is sent; --wait blocks until it is off', () => {
     const r = virtctl('-c', uri, 'shutdown', 'zulu');
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, "Domain 'zulu' is being shutdown\n");

@@ -12,7 +12,7 @@ function virtctl(...args: string[]) {
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-describe('bin/virtctl over the test driver', () => {
+void describe('bin/virtctl over the test driver', () => {
   let dir: string;
   let hostUri: string;
   before(async () => {
@@ -25,7 +25,7 @@ describe('bin/virtctl over the test driver', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('list shows running domains, --all adds shut-off ones, --json is machine-readable', () => {
+  void it('list shows running domains, --all adds shut-off ones, --json is machine-readable', () => {
     const plain = virtctl('--connect', hostUri, 'list');
     assert.equal(plain.code, 0, plain.stderr);
     assert.match(plain.stdout, /alpha\s+running/);
@@ -37,7 +37,7 @@ describe('bin/virtctl over the test driver', () => {
     assert.equal(rows[1]?.id, null);
   });
 
-  it('dominfo and domstats read one domain', () => {
+  void it('dominfo and domstats read one domain', () => {
     const info = virtctl('--connect', hostUri, '--json', 'dominfo', 'alpha');
     assert.equal(info.code, 0);
     const parsed = JSON.parse(info.stdout) as { state: string; maxMemoryBytes: number; vcpus: number };
@@ -52,7 +52,7 @@ describe('bin/virtctl over the test driver', () => {
     assert.match(stats.stdout, /net\.vnet0\.rxBytes=\d+/);
   });
 
-  it('lifecycle commands run (each virtctl process has its own test host) and wrong states carry their code', () => {
+  void it('lifecycle commands run (each virtctl process has its own test host) and wrong states carry their code', () => {
     assert.equal(virtctl('--connect', hostUri, 'suspend', 'alpha').code, 0);
     assert.equal(virtctl('--connect', hostUri, 'start', 'beta').code, 0);
     const again = virtctl('--connect', hostUri, 'start', 'alpha');
@@ -63,7 +63,7 @@ describe('bin/virtctl over the test driver', () => {
     assert.equal((JSON.parse(destroyOff.stderr) as { code: string }).code, 'VIRT_ERR_OPERATION_INVALID');
   });
 
-  it('define reads a JSON file and reports bad ones with their code', async () => {
+  void it('define reads a JSON file and reports bad ones with their code', async () => {
     const good = join(dir, 'gamma.json');
     await writeFile(good, JSON.stringify({ name: 'gamma', memoryMiB: 128, vcpus: 1 }));
     const ok = virtctl('--connect', hostUri, '--json', 'define', good);
@@ -78,7 +78,7 @@ describe('bin/virtctl over the test driver', () => {
     assert.match(missing.stderr, /VIRT_ERR_XML_ERROR.*cannot read definition/);
   });
 
-  it('refuses bad usage, unknown domains and bad URIs with their codes', () => {
+  void it('refuses bad usage, unknown domains and bad URIs with their codes', () => {
     for (const args of [[], ['frobnicate'], ['dominfo'], ['list', 'extra'], ['--bogus', 'list'], ['dominfo', 'a', '--force']]) {
       const r = virtctl('--connect', hostUri, ...args);
       assert.equal(r.code, ERROR_CODES.VIRT_ERR_INVALID_ARG.exit, `${args.join(' ')}: ${r.stderr}`);

@@ -32,8 +32,8 @@ function families(text: string): Set<string> {
   return new Set(parseMetrics(text).map((s) => s.name));
 }
 
-describe('Collection', () => {
-  it('a full scrape of the test host passes promtool and has every family', async () => {
+void describe('Collection', () => {
+  void it('a full scrape of the test host passes promtool and has every family', async () => {
     const { driver } = driverWith({});
     const { text } = await scrapeOnce(driver);
     await promtoolCheck(text);
@@ -49,7 +49,7 @@ describe('Collection', () => {
     }
   });
 
-  it('a part that throws fails alone: its success is 0 and every other family is present', async () => {
+  void it('a part that throws fails alone: its success is 0 and every other family is present', async () => {
     const { driver } = driverWith({ hostInfo: () => Promise.reject(new Error('host read exploded')) });
     const { text } = await scrapeOnce(driver);
     const samples = parseMetrics(text);
@@ -63,7 +63,7 @@ describe('Collection', () => {
     await promtoolCheck(text);
   });
 
-  it('a part that never answers is cut off at the deadline; the rest still renders', async () => {
+  void it('a part that never answers is cut off at the deadline; the rest still renders', async () => {
     const { driver } = driverWith({ allDomainStats: () => new Promise<BulkStats>(() => undefined) });
     const { text, ms } = await scrapeOnce(driver, 300);
     assert.ok(ms < 3000, `finished in ${ms} ms`);
@@ -77,14 +77,14 @@ describe('Collection', () => {
     await promtoolCheck(text);
   });
 
-  it('both parts failing still yields a valid scrape with virt_up 0', async () => {
+  void it('both parts failing still yields a valid scrape with virt_up 0', async () => {
     const { driver } = driverWith({ hostInfo: () => Promise.reject(new Error('x')), allDomainStats: () => Promise.reject(new Error('y')) });
     const { text } = await scrapeOnce(driver);
     assert.equal(valueOf(parseMetrics(text), 'virt_up', { driver: 'test' }), 0);
     await promtoolCheck(text);
   });
 
-  it('50 concurrent collections share one driver read', async () => {
+  void it('50 concurrent collections share one driver read', async () => {
     let reads = 0;
     const base = driverWith({});
     const bulk = base.driver.allDomainStats?.bind(base.driver);
@@ -105,7 +105,7 @@ describe('Collection', () => {
     assert.equal(reads, 2, 'the next collection reads again');
   });
 
-  it('per-domain read errors fail that collector without hiding other domains; duplicates are dropped', async () => {
+  void it('per-domain read errors fail that collector without hiding other domains; duplicates are dropped', async () => {
     const base = driverWith({});
     const bulk = base.driver.allDomainStats?.bind(base.driver);
     const driver: Driver = {
@@ -128,7 +128,7 @@ describe('Collection', () => {
     assert.equal(valueOf(samples, 'virt_domains'), DEFAULT_HOST.domains.length);
   });
 
-  it('a failed bulk read reports no domain count (unknown, not zero), and the deadline reaches the driver', async () => {
+  void it('a failed bulk read reports no domain count (unknown, not zero), and the deadline reaches the driver', async () => {
     let deadline: number | undefined;
     const { driver } = driverWith({
       allDomainStats: (opts) => {
@@ -144,7 +144,7 @@ describe('Collection', () => {
     assert.ok(!samples.some((x) => x.name === 'virt_domains'), 'no virt_domains while the list is unknown');
   });
 
-  it('counts deadline misses per domain and forgets a domain once it is gone', async () => {
+  void it('counts deadline misses per domain and forgets a domain once it is gone', async () => {
     const base = driverWith({});
     const bulk = base.driver.allDomainStats?.bind(base.driver);
     let slow: string | undefined = 'web-1';
@@ -176,7 +176,7 @@ describe('Collection', () => {
     assert.equal(valueOf(samples, 'virt_domain_read_timeouts_total', { domain: 'web-1' }), 0, 'a domain that went away starts over');
   });
 
-  it('max-age serves a finished collection again until it is that old, then collects afresh', async () => {
+  void it('max-age serves a finished collection again until it is that old, then collects afresh', async () => {
     const { driver } = driverWith({});
     const c = new Collection(connectionFor(parseUri('test:///default'), driver, true), { collectors: ALL, timeoutMs: 1000, maxAgeMs: 150 });
     const first = await c.collect();
@@ -187,7 +187,7 @@ describe('Collection', () => {
     assert.equal(c.collections, 2);
   });
 
-  it('include/exclude and inactive filters', async () => {
+  void it('include/exclude and inactive filters', async () => {
     const { driver } = driverWith({});
     const conn = connectionFor(parseUri('test:///default'), driver, true);
     const c = new Collection(conn, { collectors: ALL, timeoutMs: 1000, include: /^(web|legacy)-/, exclude: /-2$/, inactive: false });
@@ -196,8 +196,8 @@ describe('Collection', () => {
   });
 });
 
-describe('Collection logging', () => {
-  it('logs a persistent failure once when it starts and once when it clears', async () => {
+void describe('Collection logging', () => {
+  void it('logs a persistent failure once when it starts and once when it clears', async () => {
     const lines: string[] = [];
     const { createLogger } = await import('../../src/util/logger.ts');
     const logger = createLogger({ level: 'info', write: (l) => lines.push(l) });

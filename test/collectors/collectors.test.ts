@@ -27,11 +27,11 @@ function find(samples: Sample[], metric: { name: string }, ...extra: string[]): 
   return samples.find((s) => s.metric.name === metric.name && extra.every((v, i) => s.labels[2 + i] === v))?.value;
 }
 
-describe('collectors on a recorded QEMU reading', () => {
+void describe('collectors on a recorded QEMU reading', () => {
   const snap = snapshot(RECORDED);
   const d = RECORDED.domains[0]!;
 
-  it('domain: info and a state set with exactly one state on', () => {
+  void it('domain: info and a state set with exactly one state on', () => {
     const s = run('domain', snap);
     assert.equal(find(s, METRICS.domains), 1);
     const states = s.filter((x) => x.metric === METRICS.domainState);
@@ -41,7 +41,7 @@ describe('collectors on a recorded QEMU reading', () => {
     assert.deepEqual(info?.labels, ['rec-1', d.info.uuid, 'hvm', 'x86_64', 'pc']);
   });
 
-  it('cpu and vcpu: seconds as the driver read them, one series per vCPU', () => {
+  void it('cpu and vcpu: seconds as the driver read them, one series per vCPU', () => {
     assert.equal(find(run('cpu', snap), METRICS.cpuTime), d.info.cpuTimeSeconds);
     assert.equal(find(run('cpu', snap), METRICS.cpuSystem), d.cpu?.systemSeconds);
     const v = run('vcpu', snap);
@@ -49,7 +49,7 @@ describe('collectors on a recorded QEMU reading', () => {
     assert.deepEqual(v.filter((x) => x.metric === METRICS.vcpuTime).map((x) => x.labels[2]), ['0', '1']);
   });
 
-  it('memory: bytes; guest figures absent (not zero) without a balloon driver', () => {
+  void it('memory: bytes; guest figures absent (not zero) without a balloon driver', () => {
     const m = run('memory', snap);
     assert.equal(find(m, METRICS.memoryMaximum), 128 * 1024 * 1024);
     assert.equal(find(m, METRICS.memoryBalloon), 128 * 1024 * 1024);
@@ -58,7 +58,7 @@ describe('collectors on a recorded QEMU reading', () => {
     assert.equal(find(m, METRICS.memoryGuestTotal), undefined);
   });
 
-  it('block: per device, keyed by its stable name, times in seconds', () => {
+  void it('block: per device, keyed by its stable name, times in seconds', () => {
     const b = run('block', snap);
     assert.equal(find(b, METRICS.blockReadBytes, 'vda'), 512);
     assert.equal(find(b, METRICS.blockReadRequests, 'vda'), 1);
@@ -67,13 +67,13 @@ describe('collectors on a recorded QEMU reading', () => {
     assert.equal(b.find((x) => x.metric === METRICS.blockInfo)?.labels[3], '/var/lib/virt-exporter/images/rec-1.qcow2');
   });
 
-  it('network: a user-mode NIC has an info series and no counters', () => {
+  void it('network: a user-mode NIC has an info series and no counters', () => {
     const n = run('network', snap);
     assert.equal(n.filter((x) => x.metric === METRICS.netInfo).length, 1);
     assert.equal(n.filter((x) => x.metric.name.endsWith('_total')).length, 0);
   });
 
-  it('a tap NIC reports all eight counters; duplicate devices and a shut-off domain are handled', () => {
+  void it('a tap NIC reports all eight counters; duplicate devices and a shut-off domain are handled', () => {
     const tap = structuredClone(RECORDED);
     const dom = tap.domains[0]!;
     dom.net = [{ interface: 'vnet3', counters: { rxBytes: 10, rxPackets: 1, rxErrors: 0, rxDrops: 0, txBytes: 20, txPackets: 2, txErrors: 0, txDrops: 0 } }];

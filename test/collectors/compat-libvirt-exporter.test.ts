@@ -89,8 +89,8 @@ function snapshot(): Snapshot {
   };
 }
 
-describe('--compat=libvirt-exporter', () => {
-  it('serves every series and label the dashboard queries and the README lists', async () => {
+void describe('--compat=libvirt-exporter', () => {
+  void it('serves every series and label the dashboard queries and the README lists', async () => {
     const all = new Set<CollectorName>(COLLECTORS);
     const r = await new Exposition('libvirt-exporter').render(snapshot(), all, { version: 't', errorCounts: new Map() }, undefined, 'text');
     const body = Buffer.concat(r.chunks).toString();
@@ -127,7 +127,7 @@ describe('--compat=libvirt-exporter', () => {
     assert.equal(samples.filter((s) => s.name.startsWith('virt_') && s.name !== 'virt_domain_info' && 'instance_name' in s.labels).length, 0);
   });
 
-  it('serves nothing extra without --compat', async () => {
+  void it('serves nothing extra without --compat', async () => {
     const r = await new Exposition().render(snapshot(), new Set<CollectorName>(COLLECTORS), { version: 't', errorCounts: new Map() }, undefined, 'text');
     const body = Buffer.concat(r.chunks).toString();
     r.release();

@@ -18,8 +18,8 @@ async function block(ms: number): Promise<void> {
   for (let i = 0; i < 5; i++) await new Promise((r) => setTimeout(r, 2));
 }
 
-describe('process metrics', () => {
-  it("keeps prom-client's default metric names, in prom-client's order", async () => {
+void describe('process metrics', () => {
+  void it("keeps prom-client's default metric names, in prom-client's order", async () => {
     const ours = new Registry();
     registerProcessMetrics(ours);
     const theirs = new Registry();
@@ -28,7 +28,7 @@ describe('process metrics', () => {
     assert.deepEqual((await ours.getMetricsAsJSON()).map((m) => m.name), (await theirs.getMetricsAsJSON()).map((m) => m.name));
   });
 
-  it('records event-loop delay only inside a scrape window, and reports 0 when nothing was recorded', async () => {
+  void it('records event-loop delay only inside a scrape window, and reports 0 when nothing was recorded', async () => {
     const registry = new Registry();
     const window = registerProcessMetrics(registry);
     assert.equal(scrapeWindowOf(registry), window);
@@ -55,7 +55,7 @@ describe('process metrics', () => {
     window.end(); // an unpaired end is ignored
   });
 
-  it('a registry without process metrics has a window that does nothing', () => {
+  void it('a registry without process metrics has a window that does nothing', () => {
     const w = scrapeWindowOf(new Registry());
     w.begin();
     w.end();

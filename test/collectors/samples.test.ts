@@ -23,8 +23,8 @@ function collection(collectors: ReadonlySet<CollectorName>, driver?: Driver): Co
 
 const key = (name: string, labels: Record<string, string>): string => `${name}${JSON.stringify(Object.entries(labels).sort())}`;
 
-describe('collector registry', () => {
-  it('every catalogue collector registered itself once, in catalogue order, with the stats groups it reads', () => {
+void describe('collector registry', () => {
+  void it('every catalogue collector registered itself once, in catalogue order, with the stats groups it reads', () => {
     assert.deepEqual(
       COLLECTOR_DEFS.map((d) => d.name),
       [...COLLECTORS],
@@ -38,14 +38,14 @@ describe('collector registry', () => {
     for (const m of METRIC_LIST) assert.ok(m.collector === 'exporter' || COLLECTOR_DEFS.some((d) => d.name === m.collector), `${m.name}'s collector ${m.collector} is registered`);
   });
 
-  it('refuses a second registration of a name and a name the catalogue does not know', () => {
+  void it('refuses a second registration of a name and a name the catalogue does not know', () => {
     assert.throws(() => registerCollector({ name: 'cpu', reads: { domains: ['cpu'] }, defaultOn: true, collect: () => undefined }), /twice/);
     assert.throws(() => registerCollector({ name: 'gpu' as CollectorName, reads: { domains: [] }, defaultOn: false, collect: () => undefined }), /catalogue/);
   });
 });
 
-describe('one samples path', () => {
-  it('/metrics renders exactly the samples collectSamples gives (the OTLP producer reads the same path)', async () => {
+void describe('one samples path', () => {
+  void it('/metrics renders exactly the samples collectSamples gives (the OTLP producer reads the same path)', async () => {
     const c = collection(ALL);
     const snap = await c.collect();
     const samples = new Map<string, number>();
@@ -57,7 +57,7 @@ describe('one samples path', () => {
     for (const s of rendered) assert.equal(samples.get(key(s.name, s.labels)), s.value, `${s.name} ${JSON.stringify(s.labels)}`);
   });
 
-  it('the snapshot carries its enabled collectors and the error counts as of its collection', async () => {
+  void it('the snapshot carries its enabled collectors and the error counts as of its collection', async () => {
     const host = new TestHost(structuredClone(DEFAULT_HOST));
     const failing: Driver = { ...createTestDriver(host), hostInfo: () => Promise.reject(Object.assign(new Error('boom'), { code: 'VIRT_ERR_OPERATION_FAILED' })) };
     const enabled = new Set<CollectorName>(['domain', 'host']);
@@ -74,7 +74,7 @@ describe('one samples path', () => {
   });
 
   const READ_MS = 400;
-  it("per-collector duration is what the collector cost, not the shared read's duration copied to each", async () => {
+  void it("per-collector duration is what the collector cost, not the shared read's duration copied to each", async () => {
     // A bulk read that takes a while: shared by the domain collectors, it is the collection's cost.
     const host = new TestHost(structuredClone(DEFAULT_HOST));
     const base = createTestDriver(host);

@@ -5,18 +5,18 @@ import { METRIC_LIST } from '../../src/collectors/catalogue.ts';
 import { GENERATED_PAGES, refreshReadme } from '../../src/docs/reference.ts';
 import { ROOT } from '../helpers/exporter.ts';
 
-describe('generated reference docs', () => {
+void describe('generated reference docs', () => {
   for (const [path, gen] of Object.entries(GENERATED_PAGES)) {
-    it(`${path} is up to date with the code (npm run docs)`, () => {
+    void it(`${path} is up to date with the code (npm run docs)`, () => {
       assert.equal(readFileSync(ROOT + path, 'utf8'), gen(), `${path} is stale: run npm run docs`);
     });
   }
-  it('README.md flag and metric tables are up to date (npm run docs)', () => {
+  void it('README.md flag and metric tables are up to date (npm run docs)', () => {
     const readme = readFileSync(ROOT + 'README.md', 'utf8');
     assert.equal(readme, refreshReadme(readme), 'README.md is stale: run npm run docs');
     for (const m of METRIC_LIST) assert.ok(readme.includes(`\`${m.name}\``), `README lists ${m.name}`);
   });
-  it('the catalogue is consistent: unique names, counters end in _total, units in names', () => {
+  void it('the catalogue is consistent: unique names, counters end in _total, units in names', () => {
     const names = new Set<string>();
     for (const m of METRIC_LIST) {
       assert.ok(!names.has(m.name), `duplicate ${m.name}`);

@@ -36,8 +36,8 @@ function reference(snap: Snapshot): string {
 const NAMES = ['plain', 'quo"te', 'back\\slash', 'new\nline', 'ünïcödé', 'mixed "ü"\\\n', '日本語-vm', 'emoji-🙂', '', 'x'.repeat(300)];
 const VALUES = [0, 1, 9, 10, 99, 100, 12345678901234, 999999999999999, 1e15, 1e21, 2 ** 53, 0.1, 1.5e-7, 123.456, -1, -0, NaN, Infinity, -Infinity, Number.MAX_VALUE, Number.MIN_VALUE];
 
-describe('text exposition formatting', () => {
-  it('renders hostile names and awkward values exactly as a plain formatter does', async () => {
+void describe('text exposition formatting', () => {
+  void it('renders hostile names and awkward values exactly as a plain formatter does', async () => {
     const file = generateHost(NAMES.length * 3);
     const c = new Collection(connectionFor(parseUri('test:///default'), createTestDriver(new TestHost(file)), true), { collectors: ALL, timeoutMs: 5000 });
     const snap = await c.collect();

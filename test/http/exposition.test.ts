@@ -23,8 +23,8 @@ async function snapshotOf(host: TestHost) {
   return { snap: await c.collect(), errorCounts: c.errorCounts };
 }
 
-describe('Exposition', () => {
-  it('escapes hostile label values so the scrape stays valid', async () => {
+void describe('Exposition', () => {
+  void it('escapes hostile label values so the scrape stays valid', async () => {
     const file = structuredClone(DEFAULT_HOST);
     const host = new TestHost(file);
     const { snap, errorCounts } = await snapshotOf(host);
@@ -35,7 +35,7 @@ describe('Exposition', () => {
     assert.ok(parseMetrics(body).some((s) => s.labels.domain === 'evil"name\\with\nnewline'));
   });
 
-  it('--compat=libvirt-exporter adds alias series with the same values, and stays promtool-clean', async () => {
+  void it('--compat=libvirt-exporter adds alias series with the same values, and stays promtool-clean', async () => {
     const { snap, errorCounts } = await snapshotOf(new TestHost(structuredClone(DEFAULT_HOST)));
     const native = parseMetrics(text(await new Exposition().render(snap, ALL, { version: 't', errorCounts }, undefined, 'text')));
     const body = text(await new Exposition('libvirt-exporter').render(snap, ALL, { version: 't', errorCounts }, undefined, 'text'));
@@ -52,7 +52,7 @@ describe('Exposition', () => {
     assert.equal(withAliases.filter((s) => s.name.startsWith('virt_')).length, native.filter((s) => s.name.startsWith('virt_')).length);
   });
 
-  it('a lent body stays intact while other snapshots render; shared snapshots share one body; released buffers are reused', async () => {
+  void it('a lent body stays intact while other snapshots render; shared snapshots share one body; released buffers are reused', async () => {
     const host = new TestHost(structuredClone(DEFAULT_HOST));
     const c = new Collection(connectionFor(parseUri('test:///default'), createTestDriver(host), true), { collectors: ALL, timeoutMs: 2000 });
     const e = new Exposition();

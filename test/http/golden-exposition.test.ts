@@ -35,9 +35,9 @@ async function render(format: ExpositionFormat): Promise<string> {
   return stable(await renderExposition(await c.collect(), ALL, { version: '0.0.0-golden', errorCounts: c.errorCounts }, undefined, format));
 }
 
-describe('golden exposition of test:///default', () => {
+void describe('golden exposition of test:///default', () => {
   for (const [format, file] of [['text', 'test-default.txt'], ['openmetrics', 'test-default.openmetrics.txt']] as const) {
-    it(`${format} output is unchanged`, async () => {
+    void it(`${format} output is unchanged`, async () => {
       const got = await render(format);
       const path = new URL(file, FIXTURES);
       if (process.env['VIRT_UPDATE_GOLDEN'] === '1') writeFileSync(path, got);

@@ -43,7 +43,7 @@ function get(url: string, headers: Record<string, string> = {}, method = 'GET'):
 const counters = (samples: ParsedSample[]) => samples.filter((s) => s.name.endsWith('_total') && s.name.startsWith('virt_domain_'));
 const key = (s: ParsedSample) => `${s.name}${JSON.stringify(s.labels)}`;
 
-describe('metrics server over the test driver', () => {
+void describe('metrics server over the test driver', () => {
   let host: TestHost;
   let rw: Connection;
   let srv: Awaited<ReturnType<typeof serve>>;
@@ -57,7 +57,7 @@ describe('metrics server over the test driver', () => {
     await srv.server.close();
   });
 
-  it('serves a promtool-clean scrape, landing page, health and readiness', async () => {
+  void it('serves a promtool-clean scrape, landing page, health and readiness', async () => {
     const res = await get(`${srv.url}/metrics`);
     assert.equal(res.status, 200);
     assert.match(String(res.headers['content-type']), /^text\/plain; version=0\.0\.4/);
@@ -70,7 +70,7 @@ describe('metrics server over the test driver', () => {
     assert.equal((await get(`${srv.url}/metrics`, {}, 'HEAD')).body.length, 0);
   });
 
-  it('answers OpenMetrics when asked, and gzip when accepted', async () => {
+  void it('answers OpenMetrics when asked, and gzip when accepted', async () => {
     const om = await get(`${srv.url}/metrics`, { accept: 'application/openmetrics-text; version=1.0.0,text/plain;q=0.5' });
     assert.match(String(om.headers['content-type']), /^application\/openmetrics-text/);
     const text = om.body.toString();
@@ -81,7 +81,7 @@ describe('metrics server over the test driver', () => {
     assert.match(gunzipSync(gz.body).toString(), /virt_up\{driver="test"\} 1/);
   });
 
-  it('counters never decrease across scrapes', async () => {
+  void it('counters never decrease across scrapes', async () => {
     let prev = new Map(counters(parseMetrics((await get(`${srv.url}/metrics`)).body.toString())).map((s) => [key(s), s.value]));
     assert.ok(prev.size > 50);
     for (let i = 0; i < 5; i++) {
@@ -92,7 +92,7 @@ describe('metrics server over the test driver', () => {
     }
   });
 
-  it('a destroyed domain loses its usage series but keeps info and state; an undefined one is gone', async () => {
+  void it('a destroyed domain loses its usage series but keeps info and state; an undefined one is gone', async () => {
     const before = parseMetrics((await get(`${srv.url}/metrics`)).body.toString());
     assert.ok(valueOf(before, 'virt_domain_cpu_time_seconds_total', { domain: 'web-2' }) > 0);
     await rw.destroy('web-2');
@@ -107,7 +107,7 @@ describe('metrics server over the test driver', () => {
     assert.equal(afterUndefine.filter((s) => s.labels.domain === 'web-2').length, 0);
   });
 
-  it('50 concurrent HTTP scrapes trigger one driver collection', async () => {
+  void it('50 concurrent HTTP scrapes trigger one driver collection', async () => {
     const slowHost = new TestHost(structuredClone(DEFAULT_HOST));
     const base = createTestDriver(slowHost);
     let reads = 0;
@@ -128,7 +128,7 @@ describe('metrics server over the test driver', () => {
     }
   });
 
-  it('close() lets an in-flight scrape finish', async () => {
+  void it('close() lets an in-flight scrape finish', async () => {
     const slowHost = new TestHost(structuredClone(DEFAULT_HOST));
     const base = createTestDriver(slowHost);
     let inFlight: () => void = () => undefined;

@@ -20,8 +20,8 @@ after(async () => {
   await removeDir(dir);
 });
 
-describe('native/Makefile', () => {
-  it('builds virt-proxy, the stub and the ASan build with -Wall -Wextra -Werror and no warning', async () => {
+void describe('native/Makefile', () => {
+  void it('builds virt-proxy, the stub and the ASan build with -Wall -Wextra -Werror and no warning', async () => {
     const build = join(dir, 'build');
     const out = await run('make', ['-C', NATIVE, '--no-print-directory', `BUILD=${build}`, 'WERROR=1', 'all', 'stub', 'asan'], { timeout: 180_000 });
     assert.doesNotMatch(out.stderr, /warning:/);
@@ -32,7 +32,7 @@ describe('native/Makefile', () => {
     for (const f of ['virt-proxy', 'libxenctrl-stub.so', 'virt-proxy-asan']) assert.ok((await stat(join(build, f))).isFile(), f);
   });
 
-  it('-Werror really fails the build on a warning (the flag reaches the compiler)', async () => {
+  void it('-Werror really fails the build on a warning (the flag reaches the compiler)', async () => {
     const bad = join(dir, 'warn.c');
     await writeFile(bad, 'int main(void) { int unused; return 0; }\n');
     const flags = (await run('make', ['-C', NATIVE, '--no-print-directory', '-n', 'BUILD=' + join(dir, 'b2'), 'WERROR=1', 'all'])).stdout;
@@ -41,7 +41,7 @@ describe('native/Makefile', () => {
     await assert.rejects(run('cc', [...warn.split(' '), '-c', bad, '-o', join(dir, 'warn.o')]));
   });
 
-  it('xen-abi.h matches the installed Xen headers (make abi-check, needs libxen-dev)', async () => {
+  void it('xen-abi.h matches the installed Xen headers (make abi-check, needs libxen-dev)', async () => {
     try {
       await stat('/usr/include/xenctrl.h');
     } catch {

@@ -42,7 +42,7 @@ async function exists(p: string): Promise<boolean> {
   );
 }
 
-describe('virt-proxy with file capabilities (issue 12 finding 8)', () => {
+void describe('virt-proxy with file capabilities (issue 12 finding 8)', () => {
   let dir: string;
   let built: Built;
   let evil: string;
@@ -91,13 +91,13 @@ int xc_interface_open(void) { return 0; }
     if (dir !== undefined) await removeDir(dir);
   });
 
-  it('the caller-supplied library really runs when root asks for it (the attack payload works)', async () => {
+  void it('the caller-supplied library really runs when root asks for it (the attack payload works)', async () => {
     const r = await runAs('root', plain, ['--probe', '--xenctrl', evil]);
     assert.ok(await exists(marker), `root's --xenctrl was loaded (virt-proxy said: ${r.stderr})`);
     await removeDir(marker);
   });
 
-  it('with cap_dac_read_search+ep, run by nobody with --xenctrl and VIRT_PROXY_XENCTRL: refused, nothing loaded', async () => {
+  void it('with cap_dac_read_search+ep, run by nobody with --xenctrl and VIRT_PROXY_XENCTRL: refused, nothing loaded', async () => {
     for (const [args, env] of [
       [['--probe', '--xenctrl', evil], {}],
       [['--probe'], { VIRT_PROXY_XENCTRL: evil }],
@@ -110,7 +110,7 @@ int xc_interface_open(void) { return 0; }
     }
   });
 
-  it('without capabilities, a non-root caller cannot choose the library either (--xenctrl and the variable are ignored)', async () => {
+  void it('without capabilities, a non-root caller cannot choose the library either (--xenctrl and the variable are ignored)', async () => {
     const r1 = await runAs('nobody', plain, ['--probe', '--xenctrl', evil]);
     assert.match(r1.stderr, /ignoring --xenctrl .*only root may choose/);
     const r2 = await runAs('nobody', plain, ['--probe'], { VIRT_PROXY_XENCTRL: evil });
@@ -119,7 +119,7 @@ int xc_interface_open(void) { return 0; }
     assert.equal(await exists(marker), false, "the caller's library ran");
   });
 
-  it('is built with -fstack-clash-protection and -fcf-protection', async () => {
+  void it('is built with -fstack-clash-protection and -fcf-protection', async () => {
     const flags = (await run('make', ['-C', NATIVE, '--no-print-directory', '-n', '-B', `BUILD=${join(dir, 'b2')}`, 'all'])).stdout;
     const cc = flags.split('\n').find((l) => l.includes('-o ') && l.includes('virt-proxy.c'));
     assert.ok(cc !== undefined, flags);

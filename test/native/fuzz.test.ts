@@ -138,8 +138,8 @@ after(async () => {
   await removeDir(dir);
 });
 
-describe(`virt-proxy under AddressSanitizer, fuzzed (seed ${SEED})`, () => {
-  it(`socket mode survives ${SOCKET_CASES} hostile clients and keeps serving others`, async () => {
+void describe(`virt-proxy under AddressSanitizer, fuzzed (seed ${SEED})`, () => {
+  void it(`socket mode survives ${SOCKET_CASES} hostile clients and keeps serving others`, async () => {
     const sock = join(dir, 'fuzz.sock');
     const env = { PATH: process.env.PATH, VIRT_FAKE_XEN_STATE: statePath, ...SANITIZER_ENV };
     const d = await startDaemon(built.asan, sock, ['--xenctrl', built.stub, '--sysfs-root', sysfs, '--proc-net-dev', netdev], env);
@@ -180,7 +180,7 @@ describe(`virt-proxy under AddressSanitizer, fuzzed (seed ${SEED})`, () => {
     }
   });
 
-  it(`stdio mode survives every length around the bounds and ${STDIO_CASES} hostile parents`, async () => {
+  void it(`stdio mode survives every length around the bounds and ${STDIO_CASES} hostile parents`, async () => {
     const rnd = prng(SEED + 1);
     const lengths = [0, 1, 7, 8, 9, 12, 15, 16, 63, 64, 65, 66, 67, 68, 69, 100, 128, 164, 200, 255, 256, 4096, 65535, 65536, 0x7fffffff, 0x80000000, 0xffffffff];
     const cases: Array<{ label: string; data: Buffer }> = lengths.map((len) => {

@@ -65,8 +65,8 @@ async function stdioSession(extra: string[], frames: Buffer[], expectReplies: nu
   return { code, stderr, statuses };
 }
 
-describe('virt-proxy under valgrind memcheck', () => {
-  it('a stdio session (every request, errors included) is clean', async () => {
+void describe('virt-proxy under valgrind memcheck', () => {
+  void it('a stdio session (every request, errors included) is clean', async () => {
     const list = Buffer.from([0, 0, 1, 0, 0, 0, 0, 1]); // first 0, max 256, with devices
     const frames = [frame(0x01, 1), frame(0x02, 2), frame(0x03, 3, list), frame(0x03, 4, Buffer.from([0, 5, 0, 2, 0, 0, 0, 0])), frame(0x55, 5), frame(0x03, 6, Buffer.from([1])), frame(0x01, 7, Buffer.alloc(0), 1, 9)];
     const s = await stdioSession(['--xenctrl', built.stub, '--sysfs-root', sysfs, '--proc-net-dev', netdev], frames, frames.length);
@@ -74,13 +74,13 @@ describe('virt-proxy under valgrind memcheck', () => {
     assert.equal(s.code, 0, `valgrind reported errors:\n${s.stderr}`);
   });
 
-  it('the Xen-absent path (library not loadable) is clean', async () => {
+  void it('the Xen-absent path (library not loadable) is clean', async () => {
     const s = await stdioSession(['--xenctrl', join(dir, 'missing-libxenctrl.so')], [frame(0x01, 1), frame(0x02, 2), frame(0x03, 3, Buffer.from([0, 0, 0, 1, 0, 0, 0, 0]))], 3);
     assert.deepEqual(s.statuses, [5, 5, 5]);
     assert.equal(s.code, 0, `valgrind reported errors:\n${s.stderr}`);
   });
 
-  it('a socket session with several clients and a refused bad frame is clean', async () => {
+  void it('a socket session with several clients and a refused bad frame is clean', async () => {
     const sock = join(dir, 'vg.sock');
     // startDaemon runs the given binary; valgrind is that binary here, with virt-proxy after its options.
     const wrapper = join(dir, 'vg-proxy.sh');

@@ -77,8 +77,8 @@ after(async () => {
   await removeDir(dir);
 });
 
-describe('virt-proxy --stdio against the libxenctrl stub', () => {
-  it('reports the host from the state file (pages to bytes, kHz to MHz)', async () => {
+void describe('virt-proxy --stdio against the libxenctrl stub', () => {
+  void it('reports the host from the state file (pages to bytes, kHz to MHz)', async () => {
     const c = await stdioClient();
     try {
       assert.equal(await c.version(), HOST.version);
@@ -97,7 +97,7 @@ describe('virt-proxy --stdio against the libxenctrl stub', () => {
     }
   });
 
-  it('lists every domain with converted units and its device counters', async () => {
+  void it('lists every domain with converted units and its device counters', async () => {
     const c = await stdioClient();
     try {
       const doms = await c.listDomains();
@@ -141,7 +141,7 @@ describe('virt-proxy --stdio against the libxenctrl stub', () => {
     }
   });
 
-  it('sees a state change on the next call (the stub re-reads the file every time)', async () => {
+  void it('sees a state change on the next call (the stub re-reads the file every time)', async () => {
     const c = await stdioClient();
     try {
       assert.equal((await c.listDomains()).length, DOMS.length);
@@ -158,7 +158,7 @@ describe('virt-proxy --stdio against the libxenctrl stub', () => {
     }
   });
 
-  it('pages through more than 256 domains', async () => {
+  void it('pages through more than 256 domains', async () => {
     const many = randomDoms(700, 42);
     const path = join(dir, 'state-many');
     await writeState(path, stateText(HOST, many));
@@ -175,7 +175,7 @@ describe('virt-proxy --stdio against the libxenctrl stub', () => {
     }
   });
 
-  it('says clearly that Xen is absent when the control library cannot be loaded', async () => {
+  void it('says clearly that Xen is absent when the control library cannot be loaded', async () => {
     const c = await stdioClient([], join(dir, 'no-such-libxenctrl.so'));
     try {
       await assert.rejects(c.version(), (e: unknown) => isVirtError(e, 'VIRT_ERR_NO_CONNECT') && /Xen is absent/.test(e.message) && e.message.includes('no-such-libxenctrl.so'));
@@ -192,12 +192,12 @@ describe('virt-proxy --stdio against the libxenctrl stub', () => {
     assert.match(probe.stderr, /Xen is absent/);
   });
 
-  it('the environment variable VIRT_PROXY_XENCTRL selects the library', async () => {
+  void it('the environment variable VIRT_PROXY_XENCTRL selects the library', async () => {
     const out = await run(built.proxy, ['--probe'], { env: { VIRT_PROXY_XENCTRL: built.stub, VIRT_FAKE_XEN_STATE: statePath } });
     assert.match(out.stdout, /^xen 4\.17\.0 via .*libxenctrl-stub\.so/);
   });
 
-  it('refuses a hypervisor of another Xen version (the domctl layout differs)', async () => {
+  void it('refuses a hypervisor of another Xen version (the domctl layout differs)', async () => {
     const path = join(dir, 'state-418');
     await writeState(path, stateText({ ...HOST, version: '4.18.0' }, DOMS));
     const c = await VirtProxyClient.spawnStdio({ binary: built.proxy, xenctrl: built.stub, logger: silentLogger, timeoutMs: 10_000, env: { VIRT_FAKE_XEN_STATE: path } });
@@ -208,7 +208,7 @@ describe('virt-proxy --stdio against the libxenctrl stub', () => {
     }
   });
 
-  it('a malformed state file is a failed hypercall, not a crash', async () => {
+  void it('a malformed state file is a failed hypercall, not a crash', async () => {
     const path = join(dir, 'state-bad');
     await writeState(path, stateText(HOST, DOMS));
     const c = await VirtProxyClient.spawnStdio({ binary: built.proxy, xenctrl: built.stub, logger: silentLogger, timeoutMs: 10_000, env: { VIRT_FAKE_XEN_STATE: path } });
@@ -223,7 +223,7 @@ describe('virt-proxy --stdio against the libxenctrl stub', () => {
     }
   });
 
-  it('answers unknown types and bad payloads with error replies and keeps going; closes on a bad length', async () => {
+  void it('answers unknown types and bad payloads with error replies and keeps going; closes on a bad length', async () => {
     const child = spawn(built.proxy, ['--stdio', '--xenctrl', built.stub], { stdio: ['pipe', 'pipe', 'pipe'], env: env() });
     const reader = new FrameReader(child.stdout);
     try {
@@ -263,8 +263,8 @@ describe('virt-proxy --stdio against the libxenctrl stub', () => {
   });
 });
 
-describe('virt-proxy --socket', () => {
-  it('serves several clients at once, with socket mode 0660 and the configured group, and logs peers', async () => {
+void describe('virt-proxy --socket', () => {
+  void it('serves several clients at once, with socket mode 0660 and the configured group, and logs peers', async () => {
     const sock = join(dir, 'vp.sock');
     const d = await startDaemon(built.proxy, sock, ['--xenctrl', built.stub, '--group', 'nogroup', '--sysfs-root', sysfs, '--proc-net-dev', netdev], env());
     try {
@@ -291,7 +291,7 @@ describe('virt-proxy --socket', () => {
     }
   });
 
-  it('refuses a peer whose uid is not allowed, accepts allowed uids and group members', async () => {
+  void it('refuses a peer whose uid is not allowed, accepts allowed uids and group members', async () => {
     const sock = join(dir, 'vp-peer.sock');
     // 0755 so uid 65534 can reach the socket; the socket itself is then made 0666 to get past the
     // file permission and test the SO_PEERCRED check behind it.
@@ -344,7 +344,7 @@ try {
     }
   });
 
-  it('refuses to take over a live socket and replaces a stale one', async () => {
+  void it('refuses to take over a live socket and replaces a stale one', async () => {
     const sock = join(dir, 'vp-twice.sock');
     const d = await startDaemon(built.proxy, sock, ['--xenctrl', built.stub], env());
     try {
@@ -373,7 +373,7 @@ try {
     }
   });
 
-  it('creates the missing parent directory of its socket (as /run/virt-exporter after a reboot)', async () => {
+  void it('creates the missing parent directory of its socket (as /run/virt-exporter after a reboot)', async () => {
     const sock = join(dir, 'run-missing', 'virt-proxy.sock');
     const d = await startDaemon(built.proxy, sock, ['--xenctrl', built.stub], env());
     try {
@@ -387,7 +387,7 @@ try {
     }
   });
 
-  it('answers pipelined requests in order on one connection', async () => {
+  void it('answers pipelined requests in order on one connection', async () => {
     const sock = join(dir, 'vp-pipe.sock');
     const d = await startDaemon(built.proxy, sock, ['--xenctrl', built.stub], env());
     try {
@@ -411,15 +411,15 @@ try {
   });
 });
 
-describe('native/build.sh', () => {
-  it('prints one clear line and succeeds when there is no C compiler', async () => {
+void describe('native/build.sh', () => {
+  void it('prints one clear line and succeeds when there is no C compiler', async () => {
     const out = await run('sh', [join(ROOT, 'native/build.sh')], { env: { PATH: process.env.PATH, CC: 'no-such-cc-for-test', BUILD: join(dir, 'never') } });
     assert.equal(out.stdout.trim().split('\n').length, 1);
     assert.match(out.stdout, /no C compiler/);
     await assert.rejects(stat(join(dir, 'never')));
   });
 
-  it('builds virt-proxy when a compiler is present', async () => {
+  void it('builds virt-proxy when a compiler is present', async () => {
     const out = join(dir, 'buildsh');
     await run('sh', [join(ROOT, 'native/build.sh')], { env: { PATH: process.env.PATH, BUILD: out } });
     const st = await stat(join(out, 'virt-proxy'));

@@ -67,8 +67,8 @@ function transport(path: string, extra: Partial<TransportOptions<Buffer>> = {}):
 const code = (c: VirtErrorCode) => (e: unknown) => isVirtError(e, c);
 const opts = { timeoutMs: 2000, what: 'x' };
 
-describe('RpcTransport with one connection', () => {
-  it('reads the greeting in the handshake, then stays closed with the reason the connection was lost', async () => {
+void describe('RpcTransport with one connection', () => {
+  void it('reads the greeting in the handshake, then stays closed with the reason the connection was lost', async () => {
     const path = await peer('once.sock', (serial, s, n) => (n === 0 ? s.write(frame(serial, 'ok')) : s.destroy()));
     const t = transport(path);
     const lost: string[] = [];
@@ -83,13 +83,13 @@ describe('RpcTransport with one connection', () => {
     await assert.rejects(t2.call((s) => frame(s), opts), code('VIRT_ERR_INVALID_CONN'));
   });
 
-  it('a peer that never greets fails the connect with VIRT_ERR_OPERATION_TIMEOUT', async () => {
+  void it('a peer that never greets fails the connect with VIRT_ERR_OPERATION_TIMEOUT', async () => {
     const path = await peer('mute.sock', () => undefined, false);
     const t = transport(path, { connectTimeoutMs: 200 });
     await assert.rejects(t.connection(), code('VIRT_ERR_OPERATION_TIMEOUT'));
   });
 
-  it('a deadline abandons the serial (a late reply is dropped) unless timeoutCloses', async () => {
+  void it('a deadline abandons the serial (a late reply is dropped) unless timeoutCloses', async () => {
     const path = await peer('late.sock', (serial, s, n) => setTimeout(() => s.write(frame(serial, `r${n}`)), n === 0 ? 150 : 0));
     const t = transport(path);
     await assert.rejects(t.call((s) => frame(s), { timeoutMs: 50, what: 'slow' }), code('VIRT_ERR_OPERATION_TIMEOUT'));
@@ -102,7 +102,7 @@ describe('RpcTransport with one connection', () => {
     await assert.rejects(strict.call((s) => frame(s), opts), code('VIRT_ERR_OPERATION_TIMEOUT'));
   });
 
-  it('exclusive: the second call is sent only once the first is answered', async () => {
+  void it('exclusive: the second call is sent only once the first is answered', async () => {
     let inFlight = 0;
     let most = 0;
     const path = await peer('serial.sock', (serial, s) => {
@@ -119,7 +119,7 @@ describe('RpcTransport with one connection', () => {
     t.close();
   });
 
-  it('a frame cut short by the peer closing is VIRT_ERR_RPC; a reply to no request is VIRT_ERR_RPC', async () => {
+  void it('a frame cut short by the peer closing is VIRT_ERR_RPC; a reply to no request is VIRT_ERR_RPC', async () => {
     const cut = await peer('cut.sock', (serial, s) => s.end(frame(serial, 'abcdef').subarray(0, 9)));
     await assert.rejects(transport(cut).call((s) => frame(s), opts), code('VIRT_ERR_RPC'));
     const stray = await peer('stray.sock', (serial, s) => s.write(frame(serial + 7)));
@@ -127,8 +127,8 @@ describe('RpcTransport with one connection', () => {
   });
 });
 
-describe('the streams and frames under the transport', () => {
-  it("a child's stdin/stdout carry calls; its exit names its last stderr line", async () => {
+void describe('the streams and frames under the transport', () => {
+  void it("a child's stdin/stdout carry calls; its exit names its last stderr line", async () => {
     const script = "process.stdout.write(Buffer.from([0,0,0,9,0,0,0,0,104,105,33,33,33]));process.stdin.once('data',(b)=>{const s=b.readUInt32BE(4);const r=Buffer.alloc(8);r.writeUInt32BE(4,0);r.writeUInt32BE(s,4);process.stdout.write(r);process.stderr.write('going away\\n');setTimeout(()=>process.exit(3),50);});";
     const child = spawn(process.execPath, ['-e', script], { stdio: ['pipe', 'pipe', 'pipe'] });
     await new Promise((r) => child.once('spawn', r));
@@ -146,7 +146,7 @@ describe('the streams and frames under the transport', () => {
     assert.match((err as Error).message, /exited \(code 3\): going away/);
   });
 
-  it('LineDecoder splits on LF, trims CR and blanks, and refuses an over-long line', () => {
+  void it('LineDecoder splits on LF, trims CR and blanks, and refuses an over-long line', () => {
     const d = new LineDecoder({ maxLineBytes: 16, peer: 'p' });
     assert.deepEqual(d.push(Buffer.from('{"a":1}\r\n\r\n{"b"')), ['{"a":1}']);
     assert.deepEqual(d.push(Buffer.from(':2}\r\n')), ['{"b":2}']);
@@ -154,7 +154,7 @@ describe('the streams and frames under the transport', () => {
     assert.throws(() => d.push(Buffer.from('x'.repeat(17))), code('VIRT_ERR_RPC'));
   });
 
-  it('Backoff doubles its wait up to the cap, refuses with the last reason meanwhile, and resets on success', () => {
+  void it('Backoff doubles its wait up to the cap, refuses with the last reason meanwhile, and resets on success', () => {
     const b = new Backoff({ initialMs: 1000, maxMs: 3000 });
     assert.doesNotThrow(() => b.check('x'));
     b.failed(new Error('boom'));

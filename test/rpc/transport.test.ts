@@ -12,8 +12,8 @@ import { LengthPrefixedDecoder, RpcTransport } from '../../src/rpc/transport.ts'
 import { isVirtError } from '../../src/virt/errors.ts';
 import { frame } from './helpers.ts';
 
-describe('LengthPrefixedDecoder', () => {
-  it('reassembles frames split anywhere and splits coalesced ones', () => {
+void describe('LengthPrefixedDecoder', () => {
+  void it('reassembles frames split anywhere and splits coalesced ones', () => {
     const d = new LengthPrefixedDecoder({ maxFrameBytes: 100, minFrameBytes: 4, inclusive: false, peer: 'p' });
     const all = Buffer.concat([frame(1, 'ab'), frame(2, 'cdef'), frame(3)]);
     const out: Buffer[] = [];
@@ -21,7 +21,7 @@ describe('LengthPrefixedDecoder', () => {
     assert.deepEqual(out.map((f) => f.readUInt32BE(0)), [1, 2, 3]);
     assert.equal(out[1]?.subarray(4).toString(), 'cdef');
   });
-  it('refuses an oversized or undersized length word before buffering it', () => {
+  void it('refuses an oversized or undersized length word before buffering it', () => {
     const d = new LengthPrefixedDecoder({ maxFrameBytes: 100, minFrameBytes: 4, inclusive: false, peer: 'p' });
     assert.throws(() => d.push(Buffer.from([0, 0, 1, 0])), (e: unknown) => isVirtError(e, 'VIRT_ERR_RPC'));
     const d2 = new LengthPrefixedDecoder({ maxFrameBytes: 100, minFrameBytes: 4, inclusive: false, peer: 'p' });
@@ -29,8 +29,8 @@ describe('LengthPrefixedDecoder', () => {
   });
 });
 
-describe('RpcTransport', () => {
-  it('matches replies out of order, fails every pending call when the peer dies, then reconnects', async () => {
+void describe('RpcTransport', () => {
+  void it('matches replies out of order, fails every pending call when the peer dies, then reconnects', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'virt-rpc-'));
     const path = join(dir, 'sock');
     const socks: Socket[] = [];
@@ -82,8 +82,8 @@ describe('RpcTransport', () => {
   });
 });
 
-describe('RpcTransport tracing', () => {
-  it('each call is a child span of the traced read it belongs to', async () => {
+void describe('RpcTransport tracing', () => {
+  void it('each call is a child span of the traced read it belongs to', async () => {
     const spans = new InMemorySpanExporter();
     context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
     trace.setGlobalTracerProvider(new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter: spans })] }));

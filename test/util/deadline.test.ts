@@ -3,8 +3,8 @@ import { describe, it } from 'node:test';
 import { armDeadline, parseDuration, withDeadline, withTimeout } from '../../src/util/deadline.ts';
 import { isVirtError } from '../../src/virt/errors.ts';
 
-describe('parseDuration', () => {
-  it('reads single and compound durations into milliseconds', () => {
+void describe('parseDuration', () => {
+  void it('reads single and compound durations into milliseconds', () => {
     const cases: Array<[string, number]> = [
       ['250ms', 250],
       ['5s', 5000],
@@ -20,15 +20,15 @@ describe('parseDuration', () => {
     ];
     for (const [text, ms] of cases) assert.equal(parseDuration(text), ms, text);
   });
-  it('refuses anything else with VIRT_ERR_CONFIG', () => {
+  void it('refuses anything else with VIRT_ERR_CONFIG', () => {
     for (const bad of ['', 'soon', '5 s', '-1s', '1.5h30m', 's', '1e3', '9'.repeat(30) + 'y']) {
       assert.throws(() => parseDuration(bad), (e: unknown) => isVirtError(e, 'VIRT_ERR_CONFIG'), bad);
     }
   });
 });
 
-describe('deadlines', () => {
-  it('armDeadline fires once on the timer or the signal, and not after it is disarmed', async () => {
+void describe('deadlines', () => {
+  void it('armDeadline fires once on the timer or the signal, and not after it is disarmed', async () => {
     const fired: boolean[] = [];
     armDeadline(10, undefined, (aborted) => fired.push(aborted));
     const ac = new AbortController();
@@ -41,7 +41,7 @@ describe('deadlines', () => {
     await new Promise((r) => setTimeout(r, 50));
     assert.deepEqual(fired, [true, false]);
   });
-  it('withDeadline and withTimeout reject with VIRT_ERR_OPERATION_TIMEOUT and pass outcomes through', async () => {
+  void it('withDeadline and withTimeout reject with VIRT_ERR_OPERATION_TIMEOUT and pass outcomes through', async () => {
     const never = new Promise<number>(() => undefined);
     // AbortSignal.timeout does not hold the event loop open; this test must wait for it.
     const hold = setTimeout(() => undefined, 10_000);

@@ -17,8 +17,8 @@ function recordingDriver(calls: string[]): Driver {
   return d as unknown as Driver;
 }
 
-describe('Connection (front-end)', () => {
-  it('refuses every state-changing operation on a read-only connection before dispatch', async () => {
+void describe('Connection (front-end)', () => {
+  void it('refuses every state-changing operation on a read-only connection before dispatch', async () => {
     const calls: string[] = [];
     const conn = connectionFor(parseUri('test:///default'), recordingDriver(calls), true);
     const attempts: Array<() => Promise<unknown>> = [
@@ -33,14 +33,14 @@ describe('Connection (front-end)', () => {
     assert.deepEqual(await conn.listDomains(), []);
   });
 
-  it('dispatches writes on a read-write connection', async () => {
+  void it('dispatches writes on a read-write connection', async () => {
     const calls: string[] = [];
     const conn = connectionFor(parseUri('test:///default'), recordingDriver(calls), false);
     await conn.suspend('a');
     assert.deepEqual(calls, ['suspend']);
   });
 
-  it('turns a missing table entry into VIRT_ERR_NO_SUPPORT naming driver and operation', async () => {
+  void it('turns a missing table entry into VIRT_ERR_NO_SUPPORT naming driver and operation', async () => {
     const conn = connectionFor(parseUri('test:///default'), { name: 'tiny' }, false);
     await assert.rejects(conn.hostInfo(), (err: unknown) => {
       assert.ok(isVirtError(err, 'VIRT_ERR_NO_SUPPORT'));
@@ -51,14 +51,14 @@ describe('Connection (front-end)', () => {
     assert.equal(conn.supports('hostInfo'), false);
   });
 
-  it('wraps a driver crash into a VirtError and refuses use after close', async () => {
+  void it('wraps a driver crash into a VirtError and refuses use after close', async () => {
     const conn = connectionFor(parseUri('test:///default'), { name: 'boom', hostInfo: () => Promise.reject(new TypeError('kaputt')) }, true);
     await assert.rejects(conn.hostInfo(), (err: unknown) => isVirtError(err, 'VIRT_ERR_OPERATION_FAILED'));
     await conn.close();
     await assert.rejects(conn.hostInfo(), (err: unknown) => isVirtError(err, 'VIRT_ERR_INVALID_CONN'));
   });
 
-  it('open() parses the URI first', async () => {
+  void it('open() parses the URI first', async () => {
     await assert.rejects(open('bogus:///', { readOnly: true }), (err: unknown) => isVirtError(err, 'VIRT_ERR_INVALID_URI'));
   });
 });

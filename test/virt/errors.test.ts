@@ -3,8 +3,8 @@ import { describe, it } from 'node:test';
 import { ERROR_CODES, isVirtError, toVirtError, VirtError } from '../../src/virt/errors.ts';
 import type * as Errors from '../../src/virt/errors.ts';
 
-describe('VirtError', () => {
-  it('is recognised by code, and across module copies (bin/ may load build/ while a caller loads src/)', async () => {
+void describe('VirtError', () => {
+  void it('is recognised by code, and across module copies (bin/ may load build/ while a caller loads src/)', async () => {
     const e = new VirtError('VIRT_ERR_RPC', 'bad frame');
     assert.ok(isVirtError(e));
     assert.ok(isVirtError(e, 'VIRT_ERR_RPC'));
@@ -18,14 +18,14 @@ describe('VirtError', () => {
     assert.equal(toVirtError(foreign), foreign, 'kept, not wrapped');
   });
 
-  it('is not fooled by plain errors or look-alikes without the brand', () => {
+  void it('is not fooled by plain errors or look-alikes without the brand', () => {
     assert.ok(!isVirtError(new Error('x')));
     assert.ok(!isVirtError({ code: 'VIRT_ERR_RPC', message: 'x' }));
     assert.ok(!isVirtError(null));
     assert.equal(toVirtError(new TypeError('boom')).code, 'VIRT_ERR_INTERNAL_ERROR');
   });
 
-  it('has a closed-connection code of its own, as libvirt has', () => {
+  void it('has a closed-connection code of its own, as libvirt has', () => {
     assert.ok('VIRT_ERR_INVALID_CONN' in ERROR_CODES);
   });
 });

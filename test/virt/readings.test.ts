@@ -13,13 +13,13 @@ const good = () => ({
   net: [{ interface: 'vnet0', counters: null }],
 });
 
-describe('checkBulkStats (the front-end boundary for bulk readings)', () => {
-  it('passes a well-formed reading through untouched', () => {
+void describe('checkBulkStats (the front-end boundary for bulk readings)', () => {
+  void it('passes a well-formed reading through untouched', () => {
     const r = checkBulkStats({ domains: [good()], errors: [] }, 'x');
     assert.deepEqual(r, { domains: [good()], errors: [] });
   });
 
-  it('drops malformed domains with a VIRT_ERR_RPC entry naming them, keeping the others', () => {
+  void it('drops malformed domains with a VIRT_ERR_RPC entry naming them, keeping the others', () => {
     const bad = [
       null,
       { info: null },
@@ -36,7 +36,7 @@ describe('checkBulkStats (the front-end boundary for bulk readings)', () => {
     assert.deepEqual(r.errors.filter((e) => e.domain !== undefined).map((e) => e.domain), ['z', 'a', 'b', 'c']);
   });
 
-  it('prunes malformed devices and groups but keeps the domain', () => {
+  void it('prunes malformed devices and groups but keeps the domain', () => {
     const d = {
       ...good(),
       block: [{ device: 'vda', readBytes: 1, writeBytes: 2, readRequests: 3, writeRequests: 4 }, { device: 'vdb', readBytes: '1' }, 'x'],
@@ -54,7 +54,7 @@ describe('checkBulkStats (the front-end boundary for bulk readings)', () => {
     assert.equal(out.cpu, undefined);
   });
 
-  it('a reply without a domain list is one error, not a crash', () => {
+  void it('a reply without a domain list is one error, not a crash', () => {
     for (const raw of [undefined, 'garbage', { domains: 'x' }]) {
       const r = checkBulkStats(raw, 'x');
       assert.deepEqual(r.domains, []);
@@ -62,7 +62,7 @@ describe('checkBulkStats (the front-end boundary for bulk readings)', () => {
     }
   });
 
-  it('Connection.allDomainStats applies it to whatever the driver returns', async () => {
+  void it('Connection.allDomainStats applies it to whatever the driver returns', async () => {
     const host = new TestHost(structuredClone(DEFAULT_HOST));
     const base = createTestDriver(host);
     const conn = connectionFor(parseUri('test:///default'), {

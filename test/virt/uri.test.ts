@@ -3,8 +3,8 @@ import { describe, it } from 'node:test';
 import { isVirtError } from '../../src/virt/errors.ts';
 import { parseUri } from '../../src/virt/uri.ts';
 
-describe('parseUri', () => {
-  it('accepts the documented forms', () => {
+void describe('parseUri', () => {
+  void it('accepts the documented forms', () => {
     assert.deepEqual(parseUri('test:///default'), { text: 'test:///default', scheme: 'test', path: '/default' });
     assert.equal(parseUri('test:///srv/hosts/lab.json').path, '/srv/hosts/lab.json');
     assert.equal(parseUri('xen:///').scheme, 'xen');
@@ -39,7 +39,7 @@ describe('parseUri', () => {
     ['x'.repeat(5000), /4096/],
   ];
   for (const [uri, reason] of bad) {
-    it(`rejects ${JSON.stringify(uri.slice(0, 40))} naming the accepted forms`, () => {
+    void it(`rejects ${JSON.stringify(uri.slice(0, 40))} naming the accepted forms`, () => {
       assert.throws(
         () => parseUri(uri),
         (err: unknown) => {

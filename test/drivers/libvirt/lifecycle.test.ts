@@ -19,7 +19,7 @@ import { PrivateLibvirtd } from './daemon.ts';
 const D = '/api/v1/domains';
 const xml = (name: string): string => `<domain type='test'><name>${name}</name><memory unit='MiB'>64</memory><vcpu>1</vcpu><os><type arch='i686'>hvm</type></os></domain>`;
 
-describe('libvirt lifecycle against libvirtd\'s test driver', { timeout: 180_000 }, () => {
+void describe('libvirt lifecycle against libvirtd\'s test driver', { timeout: 180_000 }, () => {
   let lv: PrivateLibvirtd;
   let rw: Connection;
   let f: AdminFixture;
@@ -53,7 +53,7 @@ describe('libvirt lifecycle against libvirtd\'s test driver', { timeout: 180_000
   const post = (path: string, role: keyof typeof TOKENS, body?: unknown): Promise<Reply> =>
     call(f.url + path, { method: 'POST', token: TOKENS[role], ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
 
-  it('admin API: define (XML passed through), start, suspend, resume, reboot, shutdown, save, restore, destroy, undefine', async () => {
+  void it('admin API: define (XML passed through), start, suspend, resume, reboot, shutdown, save, restore, destroy, undefine', async () => {
     const defined = await post(D, 'admin', { xml: xml('lv-adm') });
     assert.equal(defined.status, 201, defined.text);
     assert.equal((await virshList()).get('lv-adm'), 'shut off');
@@ -78,7 +78,7 @@ describe('libvirt lifecycle against libvirtd\'s test driver', { timeout: 180_000
     assert.equal((await virshList()).has('lv-adm'), false);
   });
 
-  it('libvirt\'s own refusals come back as typed errors with libvirt\'s message', async () => {
+  void it('libvirt\'s own refusals come back as typed errors with libvirt\'s message', async () => {
     const bad = await post(D, 'admin', { xml: '<domain type="test"><name>x</name></domain>' });
     assert.equal(bad.status, 400, bad.text);
     assert.equal((bad.json as { code: string }).code, 'VIRT_ERR_XML_ERROR');
@@ -102,7 +102,7 @@ describe('libvirt lifecycle against libvirtd\'s test driver', { timeout: 180_000
     }
   });
 
-  it('virtctl: define from an XML file, start, suspend, destroy, undefine', async () => {
+  void it('virtctl: define from an XML file, start, suspend, destroy, undefine', async () => {
     const file = join(lv.dir, 'lv-ctl.xml');
     writeFileSync(file, xml('lv-ctl'));
     const virtctl = (...args: string[]): string => {
@@ -121,7 +121,7 @@ describe('libvirt lifecycle against libvirtd\'s test driver', { timeout: 180_000
     assert.equal((await virshList()).has('lv-ctl'), false);
   });
 
-  it('answers libvirtd\'s own keepalive pings: a daemon that drops silent clients after 1 s keeps us', async () => {
+  void it('answers libvirtd\'s own keepalive pings: a daemon that drops silent clients after 1 s keeps us', async () => {
     lv.setConf('keepalive_interval', '1');
     lv.setConf('keepalive_count', '1');
     await lv.restart();
@@ -139,7 +139,7 @@ describe('libvirt lifecycle against libvirtd\'s test driver', { timeout: 180_000
     }
   });
 
-  it('a daemon that demands SASL: a clear error naming the socket and the setting, for reads and writes', async () => {
+  void it('a daemon that demands SASL: a clear error naming the socket and the setting, for reads and writes', async () => {
     await f.close();
     await rw.close();
     lv.setConf('auth_unix_ro', '"sasl"');

@@ -52,8 +52,8 @@ function writeNodeInfo(w: XdrWriter): void {
   w.uhyper(1024n).int(2).int(1000).int(1).int(1).int(2).int(1);
 }
 
-describe('XDR', () => {
-  it('round-trips every primitive and bounds lengths before allocating', () => {
+void describe('XDR', () => {
+  void it('round-trips every primitive and bounds lengths before allocating', () => {
     const w = new XdrWriter(4);
     w.int(-5).uint(0xffffffff).hyper(-2n).uhyper(2n ** 63n).double(1.5).bool(true).string('héllo', 100).opaque(Buffer.from([1, 2, 3]), 10).optional(null, () => undefined).optional('x', (x, v) => x.string(v, 10));
     const buf = w.finish();
@@ -78,7 +78,7 @@ describe('XDR', () => {
     assert.throws(() => new XdrWriter().string('toolong', 3), (e: unknown) => isVirtError(e, 'VIRT_ERR_INVALID_ARG'));
   });
 
-  it('decodes typed parameters of every type in a stats record', () => {
+  void it('decodes typed parameters of every type in a stats record', () => {
     const w = new XdrWriter();
     w.uint(1).string('dom1', 100).fixedOpaque(uuidToBytes('6695eb01-f6a4-8304-79aa-97f2502e193f'), 16).int(3);
     const params: Array<[string, number, (x: XdrWriter) => void]> = [
@@ -101,7 +101,7 @@ describe('XDR', () => {
     assert.deepEqual(Object.fromEntries(recs[0]?.params ?? []), { 'a.int': -1, 'a.uint': 7, 'a.llong': -9, 'a.ullong': 123456789012, 'a.double': 0.25, 'a.bool': true, 'a.string': 'vda' });
   });
 
-  it('keeps libvirt\'s code and message in remote_error and maps it to a stable code', () => {
+  void it('keeps libvirt\'s code and message in remote_error and maps it to a stable code', () => {
     const w = new XdrWriter();
     w.int(42).int(10).optional('Domain not found: no domain with matching name \'x\'', (x, v) => x.string(v, 1000)).int(2);
     w.bool(false).bool(false).bool(false).bool(false).int(0).int(0).bool(false);
@@ -114,7 +114,7 @@ describe('XDR', () => {
   });
 });
 
-describe('libvirt client against a hostile peer', () => {
+void describe('libvirt client against a hostile peer', () => {
   const cases: Array<{ name: string; scenario: Scenario; code: string }> = [
     { name: 'a reply whose body does not decode', scenario: (_p, _s, reply) => reply((w) => w.int(1)), code: 'VIRT_ERR_RPC' },
     { name: 'a reply with trailing garbage', scenario: (_p, _s, reply) => reply((w) => { writeNodeInfo(w); w.int(9); }), code: 'VIRT_ERR_RPC' },
@@ -129,7 +129,7 @@ describe('libvirt client against a hostile peer', () => {
     { name: 'a malformed remote_error', scenario: (_p, _s, reply) => reply((w) => w.int(42), { status: MessageStatus.ERROR }), code: 'VIRT_ERR_RPC' },
   ];
   for (const c of cases) {
-    it(`${c.name}: typed error, connection closed`, async () => {
+    void it(`${c.name}: typed error, connection closed`, async () => {
       const peer = await startFakePeer(c.scenario);
       const cl = client(peer);
       try {
@@ -143,7 +143,7 @@ describe('libvirt client against a hostile peer', () => {
     });
   }
 
-  it('a libvirt error reply is a typed error that keeps the connection', async () => {
+  void it('a libvirt error reply is a typed error that keeps the connection', async () => {
     const peer = await startFakePeer((_p, _s, reply) =>
       reply((w) => {
         w.int(55).int(10).optional('Requested operation is not valid: domain is not running', (x, v) => x.string(v, 1000)).int(2);
@@ -161,7 +161,7 @@ describe('libvirt client against a hostile peer', () => {
     }
   });
 
-  it('endless silence: keepalive gives up, pending calls fail, the socket is closed', async () => {
+  void it('endless silence: keepalive gives up, pending calls fail, the socket is closed', async () => {
     const peer = await startFakePeer(() => undefined);
     const cl = client(peer, { keepaliveIntervalMs: 50, keepaliveCount: 3 });
     try {
@@ -177,7 +177,7 @@ describe('libvirt client against a hostile peer', () => {
     }
   });
 
-  it('a silent reply misses its deadline and a later call still works', async () => {
+  void it('a silent reply misses its deadline and a later call still works', async () => {
     let n = 0;
     const peer = await startFakePeer((_p, _s, reply) => {
       if (n++ === 0) return;
@@ -197,7 +197,7 @@ describe('libvirt client against a hostile peer', () => {
     }
   });
 
-  it('answers the daemon\'s keepalive pings', async () => {
+  void it('answers the daemon\'s keepalive pings', async () => {
     const peer = await startFakePeer((p, s, reply) => {
       s.write(keepalivePacket(KEEPALIVE_PROC_PING));
       setTimeout(() => reply(writeNodeInfo), 50);
@@ -212,7 +212,7 @@ describe('libvirt client against a hostile peer', () => {
     }
   });
 
-  it('refuses to send a request over the message limit', async () => {
+  void it('refuses to send a request over the message limit', async () => {
     const peer = await startFakePeer(() => undefined);
     const cl = client(peer, { maxMessageBytes: 4096 });
     try {
@@ -224,7 +224,7 @@ describe('libvirt client against a hostile peer', () => {
     }
   });
 
-  it('SASL-only daemon: a clear error naming the socket', async () => {
+  void it('SASL-only daemon: a clear error naming the socket', async () => {
     const peer = await startFakePeer(() => undefined, { auth: [1] });
     const cl = client(peer);
     try {
@@ -237,7 +237,7 @@ describe('libvirt client against a hostile peer', () => {
     }
   });
 
-  it('a dead socket fails at connect with the socket named, and is retried with backoff', async () => {
+  void it('a dead socket fails at connect with the socket named, and is retried with backoff', async () => {
     const peer = await startFakePeer(() => undefined);
     await peer.stop();
     const cl = client(peer);
@@ -251,7 +251,7 @@ describe('libvirt client against a hostile peer', () => {
     }
   });
 
-  it('a packet encoder writes the length word over the whole packet', () => {
+  void it('a packet encoder writes the length word over the whole packet', () => {
     const b = encodePacket({ prog: REMOTE_PROGRAM, vers: 1, proc: 1, type: 0, serial: 5, status: 0 }, (w) => w.int(7));
     assert.equal(b.readUInt32BE(0), b.length);
     assert.equal(b.length, 32);

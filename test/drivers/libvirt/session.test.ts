@@ -20,7 +20,7 @@ const USER = 'nobody';
 const UID = 65534;
 const GID = 65534;
 
-describe('libvirt+qemu:///session against a session-mode libvirtd run as an unprivileged user', { timeout: 180_000 }, () => {
+void describe('libvirt+qemu:///session against a session-mode libvirtd run as an unprivileged user', { timeout: 180_000 }, () => {
   let dir = '';
   let env: NodeJS.ProcessEnv = {};
   let daemon: ChildProcess | undefined;
@@ -88,7 +88,7 @@ describe('libvirt+qemu:///session against a session-mode libvirtd run as an unpr
     if (dir !== '') rmSync(dir, { recursive: true, force: true });
   });
 
-  it('reads the session daemon\'s domain through $XDG_RUNTIME_DIR/libvirt/libvirt-sock', async () => {
+  void it('reads the session daemon\'s domain through $XDG_RUNTIME_DIR/libvirt/libvirt-sock', async () => {
     const m = parseMetrics(await scrape((exporter as StartedExporter).url));
     assert.equal(valueOf(m, 'virt_up'), 1);
     assert.equal(valueOf(m, 'virt_domains'), 1);

@@ -49,7 +49,7 @@ const NOVA = '<nova:instance xmlns:nova="http://openstack.org/xmlns/libvirt/nova
 
 const STATES = ['nostate', 'running', 'blocked', 'paused', 'shutdown', 'shutoff', 'crashed', 'pmsuspended'];
 
-describe('libvirt driver against a private libvirtd and real QEMU', { timeout: 300_000 }, () => {
+void describe('libvirt driver against a private libvirtd and real QEMU', { timeout: 300_000 }, () => {
   let lv: PrivateLibvirtd;
   let exporter: StartedExporter;
   const tap = `vxl${randomBytes(3).toString('hex')}`;
@@ -79,7 +79,7 @@ describe('libvirt driver against a private libvirtd and real QEMU', { timeout: 3
     await lv?.stop();
   });
 
-  it('serves what virsh domstats --raw reports at the same moment, in base units', async () => {
+  void it('serves what virsh domstats --raw reports at the same moment, in base units', async () => {
     const before0 = parseDomstats(await lv.virsh(['domstats', '--raw']));
     const m: ParsedSample[] = parseMetrics(await scrape(exporter.url));
     const after0 = parseDomstats(await lv.virsh(['domstats', '--raw']));
@@ -139,7 +139,7 @@ describe('libvirt driver against a private libvirtd and real QEMU', { timeout: 3
     assert.equal(m.filter((s) => s.name === 'virt_domain_block_read_bytes_total' && s.labels['domain'] === 'lv-off').length, 0);
   });
 
-  it('lifecycle events: the next scrape shows every change, with stats calls only, and paused readings are held until an event', async () => {
+  void it('lifecycle events: the next scrape shows every change, with stats calls only, and paused readings are held until an event', async () => {
     const uri = parseUri(`libvirt+qemu:///system?socket=${lv.rwSocket}`);
     const driver: LibvirtDriver = await openLibvirtDriver(uri, { readOnly: true, logger: silentLogger, settings: {} });
     const coll = new Collection(connectionFor(uri, driver, true), { collectors: new Set(COLLECTORS.filter((c) => c !== 'host')), timeoutMs: 10_000 });
@@ -191,7 +191,7 @@ describe('libvirt driver against a private libvirtd and real QEMU', { timeout: 3
     }
   });
 
-  it('libvirt\'s refusals are typed: resuming a running domain is VIRT_ERR_OPERATION_INVALID with libvirt\'s code', async () => {
+  void it('libvirt\'s refusals are typed: resuming a running domain is VIRT_ERR_OPERATION_INVALID with libvirt\'s code', async () => {
     const rw = await open(`libvirt+qemu:///system?socket=${lv.rwSocket}`, { readOnly: false });
     try {
       await assert.rejects(rw.resume('lv-run'), (e: unknown) => e instanceof LibvirtError && e.code === 'VIRT_ERR_OPERATION_INVALID' && e.libvirtCode === 55);
@@ -201,7 +201,7 @@ describe('libvirt driver against a private libvirtd and real QEMU', { timeout: 3
     }
   });
 
-  it('shutdown: ACPI, a typed timeout when the guest ignores it, destroyed after the grace period with force', async () => {
+  void it('shutdown: ACPI, a typed timeout when the guest ignores it, destroyed after the grace period with force', async () => {
     const rw = await open(`libvirt+qemu:///system?socket=${lv.rwSocket}`, { readOnly: false, settings: { 'libvirt.shutdown-grace-seconds': 1 } });
     try {
       // No OS in the guest: nothing answers the ACPI power button.
@@ -215,7 +215,7 @@ describe('libvirt driver against a private libvirtd and real QEMU', { timeout: 3
     }
   });
 
-  it('a stopped daemon: scrapes finish within the deadline with virt_up 0, and recover on SIGCONT', async () => {
+  void it('a stopped daemon: scrapes finish within the deadline with virt_up 0, and recover on SIGCONT', async () => {
     process.kill(lv.pid, 'SIGSTOP');
     try {
       for (let i = 0; i < 2; i++) {
@@ -232,7 +232,7 @@ describe('libvirt driver against a private libvirtd and real QEMU', { timeout: 3
     await until(async () => valueOf(parseMetrics(await scrape(exporter.url)), 'virt_up') === 1, 'virt_up back to 1 after SIGCONT');
   });
 
-  it('a restarted daemon is reconnected to by itself, running domains and all', async () => {
+  void it('a restarted daemon is reconnected to by itself, running domains and all', async () => {
     await lv.restart();
     await until(async () => {
       const m = parseMetrics(await scrape(exporter.url));

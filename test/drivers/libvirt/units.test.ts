@@ -5,9 +5,9 @@ import { chooseSocket } from '../../../src/drivers/libvirt/sockets.ts';
 import { split } from '../../../src/drivers/libvirt/bulk.ts';
 import { isVirtError } from '../../../src/virt/errors.ts';
 
-describe('libvirt socket choice', () => {
+void describe('libvirt socket choice', () => {
   const has = (...paths: string[]) => (p: string): boolean => paths.includes(p);
-  it('reads from the read-only socket, writes on the read-write one, modular daemons first', () => {
+  void it('reads from the read-only socket, writes on the read-write one, modular daemons first', () => {
     assert.equal(chooseSocket('qemu', '/system', true, { exists: has('/run/libvirt/virtqemud-sock-ro', '/run/libvirt/libvirt-sock-ro') }).path, '/run/libvirt/virtqemud-sock-ro');
     assert.equal(chooseSocket('qemu', '/system', true, { exists: has('/run/libvirt/libvirt-sock-ro') }).path, '/run/libvirt/libvirt-sock-ro');
     assert.equal(chooseSocket('qemu', '/system', false, { exists: has('/run/libvirt/libvirt-sock') }).path, '/run/libvirt/libvirt-sock');
@@ -18,7 +18,7 @@ describe('libvirt socket choice', () => {
     assert.match(none.reason, /none of/);
     assert.equal(chooseSocket('qemu', '/session', true, { exists: has(), env: { XDG_RUNTIME_DIR: '/run/user/7' } }).path, '/run/user/7/libvirt/libvirt-sock');
   });
-  it('?socket= serves both: its -ro sibling for reads when there is one, the plain one for writes', () => {
+  void it('?socket= serves both: its -ro sibling for reads when there is one, the plain one for writes', () => {
     assert.equal(chooseSocket('qemu', '/system', true, { explicit: '/x/libvirt-sock', exists: has('/x/libvirt-sock-ro') }).path, '/x/libvirt-sock-ro');
     assert.equal(chooseSocket('qemu', '/system', true, { explicit: '/x/libvirt-sock', exists: has() }).path, '/x/libvirt-sock');
     assert.equal(chooseSocket('qemu', '/system', false, { explicit: '/x/libvirt-sock-ro', exists: has() }).path, '/x/libvirt-sock');
@@ -34,8 +34,8 @@ const NOVA = `<domain type='kvm'><name>i</name><uuid>6695eb01-f6a4-8304-79aa-97f
 <devices><interface type='user'><mac address='52:54:00:AA:00:01'/><alias name='net0'/></interface>
 <interface type='ethernet'><mac address='52:54:00:aa:00:02'/><target dev='tap9'/></interface></devices></domain>`;
 
-describe('libvirt domain XML', () => {
-  it('picks descriptive facts, NICs and <metadata> labels by namespace URI (not prefix)', () => {
+void describe('libvirt domain XML', () => {
+  void it('picks descriptive facts, NICs and <metadata> labels by namespace URI (not prefix)', () => {
     const rules = parseMetadataRules('team=http://example.com/other x/team; missing=http://example.com/other x/nothere@a', 'nova-1.1');
     const m = parseDomainXml(NOVA, rules);
     assert.equal(m.osType, 'hvm');
@@ -51,7 +51,7 @@ describe('libvirt domain XML', () => {
     const old = parseMetadataRules('', 'nova-1.0');
     assert.deepEqual(parseDomainXml(NOVA, old).labels, ['', '', '', '', '', '']);
   });
-  it('refuses bad label specs as configuration errors', () => {
+  void it('refuses bad label specs as configuration errors', () => {
     for (const bad of ['x', 'uuid=http://a b', 'a=http://a b; a=http://a c', '9x=http://a b']) {
       assert.throws(() => parseMetadataRules(bad), (e: unknown) => isVirtError(e, 'VIRT_ERR_CONFIG'), bad);
     }
@@ -59,8 +59,8 @@ describe('libvirt domain XML', () => {
   });
 });
 
-describe('libvirt bulk read: domain subsets for the concurrent stats calls', () => {
-  it('splits in order into at most n nearly equal, non-empty parts', () => {
+void describe('libvirt bulk read: domain subsets for the concurrent stats calls', () => {
+  void it('splits in order into at most n nearly equal, non-empty parts', () => {
     assert.deepEqual(split([], 4), []);
     assert.deepEqual(split([1], 4), [[1]]);
     assert.deepEqual(split([1, 2, 3], 4), [[1], [2], [3]]);

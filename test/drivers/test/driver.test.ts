@@ -21,7 +21,7 @@ function clockHost(file = parseHostFile({ domains: [{ name: 'a', memoryMiB: 512,
 
 const rejectsWith = (p: Promise<unknown>, code: VirtErrorCode) => assert.rejects(p, (err: unknown) => isVirtError(err, code));
 
-describe('test driver', () => {
+void describe('test driver', () => {
   let dir: string;
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'virt-test-driver-'));
@@ -31,7 +31,7 @@ describe('test driver', () => {
     resetTestHosts();
   });
 
-  it('test:///default has running, paused and shut-off domains with devices', async () => {
+  void it('test:///default has running, paused and shut-off domains with devices', async () => {
     const conn = await open('test:///default', { readOnly: true });
     const stats = await conn.allDomainStats({ groups: STATS_GROUPS });
     const states = new Set(stats.domains.map((d) => d.info.state));
@@ -43,7 +43,7 @@ describe('test driver', () => {
     assert.ok(stats.domains.some((d) => d.net?.some((n) => n.counters === null)), 'a user-mode NIC without counters');
   });
 
-  it('counters advance with run time and never decrease; a paused domain accrues no CPU', async () => {
+  void it('counters advance with run time and never decrease; a paused domain accrues no CPU', async () => {
     const { conn, advance } = clockHost();
     const read = async () => new Map((await conn.allDomainStats({ groups: STATS_GROUPS })).domains.map((d) => [d.info.name, d]));
     let prev = await read();
@@ -72,7 +72,7 @@ describe('test driver', () => {
     assert.ok(a && a.info.cpuTimeSeconds > 0.5 * 0.5 * 2 * seconds && a.info.cpuTimeSeconds < 2 * seconds, String(a?.info.cpuTimeSeconds));
   });
 
-  it('lifecycle behaves as a hypervisor would', async () => {
+  void it('lifecycle behaves as a hypervisor would', async () => {
     const { conn, advance } = clockHost();
     await rejectsWith(conn.destroy('c'), 'VIRT_ERR_OPERATION_INVALID');
     await rejectsWith(conn.resume('a'), 'VIRT_ERR_OPERATION_INVALID');
@@ -109,7 +109,7 @@ describe('test driver', () => {
     await rejectsWith(conn.define({ name: 'x', memoryMiB: 128, vcpus: 1, colour: 'red' }), 'VIRT_ERR_XML_ERROR');
   });
 
-  it('save stops the domain; restore brings it back in its saved state with its counters', async () => {
+  void it('save stops the domain; restore brings it back in its saved state with its counters', async () => {
     const { conn, advance } = clockHost();
     advance(30_000);
     await conn.suspend('a');
@@ -132,7 +132,7 @@ describe('test driver', () => {
     await rejectsWith(conn.restore(join(dir, 'missing.save')), 'VIRT_ERR_INVALID_ARG');
   });
 
-  it('loads a host file and names the bad field of a broken one', async () => {
+  void it('loads a host file and names the bad field of a broken one', async () => {
     const good = join(dir, 'good.json');
     await writeFile(good, JSON.stringify({ host: { cpus: 4 }, domains: [{ name: 'one', memoryMiB: 64, vcpus: 1 }] }));
     const conn = await open(`test://${good}`, { readOnly: true });
@@ -159,7 +159,7 @@ describe('test driver', () => {
     await assert.rejects(open(`test://${join(dir, 'absent.json')}`, { readOnly: true }), (err: unknown) => isVirtError(err, 'VIRT_ERR_NO_CONNECT'));
   });
 
-  it('holds 10,000 domains', async () => {
+  void it('holds 10,000 domains', async () => {
     const host = new TestHost(parseHostFile(JSON.parse(JSON.stringify(generateHost(10_000)))));
     const conn = connectionFor(parseUri('test:///default'), createTestDriver(host), true);
     const stats = await conn.allDomainStats({ groups: STATS_GROUPS });

@@ -34,8 +34,8 @@ function xlImage(config: unknown, opts: { magic?: string; json?: boolean; bigEnd
 
 const cfg = (name: string, uuid: string): unknown => ({ c_info: { type: 'pv', name, uuid }, b_info: { max_memkb: 98304 } });
 
-describe('xl save image header', () => {
-  it('names the domain and UUID, in either byte order', () => {
+void describe('xl save image header', () => {
+  void it('names the domain and UUID, in either byte order', () => {
     assert.deepEqual(parseXlSaveHeader(xlImage(cfg('web', UUID.toUpperCase())), 'f'), { name: 'web', uuid: UUID });
     assert.deepEqual(parseXlSaveHeader(xlImage(cfg('web', UUID), { bigEndian: true }), 'f'), { name: 'web', uuid: UUID });
   });
@@ -47,13 +47,13 @@ describe('xl save image header', () => {
     ['no UUID', xlImage({ c_info: { name: 'web' } })],
     ['an empty file', Buffer.alloc(0)],
   ] as Array<[string, Buffer]>) {
-    it(`refuses ${what} (VIRT_ERR_SAVE_INVALID)`, () => {
+    void it(`refuses ${what} (VIRT_ERR_SAVE_INVALID)`, () => {
       assert.throws(() => parseXlSaveHeader(buf, 'f'), (e: unknown) => isVirtError(e, 'VIRT_ERR_SAVE_INVALID'));
     });
   }
 });
 
-describe('libxl restore', () => {
+void describe('libxl restore', () => {
   let dir: string;
   let ran: string[][];
   let active: Map<string, { id: number; state: DomainState; uuid: string }>;
@@ -109,7 +109,7 @@ describe('libxl restore', () => {
     return (sub.restore as NonNullable<typeof sub.restore>)(join(dir, file), opts);
   };
 
-  it('restores the defined domain its image is of, by name or UUID', async () => {
+  void it('restores the defined domain its image is of, by name or UUID', async () => {
     assert.deepEqual(await restore('web.save', { domain: 'web' }), { name: 'web', uuid: UUID, id: 7 });
     assert.deepEqual(ran[0], ['restore', join(dir, 'web.save')]);
     assert.deepEqual(await restore('web.save', { domain: UUID }), { name: 'web', uuid: UUID, id: 7 });
@@ -123,20 +123,20 @@ describe('libxl restore', () => {
     ['an image of a domain that is not defined, without define', 'db.save', { domain: 'db' }, 'VIRT_ERR_NO_DOMAIN'],
   ];
   for (const [what, file, opts, code] of refusals) {
-    it(`refuses ${what} (${code}) and runs no xl`, async () => {
+    void it(`refuses ${what} (${code}) and runs no xl`, async () => {
       await assert.rejects(restore(file, opts), (e: unknown) => isVirtError(e, code));
       assert.deepEqual(ran, []);
     });
   }
 
-  it('refuses a domain that is running (OPERATION_INVALID) and runs no xl', async () => {
+  void it('refuses a domain that is running (OPERATION_INVALID) and runs no xl', async () => {
     ran = [];
     active = new Map([['web', { id: 3, state: 'running', uuid: UUID }]]);
     await assert.rejects((sub.restore as NonNullable<typeof sub.restore>)(join(dir, 'web.save'), { domain: 'web' }), (e: unknown) => isVirtError(e, 'VIRT_ERR_OPERATION_INVALID'));
     assert.deepEqual(ran, []);
   });
 
-  it('re-creates an undefined domain with define; without a named domain it restores what the image holds', async () => {
+  void it('re-creates an undefined domain with define; without a named domain it restores what the image holds', async () => {
     assert.deepEqual(await restore('db.save', { domain: 'db', define: true }), { name: 'db', uuid: '5e1f0001-aaaa-4bbb-8ccc-0000000000db', id: 7 });
     assert.equal(((await restore('db.save')) as { name: string }).name, 'db');
   });

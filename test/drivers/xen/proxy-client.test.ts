@@ -145,8 +145,8 @@ async function withFake(script: Script, body: (c: VirtProxyClient) => Promise<vo
   }
 }
 
-describe('VirtProxyClient with the real virt-proxy', () => {
-  it('reads the same domains over --stdio and over the socket', async () => {
+void describe('VirtProxyClient with the real virt-proxy', () => {
+  void it('reads the same domains over --stdio and over the socket', async () => {
     const env = { PATH: process.env.PATH, VIRT_FAKE_XEN_STATE: statePath };
     const stdio = await VirtProxyClient.spawnStdio({ binary: built.proxy, xenctrl: built.stub, logger: silentLogger, timeoutMs: 10_000, env });
     const sockPath = join(dir, 'real.sock');
@@ -173,7 +173,7 @@ describe('VirtProxyClient with the real virt-proxy', () => {
     await assert.rejects(stdio.version(), isCode('VIRT_ERR_NO_CONNECT'));
   });
 
-  it('reads per-vCPU readings (xc_vcpu_getinfo) with the details, and none without', async () => {
+  void it('reads per-vCPU readings (xc_vcpu_getinfo) with the details, and none without', async () => {
     const env = { PATH: process.env.PATH, VIRT_FAKE_XEN_STATE: statePath };
     const c = await VirtProxyClient.spawnStdio({ binary: built.proxy, xenctrl: built.stub, logger: silentLogger, timeoutMs: 10_000, env });
     try {
@@ -197,25 +197,25 @@ describe('VirtProxyClient with the real virt-proxy', () => {
     }
   });
 
-  it('a missing binary is NO_CONNECT and says it was not built', async () => {
+  void it('a missing binary is NO_CONNECT and says it was not built', async () => {
     await assert.rejects(
       VirtProxyClient.spawnStdio({ binary: join(dir, 'build/nope/virt-proxy'), logger: silentLogger, timeoutMs: 1000 }),
       (e: unknown) => isVirtError(e, 'VIRT_ERR_NO_CONNECT') && /not built/.test(e.message),
     );
   });
 
-  it('a missing socket is NO_CONNECT and says the daemon is not running', async () => {
+  void it('a missing socket is NO_CONNECT and says the daemon is not running', async () => {
     await assert.rejects(VirtProxyClient.connect({ socketPath: join(dir, 'nobody-here.sock'), logger: silentLogger, timeoutMs: 1000 }), (e: unknown) => isVirtError(e, 'VIRT_ERR_NO_CONNECT') && /daemon running/.test(e.message));
   });
 
-  it('a child that dies at once is NO_CONNECT with its last stderr line', async () => {
+  void it('a child that dies at once is NO_CONNECT with its last stderr line', async () => {
     const script = join(dir, 'dies.sh');
     await writeFile(script, '#!/bin/sh\necho "virt-proxy: cannot start for a test reason" >&2\nexit 3\n');
     await chmod(script, 0o755);
     await assert.rejects(VirtProxyClient.spawnStdio({ binary: script, logger: silentLogger, timeoutMs: 5000 }), (e: unknown) => isVirtError(e, 'VIRT_ERR_NO_CONNECT') && /test reason/.test(e.message));
   });
 
-  it('a child that never greets is cut off by the deadline and killed', async () => {
+  void it('a child that never greets is cut off by the deadline and killed', async () => {
     const script = join(dir, 'silent.sh');
     await writeFile(script, '#!/bin/sh\nexec sleep 30\n');
     await chmod(script, 0o755);
@@ -224,15 +224,15 @@ describe('VirtProxyClient with the real virt-proxy', () => {
     assert.ok(Date.now() - started < 10_000, 'within the generous deadline');
   });
 
-  it('resolves the default binary setting relative to the project', () => {
+  void it('resolves the default binary setting relative to the project', () => {
     assert.equal(resolveProxyBinary(undefined), join(ROOT, 'native/build/virt-proxy'));
     assert.equal(resolveProxyBinary(''), join(ROOT, 'native/build/virt-proxy'));
     assert.equal(resolveProxyBinary('/opt/x/virt-proxy'), '/opt/x/virt-proxy');
   });
 });
 
-describe('VirtProxyClient against misbehaving proxies', () => {
-  it('decodes a well-formed scripted reply (the fake itself is sound)', async () => {
+void describe('VirtProxyClient against misbehaving proxies', () => {
+  void it('decodes a well-formed scripted reply (the fake itself is sound)', async () => {
     await withFake(
       (r, s) => s.write(replyFrame(r.type | 0x80, 0, r.serial, r.type === 1 ? versionPayload(4, 17, '.7') : listPayload([{ domid: 0 }, { domid: 4, nvbd: 1, nvif: 1 }]))),
       async (c) => {
@@ -250,7 +250,7 @@ describe('VirtProxyClient against misbehaving proxies', () => {
     );
   });
 
-  it('a proxy that never answers is cut off by the deadline (OPERATION_TIMEOUT), and the client is then closed', async () => {
+  void it('a proxy that never answers is cut off by the deadline (OPERATION_TIMEOUT), and the client is then closed', async () => {
     await withFake(
       () => undefined,
       async (c) => {
@@ -264,7 +264,7 @@ describe('VirtProxyClient against misbehaving proxies', () => {
     );
   });
 
-  it('an aborted signal ends the wait (OPERATION_TIMEOUT)', async () => {
+  void it('an aborted signal ends the wait (OPERATION_TIMEOUT)', async () => {
     await withFake(
       () => undefined,
       async (c) => {
@@ -276,7 +276,7 @@ describe('VirtProxyClient against misbehaving proxies', () => {
     );
   });
 
-  it('a proxy that never greets makes connect time out', async () => {
+  void it('a proxy that never greets makes connect time out', async () => {
     const fake = await fakeProxy(() => undefined, { hello: null });
     try {
       await assert.rejects(VirtProxyClient.connect({ socketPath: fake.path, logger: silentLogger, timeoutMs: 200 }), isCode('VIRT_ERR_OPERATION_TIMEOUT'));
@@ -285,7 +285,7 @@ describe('VirtProxyClient against misbehaving proxies', () => {
     }
   });
 
-  it('a refusal instead of the greeting is OPERATION_DENIED / NO_CONNECT (busy)', async () => {
+  void it('a refusal instead of the greeting is OPERATION_DENIED / NO_CONNECT (busy)', async () => {
     for (const [status, code] of [
       [7, 'VIRT_ERR_OPERATION_DENIED'],
       [8, 'VIRT_ERR_NO_CONNECT'],
@@ -299,7 +299,7 @@ describe('VirtProxyClient against misbehaving proxies', () => {
     }
   });
 
-  it('a greeting for another protocol version is an RPC error', async () => {
+  void it('a greeting for another protocol version is an RPC error', async () => {
     const fake = await fakeProxy(() => undefined, { hello: replyFrame(0x80, 0, 0, Buffer.concat([Buffer.from([0, 2]), str('future')])) });
     try {
       await assert.rejects(VirtProxyClient.connect({ socketPath: fake.path, logger: silentLogger, timeoutMs: 2000 }), isCode('VIRT_ERR_RPC'));
@@ -322,7 +322,7 @@ describe('VirtProxyClient against misbehaving proxies', () => {
     ['two replies for one request', (r) => [replyFrame(0x81, 0, r.serial, versionPayload()), replyFrame(0x81, 0, r.serial, versionPayload())]],
   ];
   for (const [what, make] of garbage) {
-    it(`${what} is VIRT_ERR_RPC`, async () => {
+    void it(`${what} is VIRT_ERR_RPC`, async () => {
       await withFake(
         (r, s) => {
           const out = make(r);
@@ -357,7 +357,7 @@ describe('VirtProxyClient against misbehaving proxies', () => {
     ['unknown vCPU flags', listPayload([{ domid: 1 }], { vcpus: [{ id: 0, flags: 0x10 }] })],
   ];
   for (const [what, payload] of badLists) {
-    it(`a domain list with ${what} is VIRT_ERR_RPC`, async () => {
+    void it(`a domain list with ${what} is VIRT_ERR_RPC`, async () => {
       await withFake(
         (r, s) => s.write(replyFrame(0x83, 0, r.serial, payload)),
         async (c) => {
@@ -367,7 +367,7 @@ describe('VirtProxyClient against misbehaving proxies', () => {
     });
   }
 
-  it('error replies map to their codes and leave the connection usable', async () => {
+  void it('error replies map to their codes and leave the connection usable', async () => {
     const map: Array<[number, VirtErrorCode]> = [
       [3, 'VIRT_ERR_RPC'],
       [4, 'VIRT_ERR_RPC'],
@@ -388,7 +388,7 @@ describe('VirtProxyClient against misbehaving proxies', () => {
     );
   });
 
-  it('concurrent calls are serialised, one request in flight at a time', async () => {
+  void it('concurrent calls are serialised, one request in flight at a time', async () => {
     let inFlight = 0;
     let maxInFlight = 0;
     await withFake(
@@ -409,8 +409,8 @@ describe('VirtProxyClient against misbehaving proxies', () => {
   });
 });
 
-describe('vbdName', () => {
-  it('decodes the Xen vbd numbering', () => {
+void describe('vbdName', () => {
+  void it('decodes the Xen vbd numbering', () => {
     const table: Array<[number, string]> = [
       [51712, 'xvda'],
       [51713, 'xvda1'],

@@ -6,8 +6,8 @@ import { XEN_DOMINF, XEN_DOMINF_SHUTDOWN_SHIFT } from '../../../src/drivers/xen/
 const F = XEN_DOMINF;
 const reason = (r: number): number => r << XEN_DOMINF_SHUTDOWN_SHIFT;
 
-describe('xenFlagsToState', () => {
-  it('maps each flag bit on its own', () => {
+void describe('xenFlagsToState', () => {
+  void it('maps each flag bit on its own', () => {
     const table: Array<[string, number, string, string]> = [
       ['none (runnable, waiting for a CPU)', 0, 'running', 'runnable'],
       ['dying', F.dying, 'shutdown', 'dying'],
@@ -23,7 +23,7 @@ describe('xenFlagsToState', () => {
     for (const [what, flags, state, why] of table) assert.deepEqual(xenFlagsToState(flags), { state, reason: why }, what);
   });
 
-  it('maps every shutdown reason', () => {
+  void it('maps every shutdown reason', () => {
     const table: Array<[number, string, string]> = [
       [0, 'shutoff', 'poweroff'],
       [1, 'shutoff', 'reboot'],
@@ -40,12 +40,12 @@ describe('xenFlagsToState', () => {
     }
   });
 
-  it('ignores a shutdown reason without the shutdown flag', () => {
+  void it('ignores a shutdown reason without the shutdown flag', () => {
     assert.deepEqual(xenFlagsToState(F.running | reason(3)), { state: 'running', reason: 'running' });
     assert.deepEqual(xenFlagsToState(F.blocked | reason(3)), { state: 'blocked', reason: 'blocked' });
   });
 
-  it('maps combinations by precedence (the cases libvirt sent to NOSTATE)', () => {
+  void it('maps combinations by precedence (the cases libvirt sent to NOSTATE)', () => {
     const table: Array<[string, number, string]> = [
       ['paused+blocked', F.paused | F.blocked, 'paused'],
       ['paused+running', F.paused | F.running, 'paused'],
@@ -66,7 +66,7 @@ describe('xenFlagsToState', () => {
     for (const [what, flags, state] of table) assert.equal(xenFlagsToState(flags).state, state, what);
   });
 
-  it('agrees with the precedence rule for all 512 low-flag combinations', () => {
+  void it('agrees with the precedence rule for all 512 low-flag combinations', () => {
     for (let flags = 0; flags < 512; flags++) {
       const { state } = xenFlagsToState(flags);
       const want = flags & F.shutdown ? 'shutoff' : flags & F.dying ? 'shutdown' : flags & F.paused ? 'paused' : flags & F.running ? 'running' : flags & F.blocked ? 'blocked' : 'running';
@@ -74,7 +74,7 @@ describe('xenFlagsToState', () => {
     }
   });
 
-  it('rejects values that are not u32 flags', () => {
+  void it('rejects values that are not u32 flags', () => {
     for (const bad of [-1, 1.5, 2 ** 32, Number.NaN]) assert.throws(() => xenFlagsToState(bad), RangeError, String(bad));
   });
 });

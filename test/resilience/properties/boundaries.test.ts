@@ -34,15 +34,15 @@ const uriText = fc.oneof(
   fc.tuple(fc.constantFrom('test', 'qemu', 'xen', 'libvirt+qemu', 'QEMU', 'x'), fc.constantFrom('', 'h', 'localhost'), fc.string({ maxLength: 30 }), fc.constantFrom('', '?socket=/x', '#f', '%', '%E0%A4%A', '%2e%2e/')).map(([s, h, p, q]) => `${s}://${h}/${p}${q}`),
 );
 
-describe('hostile input: connection URIs', () => {
-  it('parse or give VIRT_ERR_INVALID_URI, for any text', () => {
+void describe('hostile input: connection URIs', () => {
+  void it('parse or give VIRT_ERR_INVALID_URI, for any text', () => {
     holds(uriText, (text) => {
       parsesOrTyped(() => parseUri(text), ['VIRT_ERR_INVALID_URI']);
     }, 5000);
   });
 });
 
-describe('hostile input: files the exporter reads', () => {
+void describe('hostile input: files the exporter reads', () => {
   let dir: string;
   before(() => {
     dir = mkdtempSync(join(tmpdir(), 'virt-hostile-files-'));
@@ -57,7 +57,7 @@ describe('hostile input: files the exporter reads', () => {
     v: fc.oneof({ depthSize: 'small' }, fc.jsonValue({ maxDepth: 1 }), fc.dictionary(fc.oneof(settingKey, fc.string({ maxLength: 10 })), tie('v'), { maxKeys: 4 })),
   })).v;
 
-  it('a config file of any content loads or gives VIRT_ERR_CONFIG', () => {
+  void it('a config file of any content loads or gives VIRT_ERR_CONFIG', () => {
     let n = 0;
     holds(fc.tuple(fc.oneof(configValue.map((v) => YAML.stringify(v)), configValue.map((v) => JSON.stringify(v) ?? ''), fc.string({ unit: 'binary', maxLength: 200 }), fc.integer({ min: 1, max: 5000 }).map((d) => 'a: '.repeat(1) + '['.repeat(d))), fc.constantFrom('yaml', 'json')), ([text, ext]) => {
       const file = join(dir, `c${n++}.${ext}`);
@@ -66,7 +66,7 @@ describe('hostile input: files the exporter reads', () => {
     }, 1000);
   });
 
-  it('a test host file of any content loads or gives VIRT_ERR_XML_ERROR', async () => {
+  void it('a test host file of any content loads or gives VIRT_ERR_XML_ERROR', async () => {
     const domain = fc.record({ name: fc.oneof(fc.stringMatching(/^[a-z]{1,8}$/), fc.jsonValue()), uuid: fc.oneof(fc.uuid(), fc.jsonValue()), state: fc.oneof(fc.constantFrom('running', 'paused', 'shutoff'), fc.jsonValue()), vcpus: fc.oneof(fc.integer({ min: -1, max: 70_000 }), fc.jsonValue()), memoryMiB: fc.oneof(fc.integer(), fc.double(), fc.jsonValue()), disks: fc.jsonValue(), nics: fc.jsonValue() }, { requiredKeys: [] });
     const hostFile = fc.record({ host: fc.oneof(fc.jsonValue(), fc.record({ cpus: fc.jsonValue(), hostname: fc.jsonValue() }, { requiredKeys: [] })), domains: fc.oneof(fc.array(domain, { maxLength: 4 }), fc.jsonValue()) }, { requiredKeys: [] });
     let n = 0;
@@ -82,8 +82,8 @@ describe('hostile input: files the exporter reads', () => {
   });
 });
 
-describe('hostile input: admin request paths and bodies', () => {
-  it('any method and URL maps to a route or a 4xx problem, never a throw', () => {
+void describe('hostile input: admin request paths and bodies', () => {
+  void it('any method and URL maps to a route or a 4xx problem, never a throw', () => {
     const url = fc.oneof(fc.string({ unit: 'binary', maxLength: 80 }), fc.tuple(fc.constantFrom('/api/v1/domains', '/api/v1/domains/', '/api/v1/domainsx', '/'), fc.array(fc.oneof(fc.string({ maxLength: 12 }), fc.constantFrom('..', '%2e%2e', 'start', 'save', '', 'x?y')), { maxLength: 4 })).map(([p, parts]) => [p, ...parts].join('/')));
     holds(fc.tuple(fc.oneof(fc.constantFrom('GET', 'POST', 'DELETE', 'PUT'), fc.string({ maxLength: 10 })), url), ([method, u]) => {
       const r = matchRoute(method, u);
@@ -93,7 +93,7 @@ describe('hostile input: admin request paths and bodies', () => {
     }, 5000);
   });
 
-  it('any body with any content type is an object, an action body, or a 4xx problem', () => {
+  void it('any body with any content type is an object, an action body, or a 4xx problem', () => {
     const ctype = fc.oneof(fc.constantFrom('application/json', 'application/json; charset=utf-8', 'text/plain', ''), fc.string({ maxLength: 30 }));
     const body = fc.oneof(fc.jsonValue().map((v) => Buffer.from(JSON.stringify(v) ?? '')), fc.uint8Array({ maxLength: 100 }).map((b) => Buffer.from(b)), fc.record({ force: fc.jsonValue(), file: fc.jsonValue(), x: fc.jsonValue() }, { requiredKeys: [] }).map((o) => Buffer.from(JSON.stringify(o))));
     holds(fc.tuple(ctype, body, fc.boolean(), fc.constantFrom(...DOMAIN_ACTIONS)), ([type, b, allowEmpty, action]) => {
@@ -103,7 +103,7 @@ describe('hostile input: admin request paths and bodies', () => {
     }, 5000);
   });
 
-  describe('save file names', () => {
+  void describe('save file names', () => {
     let root: string;
     let saves: string;
     before(() => {
@@ -115,7 +115,7 @@ describe('hostile input: admin request paths and bodies', () => {
     });
     after(() => rmSync(root, { recursive: true, force: true }));
 
-    it('resolve inside the save directory or are refused, whatever the name', async () => {
+    void it('resolve inside the save directory or are refused, whatever the name', async () => {
       const segment = fc.oneof(fc.constantFrom('..', '.', '', 'link', 'sub', 'up', 'a.img', '.hidden', 'a\0b', '%2e%2e', '/etc/passwd'), fc.string({ maxLength: 12 }));
       const name = fc.oneof(fc.array(segment, { minLength: 1, maxLength: 6 }).map((p) => p.join('/')), fc.string({ unit: 'binary', maxLength: 40 }));
       await holdsAsync(fc.tuple(name, fc.constantFrom<'create' | 'existing'>('create', 'existing')), async ([n, mode]) => {

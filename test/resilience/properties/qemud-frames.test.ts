@@ -42,8 +42,8 @@ function decodeAll(bytes: Buffer, cuts: number[]): string[] {
   return out;
 }
 
-describe('hostile input: driver <-> virt-qemud frames', () => {
-  it('decodes any byte stream into messages, malformed or oversized marks, never throwing', () => {
+void describe('hostile input: driver <-> virt-qemud frames', () => {
+  void it('decodes any byte stream into messages, malformed or oversized marks, never throwing', () => {
     holds(stream, (bytes) => {
       const out = decodeAll(bytes, []);
       const oversized = out.findIndex((m) => m.includes('"oversized"'));
@@ -52,13 +52,13 @@ describe('hostile input: driver <-> virt-qemud frames', () => {
     }, 4000);
   });
 
-  it('gives the same messages however the stream is cut into chunks', () => {
+  void it('gives the same messages however the stream is cut into chunks', () => {
     holds(fc.tuple(stream, fc.array(fc.nat({ max: 600 }), { maxLength: 10 })), ([bytes, cuts]) => {
       assert.deepEqual(decodeAll(bytes, [...cuts].sort((a, b) => a - b)), decodeAll(bytes, []));
     }, 3000);
   });
 
-  it('refuses an oversized frame at its header, before buffering its body', () => {
+  void it('refuses an oversized frame at its header, before buffering its body', () => {
     holds(fc.integer({ min: MAX + 1, max: 0xffffffff }), (len) => {
       const d = new FrameDecoder(MAX);
       const head = Buffer.alloc(HEADER_BYTES);
@@ -68,14 +68,14 @@ describe('hostile input: driver <-> virt-qemud frames', () => {
     }, 500);
   });
 
-  it('checks any decoded request into a Request or VIRT_ERR_RPC', () => {
+  void it('checks any decoded request into a Request or VIRT_ERR_RPC', () => {
     const req = fc.record({ v: fc.oneof(fc.constant(1), fc.jsonValue()), id: fc.oneof(fc.integer(), fc.string({ maxLength: 80 }), fc.jsonValue()), op: fc.oneof(fc.constantFrom('ping', 'listDomains', 'define'), fc.jsonValue()), args: fc.jsonValue() }, { requiredKeys: [] });
     holds(fc.oneof(fc.jsonValue(), req, fc.dictionary(fc.string({ maxLength: 8 }), fc.jsonValue(), { maxKeys: 6 })), (value) => {
       parsesOrTyped(() => checkRequest(value), ['VIRT_ERR_RPC']);
     }, 5000);
   });
 
-  describe('the driver client against a hostile virt-qemud', () => {
+  void describe('the driver client against a hostile virt-qemud', () => {
     let peer: HostilePeer;
     before(async () => {
       peer = await HostilePeer.start();
@@ -84,7 +84,7 @@ describe('hostile input: driver <-> virt-qemud frames', () => {
       await peer.stop();
     });
 
-    it('resolves or rejects with a typed error, within its deadline, for any reply', async () => {
+    void it('resolves or rejects with a typed error, within its deadline, for any reply', async () => {
       const reply = fc.oneof(
         stream,
         // Replies that match the first request's id but carry any shape.

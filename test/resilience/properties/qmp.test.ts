@@ -38,8 +38,8 @@ function replyValue(text: string): unknown {
   return typeof msg === 'object' && msg !== null && 'return' in msg ? msg.return : msg;
 }
 
-describe('hostile input: QMP replies', () => {
-  it('every reply parser returns a reading or VIRT_ERR_RPC for any reply value', () => {
+void describe('hostile input: QMP replies', () => {
+  void it('every reply parser returns a reading or VIRT_ERR_RPC for any reply value', () => {
     holds(qmpText, (text) => {
       let value: unknown;
       try {
@@ -51,14 +51,14 @@ describe('hostile input: QMP replies', () => {
     }, 4000);
   });
 
-  it('keeps u64 counters exact or absent: never negative, never NaN', () => {
+  void it('keeps u64 counters exact or absent: never negative, never NaN', () => {
     holds(qmpNumber, (text) => {
       const v = u64(parseQmpJson(text));
       if (v !== undefined) assert.ok(Number.isFinite(v) && v >= 0, `u64(${text}) = ${v}`);
     });
   });
 
-  it('vCPU thread ids come back bounded by the reply, whatever indexes QEMU claims', () => {
+  void it('vCPU thread ids come back bounded by the reply, whatever indexes QEMU claims', () => {
     holds(fc.array(fc.record({ 'cpu-index': fc.oneof(fc.integer({ min: -3, max: 1 << 30 }), fc.double()), 'thread-id': fc.oneof(fc.integer(), fc.double()) }), { maxLength: 8 }), (cpus) => {
       const r = parsesOrTyped(() => parseCpusFast(cpus), ['VIRT_ERR_RPC']);
       if (r.ok) {
@@ -68,7 +68,7 @@ describe('hostile input: QMP replies', () => {
     });
   });
 
-  describe('the QMP client against a hostile monitor', () => {
+  void describe('the QMP client against a hostile monitor', () => {
     let peer: HostilePeer;
     before(async () => {
       peer = await HostilePeer.start();
@@ -77,7 +77,7 @@ describe('hostile input: QMP replies', () => {
       await peer.stop();
     });
 
-    it('connects or fails with a typed error within its deadline, for any greeting and reply', async () => {
+    void it('connects or fails with a typed error within its deadline, for any greeting and reply', async () => {
       const greeting = fc.oneof(
         fc.constant('{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}}, "capabilities": []}}\r\n'),
         qmpText.map((t) => t + '\r\n'),

@@ -23,8 +23,8 @@ const proxyFrame = fc
     return b;
   });
 
-describe('hostile input: virt-proxy replies', () => {
-  it('frames and every reply body decode or give VIRT_ERR_RPC (or the status error), never anything else', () => {
+void describe('hostile input: virt-proxy replies', () => {
+  void it('frames and every reply body decode or give VIRT_ERR_RPC (or the status error), never anything else', () => {
     holds(fc.oneof(proxyFrame, hostileBytes(64).map((b) => Buffer.from(b))), (buf) => {
       const len = parsesOrTyped(() => replyFrameLength(buf), ['VIRT_ERR_RPC']);
       if (!len.ok || len.value === 0) return;
@@ -39,7 +39,7 @@ describe('hostile input: virt-proxy replies', () => {
     }, 5000);
   });
 
-  it('a domain list never holds more domains than asked for, nor domids outside the range', () => {
+  void it('a domain list never holds more domains than asked for, nor domids outside the range', () => {
     holds(fc.tuple(hostileBytes(2000), fc.nat({ max: 0x7fef }), fc.integer({ min: 1, max: 256 })), ([bytes, first, max]) => {
       const r = parsesOrTyped(() => decodeDomainList(Buffer.from(bytes), first, max), ['VIRT_ERR_RPC']);
       if (r.ok) {
@@ -50,7 +50,7 @@ describe('hostile input: virt-proxy replies', () => {
   });
 });
 
-describe('hostile input: XenStore replies', () => {
+void describe('hostile input: XenStore replies', () => {
   let peer: HostilePeer;
   before(async () => {
     peer = await HostilePeer.start();
@@ -59,7 +59,7 @@ describe('hostile input: XenStore replies', () => {
     await peer.stop();
   });
 
-  it('a read resolves or fails typed within its deadline, for any reply stream', async () => {
+  void it('a read resolves or fails typed within its deadline, for any reply stream', async () => {
     const message = fc.record({ type: fc.oneof(fc.constant(XS.READ), fc.constant(XS.ERROR), fc.constant(XS.WATCH_EVENT), fc.nat({ max: 40 })), reqId: fc.oneof(fc.constant(1), fc.nat()), txId: fc.nat(), payload: hostileBytes(200).map((b) => Buffer.from(b)) }).map((m) => encodeMessage(m));
     const lyingHeader = fc.integer({ min: XS_PAYLOAD_MAX + 1, max: 0xffffffff }).map((len) => {
       const b = Buffer.alloc(16);
