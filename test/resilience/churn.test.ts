@@ -126,9 +126,12 @@ void describe(`churn for ${SECONDS} s`, { timeout: (SECONDS + 120) * 1000 }, () 
     const quarter = (SECONDS * 1000) / 4;
     const t0 = heapMiB[0]?.at ?? 0;
     const minIn = (from: number, to: number): number => Math.min(...heapMiB.filter((h) => h.at - t0 >= from && h.at - t0 < to).map((h) => h.v));
-    const heapFirst = minIn(0, quarter);
+    // The second quarter, not the first: the first holds the warm-up (compiled code, lazily loaded modules,
+    // the first bodies' buffers), which on a loaded machine alone can reach the bound; a leak that scales with
+    // the cycles still grows between the second and the last quarter.
+    const heapFirst = minIn(quarter, 2 * quarter);
     const heapLast = minIn(3 * quarter, Infinity);
-    const heapFigures = `exporter live heap (minimum per quarter): ${heapFirst.toFixed(1)} MiB in the first, ${heapLast.toFixed(1)} MiB in the last`;
+    const heapFigures = `exporter live heap (minimum per quarter): ${heapFirst.toFixed(1)} MiB in the second, ${heapLast.toFixed(1)} MiB in the last`;
     t.diagnostic(figures);
     t.diagnostic(heapFigures);
     if (process.env['VIRT_SOAK_PRINT'] === '1') process.stdout.write(`${figures}\n${heapFigures}\n`);
