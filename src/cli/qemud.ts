@@ -14,7 +14,7 @@ import { loadSettings, settingsHelp } from '../config/load.ts';
 import { LOG } from '../config/schema/log.ts';
 import { startDaemon } from '../qemud/daemon.ts';
 import { watchIdle } from '../qemud/idle-exit.ts';
-import { DAEMON_KEYS, QEMUD, QEMUD_ALIASES, setting, type QemuSettingKey } from '../qemud-shared/settings.ts';
+import { QEMUD, QEMUD_ALIASES } from '../qemud-shared/settings.ts';
 import { createLogger } from '../util/logger.ts';
 import { isVirtError, toVirtError, VirtError } from '../virt/errors.ts';
 import { VERSION } from '../version.ts';
@@ -48,35 +48,33 @@ function main(argv: string[]): Promise<void> | void {
   const asRoot = process.getuid?.() === 0 && process.env['VIRT_EXPORTER_RUNTIME_DIR'] === undefined;
   const mode: 'system' | 'session' = daemon.system ? 'system' : daemon.session ? 'session' : asRoot ? 'system' : 'session';
   const idleSeconds = daemon['idle-timeout-seconds'];
-  // The daemon keys as the qemu area's settings, which the supervisor's readers take.
-  const settings: Record<string, string | number | boolean> = {};
-  for (const k of DAEMON_KEYS) settings[`qemu.${k}`] = daemon[k];
   const logger = createLogger(LOG.read(config.settings)).child({ component: 'virt-qemud' });
-  const s = (k: QemuSettingKey): string | number | boolean => setting(settings, k);
+  // The daemon keys, read and checked by QEMUD's table (the qemu area's entries).
+  const s = <K extends keyof typeof daemon>(k: K): (typeof daemon)[K] => daemon[k];
   return startDaemon({
     mode,
-    runtimeDir: String(s('runtime-dir')),
-    stateDir: String(s('state-dir')),
-    emulator: String(s('emulator')),
-    qmpTimeoutMs: Number(s('qmp-timeout-ms')),
-    commandTimeoutMs: Number(s('command-timeout-ms')),
-    startTimeoutMs: Number(s('start-timeout-ms')),
-    saveTimeoutMs: Number(s('save-timeout-ms')),
-    shutdownGraceSeconds: Number(s('shutdown-grace-seconds')),
-    balloonStatsIntervalSeconds: Number(s('balloon-stats-interval-seconds')),
-    vcpuRefreshSeconds: Number(s('vcpu-refresh-seconds')),
-    maxFrameBytes: Number(s('max-frame-bytes')),
-    roSocketGroup: String(s('ro-socket-group')),
-    adminGroup: String(s('admin-group')),
-    qemuUser: String(s('qemu-user')),
-    imageDirs: String(s('image-dirs')).split(',').map((d) => d.trim()).filter((d) => d !== ''),
+    runtimeDir: s('runtime-dir'),
+    stateDir: s('state-dir'),
+    emulator: s('emulator'),
+    qmpTimeoutMs: s('qmp-timeout-ms'),
+    commandTimeoutMs: s('command-timeout-ms'),
+    startTimeoutMs: s('start-timeout-ms'),
+    saveTimeoutMs: s('save-timeout-ms'),
+    shutdownGraceSeconds: s('shutdown-grace-seconds'),
+    balloonStatsIntervalSeconds: s('balloon-stats-interval-seconds'),
+    vcpuRefreshSeconds: s('vcpu-refresh-seconds'),
+    maxFrameBytes: s('max-frame-bytes'),
+    roSocketGroup: s('ro-socket-group'),
+    adminGroup: s('admin-group'),
+    qemuUser: s('qemu-user'),
+    imageDirs: s('image-dirs').split(',').map((d) => d.trim()).filter((d) => d !== ''),
     limits: {
-      maxClients: Number(s('max-clients')),
-      maxAnonymousClients: Number(s('max-anonymous-clients')),
-      maxClientRequests: Number(s('max-client-requests')),
-      idleTimeoutMs: Number(s('client-idle-timeout-seconds')) * 1000,
-      roMaxFrameBytes: Number(s('ro-max-frame-bytes')),
-      maxPendingReplyBytes: Number(s('client-max-pending-reply-bytes')),
+      maxClients: s('max-clients'),
+      maxAnonymousClients: s('max-anonymous-clients'),
+      maxClientRequests: s('max-client-requests'),
+      idleTimeoutMs: s('client-idle-timeout-seconds') * 1000,
+      roMaxFrameBytes: s('ro-max-frame-bytes'),
+      maxPendingReplyBytes: s('client-max-pending-reply-bytes'),
     },
     logger,
   }).then(

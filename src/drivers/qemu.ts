@@ -22,7 +22,7 @@ import type { BulkReadOptions, ShutdownOptions } from './types.ts';
 import { QemudClient } from './qemu/client.ts';
 import { checkSessionDirs, resolvePaths, type QemudMode, type QemudPaths } from '../qemud-shared/paths.ts';
 import { supervisorDied } from '../qemud-shared/pidfile.ts';
-import { DAEMON_KEYS, setting } from '../qemud-shared/settings.ts';
+import { DAEMON_KEYS, QEMU } from '../qemud-shared/settings.ts';
 
 const DEFAULT_QEMUD = join(PROJECT_ROOT, 'bin', 'virt-qemud');
 
@@ -36,7 +36,7 @@ export function spawnQemud(binary: string, mode: QemudMode, paths: QemudPaths, s
     if (v !== undefined && v !== '') args.push(`--${k}`, String(v));
   }
   // An auto-started supervisor goes away when it is no longer needed.
-  args.push('--idle-timeout-seconds', String(setting(settings, 'idle-timeout-seconds')));
+  args.push('--idle-timeout-seconds', String(QEMU.get(settings, 'idle-timeout-seconds')));
   const log = openSync(paths.daemonLog, 'a', 0o600);
   try {
     const child = spawn(binary, args, { detached: true, cwd: '/', stdio: ['ignore', log, log] });
@@ -68,7 +68,7 @@ export function supervisorBudget(readTimeoutMs: number, deadline: number | undef
 export function openQemuDriver(uri: VirtUri, ctx: OpenContext): Promise<Driver> {
   const mode: QemudMode = uri.path === '/system' ? 'system' : 'session';
   const s = ctx.settings;
-  const paths = resolvePaths(mode, { runtimeDir: setting(s, 'runtime-dir'), stateDir: setting(s, 'state-dir') });
+  const paths = resolvePaths(mode, { runtimeDir: QEMU.get(s, 'runtime-dir'), stateDir: QEMU.get(s, 'state-dir') });
   // Never talk to a socket in a directory another local user could have made (issue 12, finding 5);
   // a read-only connection checks what exists but creates nothing (issue 15).
   try {
@@ -79,18 +79,18 @@ export function openQemuDriver(uri: VirtUri, ctx: OpenContext): Promise<Driver> 
     }
     return Promise.reject(toVirtError(err, 'VIRT_ERR_UNSAFE_PATH'));
   }
-  const binary = setting(s, 'qemud-binary') || DEFAULT_QEMUD;
-  const readTimeout = setting(s, 'read-timeout-ms');
-  const writeTimeout = setting(s, 'request-timeout-ms');
+  const binary = QEMU.get(s, 'qemud-binary') || DEFAULT_QEMUD;
+  const readTimeout = QEMU.get(s, 'read-timeout-ms');
+  const writeTimeout = QEMU.get(s, 'request-timeout-ms');
   const client = new QemudClient({
     socketPath: ctx.readOnly ? paths.roSocket : paths.rwSocket,
-    maxFrameBytes: setting(s, 'max-frame-bytes'),
-    connectTimeoutMs: setting(s, 'connect-timeout-ms'),
+    maxFrameBytes: QEMU.get(s, 'max-frame-bytes'),
+    connectTimeoutMs: QEMU.get(s, 'connect-timeout-ms'),
     logger: ctx.logger,
     noConnectHint: ctx.readOnly
       ? `read-only connections never start virt-qemud: start it (systemctl start virt-qemud, or virt-qemud --${mode}) or run a write command`
       : 'start it with systemctl start virt-qemud or virt-qemud --' + mode,
-    ...(setting(s, 'autostart')
+    ...(QEMU.get(s, 'autostart')
       ? {
           autostart: async (why: 'missing' | 'refused') => {
             if (ctx.readOnly && !(why === 'refused' && supervisorDied(paths))) return false;
@@ -121,7 +121,7 @@ export function openQemuDriver(uri: VirtUri, ctx: OpenContext): Promise<Driver> 
     ...stubs,
   };
   // Connect (starting a supervisor if needed) now, so a broken setup fails at open.
-  return client.call('ping', [], { timeoutMs: setting(s, 'connect-timeout-ms') }).then(
+  return client.call('ping', [], { timeoutMs: QEMU.get(s, 'connect-timeout-ms') }).then(
     (reply) => {
       OPERATIONS.ping.result(reply, 'virt-qemud');
       return driver;

@@ -4,7 +4,7 @@
  * that the driver (settings['qemu.KEY']) and virt-qemud (--KEY, or
  * VIRT_EXPORTER_QEMU_KEY, through the same loader) both use.
  */
-import { settingsArea, type FlatSettings, type ValueOf } from '../config/settings.ts';
+import { settingsArea } from '../config/settings.ts';
 import { envName } from '../config/spec.ts';
 
 export const QEMU = settingsArea('qemu', {
@@ -39,11 +39,6 @@ export const QEMU = settingsArea('qemu', {
 
 export const QEMU_SETTINGS = QEMU.table;
 export type QemuSettingKey = keyof typeof QEMU_SETTINGS;
-
-/** A qemu setting from the flattened settings: validated, the table's default when absent. */
-export function setting<K extends QemuSettingKey>(settings: FlatSettings, key: K): ValueOf<(typeof QEMU_SETTINGS)[K]> {
-  return QEMU.get(settings, key);
-}
 
 /** Settings passed on to an auto-started virt-qemud as --KEY VALUE. */
 export const DAEMON_KEYS = [

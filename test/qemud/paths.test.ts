@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { resolvePaths, sessionBaseDir } from '../../src/qemud-shared/paths.ts';
-import { setting } from '../../src/qemud-shared/settings.ts';
+import { QEMU } from '../../src/qemud-shared/settings.ts';
 import { open } from '../../src/virt/connection.ts';
 
 void test('qemu:///system lives under /run and /var/lib', () => {
@@ -27,10 +27,10 @@ void test('qemu:///session follows VIRT_EXPORTER_RUNTIME_DIR, then XDG_RUNTIME_D
 });
 
 void test('settings apply the schema defaults when absent and coerce strings', () => {
-  assert.equal(setting({}, 'shutdown-grace-seconds'), 30);
-  assert.equal(setting({ 'qemu.shutdown-grace-seconds': '7' }, 'shutdown-grace-seconds'), 7);
-  assert.equal(setting({ 'qemu.autostart': 'false' }, 'autostart'), false);
-  assert.equal(setting({}, 'runtime-dir'), '');
+  assert.equal(QEMU.get({}, 'shutdown-grace-seconds'), 30);
+  assert.equal(QEMU.get({ 'qemu.shutdown-grace-seconds': '7' }, 'shutdown-grace-seconds'), 7);
+  assert.equal(QEMU.get({ 'qemu.autostart': 'false' }, 'autostart'), false);
+  assert.equal(QEMU.get({}, 'runtime-dir'), '');
 });
 
 void test('with autostart off and no supervisor, opening fails with VIRT_ERR_NO_CONNECT', async () => {

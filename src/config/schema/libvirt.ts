@@ -18,5 +18,3 @@ export const LIBVIRT = settingsArea('libvirt', {
   'metadata-labels': { doc: 'More virt_domain_info labels from <metadata>: "LABEL=NAMESPACE-URI PATH[@ATTR]; ..." with PATH the slash-separated element names below <metadata>; a missing element gives an empty label.', default: '' },
 });
 
-/** The defaults, by key (what the driver applies when a key is absent). */
-export const LIBVIRT_DEFAULTS = Object.fromEntries(Object.entries(LIBVIRT.table).map(([k, d]) => [k, d.default])) as { readonly [K in keyof typeof LIBVIRT.table]: (typeof LIBVIRT.table)[K]['default'] };

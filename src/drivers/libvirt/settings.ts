@@ -1,21 +1,18 @@
-/** The libvirt driver's settings, read with the defaults of its schema fragment. */
-import { LIBVIRT_DEFAULTS } from '../../config/schema/libvirt.ts';
-import { VirtError } from '../../virt/errors.ts';
+/** The libvirt driver's settings, read through the libvirt area's table (src/config/schema/libvirt.ts). */
+import { LIBVIRT } from '../../config/schema/libvirt.ts';
 import type { OpenContext } from '../driver.ts';
 
 type Settings = OpenContext['settings'];
-type Key = keyof typeof LIBVIRT_DEFAULTS;
+type Table = typeof LIBVIRT.table;
+type NumKey = { [K in keyof Table]: Table[K]['default'] extends number ? K : never }[keyof Table];
+type StrKey = Exclude<keyof Table, NumKey>;
 
-export function num(s: Settings, k: Key): number {
-  const v = s[`libvirt.${k}`];
-  const d = LIBVIRT_DEFAULTS[k] as number;
-  if (v === undefined || v === '') return d;
-  const n = typeof v === 'number' ? v : Number(v);
-  if (!Number.isFinite(n) || n < 0) throw new VirtError('VIRT_ERR_CONFIG', `setting libvirt.${k} must be a non-negative number, got ${JSON.stringify(v)}`);
-  return n;
+/** A number setting: the table's default when absent or empty, VIRT_ERR_CONFIG when not a whole number >= 0. */
+export function num(s: Settings, k: NumKey): number {
+  return s[`libvirt.${k}`] === '' ? LIBVIRT.table[k].default : LIBVIRT.get(s, k);
 }
 
-export function str(s: Settings, k: Key): string {
-  const v = s[`libvirt.${k}`];
-  return v === undefined ? (LIBVIRT_DEFAULTS[k] as string) : String(v);
+/** A string setting: the table's default when absent. */
+export function str(s: Settings, k: StrKey): string {
+  return LIBVIRT.get(s, k);
 }
