@@ -2,11 +2,11 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { it } from 'node:test';
 import { BUILD_INFO, gitRevision, VERSION } from '../src/version.ts';
 import { parseMetrics, scrape, startExporter } from './helpers/exporter.ts';
 
-void test('git revision and branch are read from a checkout, a worktree file and packed-refs', () => {
+void it('git revision and branch are read from a checkout, a worktree file and packed-refs', () => {
   const dir = mkdtempSync(join(tmpdir(), 'ver-'));
   try {
     const a = join(dir, 'a');
@@ -30,7 +30,7 @@ void test('git revision and branch are read from a checkout, a worktree file and
   }
 });
 
-void test('virt_exporter_build_info carries version, revision, branch and the runtime versions', async () => {
+void it('virt_exporter_build_info carries version, revision, branch and the runtime versions', async () => {
   const ex = await startExporter(['--connect', 'test:///default']);
   try {
     const s = parseMetrics(await scrape(ex.url)).find((x) => x.name === 'virt_exporter_build_info');

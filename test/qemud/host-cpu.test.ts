@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { after, test } from 'node:test';
+import { after, it } from 'node:test';
 import { cpuinfoMhz, hostCpuMhz } from '../../src/qemud/host-cpu.ts';
 import { open } from '../../src/virt/connection.ts';
 import { requireBinaries, sandbox, startDaemon, type Sandbox } from './helpers.ts';
@@ -10,7 +10,7 @@ after(async () => {
   for (const b of boxes) await b.cleanup();
 });
 
-void test('the CPU frequency comes from /proc/cpuinfo, then cpufreq, then os.cpus()', () => {
+void it('the CPU frequency comes from /proc/cpuinfo, then cpufreq, then os.cpus()', () => {
   assert.equal(cpuinfoMhz('processor\t: 0\ncpu MHz\t\t: 2596.122\n'), 2596);
   assert.equal(cpuinfoMhz('processor\t: 0\n'), undefined);
   const files = (m: Record<string, string>) => (p: string) => m[p];
@@ -20,7 +20,7 @@ void test('the CPU frequency comes from /proc/cpuinfo, then cpufreq, then os.cpu
   assert.equal(hostCpuMhz(files({}), 0), 0);
 });
 
-void test('virt-qemud reports the frequency /proc/cpuinfo has (qemu:///session hostInfo)', async () => {
+void it('virt-qemud reports the frequency /proc/cpuinfo has (qemu:///session hostInfo)', async () => {
   requireBinaries('qemu-system-x86_64');
   const expected = cpuinfoMhz(readFileSync('/proc/cpuinfo', 'latin1'));
   const sb = sandbox();

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { test } from 'node:test';
+import { it } from 'node:test';
 import { parseQmpJson, u64, u64Text } from '../../src/qemud/json.ts';
 import { parseBalloon, parseBlockstats, parseCpusFast, parseGuestStats, parseQueryStatus, runStateToDomain } from '../../src/qemud/qmp-parse.ts';
 
@@ -9,7 +9,7 @@ const fixture = (name: string): unknown => {
   return msg['return'] ?? msg;
 };
 
-void test('64-bit counters keep every digit; 2^64-1 means unavailable', () => {
+void it('64-bit counters keep every digit; 2^64-1 means unavailable', () => {
   const v = parseQmpJson('{"a": 18446744073709551615, "b": 9007199254740993, "c": 42, "d": 1.5, "e": -9007199254740993}') as Record<string, unknown>;
   assert.equal(v['a'], 18446744073709551615n);
   assert.equal(v['b'], 9007199254740993n);
@@ -23,12 +23,12 @@ void test('64-bit counters keep every digit; 2^64-1 means unavailable', () => {
   assert.equal(u64(v['b']), 9007199254740992);
 });
 
-void test('guest-stats recorded from QEMU 7.2 without a guest driver: absent, not zero', () => {
+void it('guest-stats recorded from QEMU 7.2 without a guest driver: absent, not zero', () => {
   const v = fixture('qom-get-guest-stats-no-driver-7.2.json');
   assert.equal(parseGuestStats(v), undefined);
 });
 
-void test('guest-stats with a guest driver: values parsed, unavailable ones left out', () => {
+void it('guest-stats with a guest driver: values parsed, unavailable ones left out', () => {
   // The recorded reply with last-update and some values as a reporting guest sets them.
   const text = readFileSync(new URL('../fixtures/qmp/qom-get-guest-stats-no-driver-7.2.json', import.meta.url), 'utf8')
     .replace('"last-update": 0', '"last-update": 1795551043')
@@ -42,14 +42,14 @@ void test('guest-stats with a guest driver: values parsed, unavailable ones left
   assert.equal('swapInBytes' in g, false);
 });
 
-void test('query-cpus-fast maps vCPU index to thread id', () => {
+void it('query-cpus-fast maps vCPU index to thread id', () => {
   const tids = parseCpusFast(fixture('query-cpus-fast-7.2.json'));
   assert.equal(tids.length, 2);
   assert.ok(tids.every((t) => Number.isInteger(t) && t > 0));
   assert.throws(() => parseCpusFast({}), { code: 'VIRT_ERR_RPC' });
 });
 
-void test('query-blockstats with -blockdev (empty device) is keyed by our node name', () => {
+void it('query-blockstats with -blockdev (empty device) is keyed by our node name', () => {
   const v = fixture('query-blockstats-blockdev-7.2.json');
   const byNode = parseBlockstats(v, (n) => (n === 'fmt-vda' ? 'vda' : undefined));
   assert.equal(byNode.length, 1);
@@ -61,7 +61,7 @@ void test('query-blockstats with -blockdev (empty device) is keyed by our node n
   assert.equal(parseBlockstats(v, () => undefined)[0]?.device, 'vda');
 });
 
-void test('balloon and status replies', () => {
+void it('balloon and status replies', () => {
   assert.equal(parseBalloon(fixture('query-balloon-7.2.json')), 67108864);
   const lines = readFileSync(new URL('../fixtures/qmp/session-7.2.jsonl', import.meta.url), 'utf8').trim().split('\n');
   const status = lines.map((l) => parseQmpJson(l) as Record<string, unknown>).filter((m) => typeof m['return'] === 'object' && m['return'] !== null && 'status' in (m['return']));
@@ -71,7 +71,7 @@ void test('balloon and status replies', () => {
   assert.equal(runStateToDomain('shutdown').state, 'shutdown');
 });
 
-void test('integers of up to 15 digits (the plain JSON.parse path) and of 16 or more (the bigint path) parse as the reviver would', () => {
+void it('integers of up to 15 digits (the plain JSON.parse path) and of 16 or more (the bigint path) parse as the reviver would', () => {
   const v = parseQmpJson('{"a": 999999999999999, "b": 9007199254740991, "c": 9007199254740992, "s": "1234567890123456789", "f": 0.12345678901234567, "x": 1e300}') as Record<string, unknown>;
   assert.equal(v['a'], 999999999999999);
   assert.equal(v['b'], 9007199254740991);
@@ -84,7 +84,7 @@ void test('integers of up to 15 digits (the plain JSON.parse path) and of 16 or 
   assert.deepEqual(parseQmpJson(plain), JSON.parse(plain));
 });
 
-void test('nesting deeper than the limit is refused whether or not the text also has long integers', () => {
+void it('nesting deeper than the limit is refused whether or not the text also has long integers', () => {
   const deep = (inner: string): string => '['.repeat(70) + inner + ']'.repeat(70);
   assert.throws(() => parseQmpJson(deep('1')), { code: 'VIRT_ERR_RPC' });
   assert.throws(() => parseQmpJson(deep('18446744073709551615')), { code: 'VIRT_ERR_RPC' });

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { it } from 'node:test';
 import { parseNetDev, parseProcStat } from '../../src/qemud/proc.ts';
 import { checkRequest, encodeFrame, FrameDecoder } from '../../src/qemud-shared/protocol.ts';
 
-void test('frames split across chunks and packed together decode in order', () => {
+void it('frames split across chunks and packed together decode in order', () => {
   const a = encodeFrame({ v: 1, id: 1, op: 'ping', args: [] });
   const b = encodeFrame({ v: 1, id: 2, op: 'version', args: [] });
   const all = Buffer.concat([a, b]);
@@ -13,7 +13,7 @@ void test('frames split across chunks and packed together decode in order', () =
   assert.deepEqual(out.map((m) => (m.kind === 'message' ? (m.value as { id: number }).id : m.kind)), [1, 2]);
 });
 
-void test('an oversized frame is reported once and nothing after it is read', () => {
+void it('an oversized frame is reported once and nothing after it is read', () => {
   const dec = new FrameDecoder(100);
   const h = Buffer.alloc(4);
   h.writeUInt32BE(101, 0);
@@ -21,7 +21,7 @@ void test('an oversized frame is reported once and nothing after it is read', ()
   assert.deepEqual(dec.push(encodeFrame({ v: 1 })), []);
 });
 
-void test('malformed frames are reported and the stream goes on', () => {
+void it('malformed frames are reported and the stream goes on', () => {
   const dec = new FrameDecoder(100);
   const bad = Buffer.from('{nope', 'utf8');
   const h = Buffer.alloc(4);
@@ -31,14 +31,14 @@ void test('malformed frames are reported and the stream goes on', () => {
   assert.equal(out[1]?.kind, 'message');
 });
 
-void test('requests are checked: version, id, op, args, unknown keys', () => {
+void it('requests are checked: version, id, op, args, unknown keys', () => {
   assert.deepEqual(checkRequest({ v: 1, id: 1, op: 'ping' }), { v: 1, id: 1, op: 'ping', args: [] });
   for (const bad of [{ v: 2, id: 1, op: 'ping' }, { v: 1, op: 'ping' }, { v: 1, id: 1 }, { v: 1, id: 1, op: 'x', args: {} }, { v: 1, id: 1, op: 'x', extra: 1 }, [1]]) {
     assert.throws(() => checkRequest(bad), { code: 'VIRT_ERR_RPC' });
   }
 });
 
-void test('/proc/PID/stat parsing copes with spaces and parentheses in comm', () => {
+void it('/proc/PID/stat parsing copes with spaces and parentheses in comm', () => {
   const fields = Array.from({ length: 50 }, (_, i) => String(i + 1));
   fields[0] = '4242';
   fields[1] = '(qemu (x) y)';
@@ -52,7 +52,7 @@ void test('/proc/PID/stat parsing copes with spaces and parentheses in comm', ()
   assert.deepEqual(s, { state: 'S', utimeTicks: 150, stimeTicks: 50, startTime: '987654', rssPages: 1000, processor: 1 });
 });
 
-void test('/proc/net/dev parsing', () => {
+void it('/proc/net/dev parsing', () => {
   const text = [
     'Inter-|   Receive                                                |  Transmit',
     ' face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed',
@@ -64,7 +64,7 @@ void test('/proc/net/dev parsing', () => {
   assert.equal(m.size, 2);
 });
 
-test('/proc schedstat parsing: run and wait nanoseconds become seconds; junk is null', async () => {
+void it('/proc schedstat parsing: run and wait nanoseconds become seconds; junk is null', async () => {
   const { parseSchedstat } = await import('../../src/qemud/proc.ts');
   assert.deepEqual(parseSchedstat('492433658 187802048 1730\n'), { runSeconds: 0.492433658, delaySeconds: 0.187802048 });
   assert.equal(parseSchedstat('1 2\n'), null);

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
+import { after, it } from 'node:test';
 import { QmpClient, type QmpEvent } from '../../src/qemud/qmp.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'vq-qmp-'));
@@ -36,7 +36,7 @@ async function peer(name: string, onConnect: (s: Socket) => void, onCommand?: (c
   return path;
 }
 
-void test('replies are matched by id with events interleaved and out-of-order replies', async () => {
+void it('replies are matched by id with events interleaved and out-of-order replies', async () => {
   const path = await peer(
     'ok.sock',
     (s) => s.write(greeting + '\r\n'),
@@ -60,14 +60,14 @@ void test('replies are matched by id with events interleaved and out-of-order re
   q.close();
 });
 
-void test('a peer that accepts and never answers times out', async () => {
+void it('a peer that accepts and never answers times out', async () => {
   const path = await peer('hang.sock', () => undefined);
   const t0 = Date.now();
   await assert.rejects(QmpClient.connect(path, { timeoutMs: 300 }), { code: 'VIRT_ERR_OPERATION_TIMEOUT' });
   assert.ok(Date.now() - t0 < 3000);
 });
 
-void test('a peer that greets and then never replies times out per command', async () => {
+void it('a peer that greets and then never replies times out per command', async () => {
   const path = await peer('mute.sock', (s) => s.write(greeting + '\r\n'), (cmd, s) => {
     if (cmd.execute === 'qmp_capabilities') s.write(JSON.stringify({ return: {}, id: cmd.id }) + '\r\n');
   });
@@ -80,7 +80,7 @@ void test('a peer that greets and then never replies times out per command', asy
   q.close();
 });
 
-void test('garbage from the peer is a protocol error', async () => {
+void it('garbage from the peer is a protocol error', async () => {
   const path = await peer('garbage.sock', (s) => s.write('\x00\x01 this is not QMP\r\n'));
   await assert.rejects(QmpClient.connect(path, { timeoutMs: 2000 }), { code: 'VIRT_ERR_RPC' });
   const path2 = await peer('garbage2.sock', (s) => s.write(greeting + '\r\n'), (_cmd, s) => s.write('{"return": {}, "id": \r\n'));
