@@ -287,9 +287,16 @@ async function waitBooted(rw: Connection, ro: Connection, names: string[], runti
     const waiting = pending.length;
     if (waiting === 0) return;
     for (const d of pending) {
-      const log = readFileSync(join(runtimeDir, 'log', `${d.info.name}.console.log`), 'latin1');
-      // The console log is appended to across starts: only a panic of the latest boot counts.
-      if (log.lastIndexOf('Kernel panic') < log.lastIndexOf('Linux version')) continue;
+      let log = '';
+      try {
+        log = readFileSync(join(runtimeDir, 'log', `${d.info.name}.console.log`), 'latin1');
+      } catch {
+        continue; // no console output yet
+      }
+      // The console log is appended to across starts: only a panic of the latest boot counts
+      // (and a log with no panic at all, or none yet, is a boot still going).
+      const panic = log.lastIndexOf('Kernel panic');
+      if (panic < 0 || panic < log.lastIndexOf('Linux version')) continue;
       process.stderr.write(`${d.info.name} panicked while booting; starting it again\n`);
       await rw.destroy(d.info.name);
       await rw.start(d.info.name);
