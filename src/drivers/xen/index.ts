@@ -132,7 +132,7 @@ export async function openXenDriver(uri: VirtUri, ctx: OpenContext): Promise<Dri
     // the channel not up yet) it is retried with backoff like any other sub-driver, not given up.
     if (xlFirst.first !== undefined || s.xlChannel !== '') {
       xlConn = new Reconnecting(xlFirst.first, xlConnect, log, 'xl', { firstError: xlFirst.err, initialMs: s.retryMs });
-      const activeNames = async (): Promise<Set<string>> => new Set([...(await xs.identities(undefined)).values()].map((i) => i.name));
+      const activeNames = (): Promise<Set<string>> => xs.names();
       const active: ActiveLookup = async (key) => {
         try {
           const i = await (hyp.domainInfo as NonNullable<XenSubDriver['domainInfo']>)(key);
