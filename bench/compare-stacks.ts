@@ -98,8 +98,9 @@ export interface Target {
   stop(): Promise<void>;
 }
 
-export async function startKumina(lv: PrivateLibvirtd): Promise<Target | undefined> {
-  if (!existsSync(KUMINA)) return undefined;
+export async function startKumina(lv: PrivateLibvirtd): Promise<Target> {
+  // A side-by-side figure without the other side would read as a win by default.
+  if (!existsSync(KUMINA)) throw new Error(`${KUMINA} is missing: the side-by-side benchmarks need Debian's prometheus-libvirt-exporter (apt-get install prometheus-libvirt-exporter)`);
   const port = await freePort();
   const child: ChildProcess = spawn(KUMINA, [`--web.listen-address=127.0.0.1:${port}`, `--libvirt.uri=qemu+unix:///system?socket=${lv.rwSocket}`], { stdio: 'ignore' });
   const url = `http://127.0.0.1:${port}/metrics`;

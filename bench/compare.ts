@@ -317,10 +317,8 @@ try {
           { key: 'libvirt', target: await startVirtExporter('virt-exporter → libvirtd', `libvirt+qemu:///system?socket=${lv.rwSocket}`), host: lh },
         ];
         const kumina = await startKumina(lv);
-        if (kumina !== undefined) {
-          kumina.name = 'prometheus-libvirt-exporter 0.2.0 → libvirtd';
-          targets.push({ key: 'kumina', target: kumina, host: lh });
-        }
+        kumina.name = 'prometheus-libvirt-exporter 0.2.0 → libvirtd';
+        targets.push({ key: 'kumina', target: kumina, host: lh });
         try {
           rows.push(...(await measure(n, mode, targets)));
         } finally {

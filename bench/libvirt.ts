@@ -2,7 +2,7 @@
 // qcow2 on virtio, a virtio user NIC, a balloon) under a private libvirtd
 // (test/drivers/libvirt/daemon.ts), paused and then running. For each state
 // it scrapes, alternating in one run, virt-exporter's libvirt driver and
-// Debian's prometheus-libvirt-exporter (kumina 0.2.0) when installed, and
+// Debian's prometheus-libvirt-exporter (kumina 0.2.0; required), and
 // prints per exporter: curl latency p50/p99, CPU per scrape of exporter +
 // libvirtd + QEMU (from /proc, minus the same daemon's and QEMUs' CPU over an
 // equally long idle window), exporter RSS and samples per domain.
@@ -45,7 +45,7 @@ try {
     }
     for (const state of STATES) {
       for (let i = 0; i < n; i++) await lv.virsh([state === 'running' ? 'resume' : 'suspend', `bench-${i}`]).catch(() => undefined);
-      const targets = [await startOurs(lv), await startKumina(lv)].filter((t): t is Target => t !== undefined);
+      const targets: Target[] = [await startOurs(lv), await startKumina(lv)];
       const qemus = libvirtQemuPids(lv);
       const sideTicks = (): number => ticks(lv.pid) + qemus.reduce((a, p) => a + ticks(p), 0);
       for (const t of targets) for (let i = 0; i < 3; i++) curl(t.url); // warm-up (caches, connections)

@@ -144,7 +144,7 @@ Produced by \`npm run bench -- ${process.argv.slice(2).join(' ')}\` on ${day} ($
 machine. N real QEMU domains (TCG, no OS, 64 MiB, 1 vCPU, a 16 MiB qcow2 on
 virtio, a virtio user-mode NIC, a balloon) under a private libvirtd, scraped
 over loopback with curl, virt-exporter's libvirt driver alternating with
-Debian's prometheus-libvirt-exporter (kumina 0.2.0, when installed). For
+Debian's prometheus-libvirt-exporter (kumina 0.2.0; required: apt-get install prometheus-libvirt-exporter). For
 virt-exporter over its own virt-qemud with the same domain shape, see
 "Real QEMU, paused domains" above.
 
