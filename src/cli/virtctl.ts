@@ -21,7 +21,8 @@ Commands:
   domstats [DOMAIN] [--friendly]  every reading, with virsh domstats keys and units
                             (--friendly: by device name, in seconds and bytes)
   dumpdef DOMAIN            the definition as JSON (virsh dumpxml's counterpart)
-  define FILE               define a domain from a JSON definition (or libvirt XML, libvirt+ URIs)
+  define FILE               define a domain from a JSON definition (or libvirt XML, libvirt+ URIs;
+                            or xl configuration text, xen:/// on Xen >= 4.5)
   undefine DOMAIN           remove a shut-off domain's definition
   start DOMAIN              boot a shut-off domain
   shutdown DOMAIN [--wait[=SECONDS]] [--force]
@@ -145,6 +146,8 @@ async function readDefinition(file: string): Promise<unknown> {
     const text = await readFile(path, 'utf8');
     // libvirt domain XML is passed through as given (the libvirt driver validates it by libvirt itself).
     if (text.trimStart().startsWith('<')) return { xml: text };
+    // JSON starts with a brace; anything else is xl configuration text (key = value lines), for Xen's libxl path.
+    if (!text.trimStart().startsWith('{')) return { xl: text };
     return JSON.parse(text) as unknown;
   } catch (err) {
     if (err instanceof VirtError) throw err;

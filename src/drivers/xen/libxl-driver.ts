@@ -68,11 +68,17 @@ export function parseXlConfig(text: string): Map<string, string> {
 const unquote = (v: string | undefined): string | undefined => (v === undefined ? undefined : v.replace(/^"(.*)"$/, '$1').replace(/^'(.*)'$/, '$1'));
 
 /**
- * A definition: xl configuration text passed through (it must name the
- * domain; a uuid is added when missing), or the JSON shape docs/xen.md
+ * A definition: xl configuration text passed through (as a string or as
+ * { xl: text }; it must name the domain; a uuid is added when missing), or the JSON shape docs/xen.md
  * documents (validated as for Xend), turned into xl configuration.
  */
 export function definitionToXl(definition: unknown): XlDefinition {
+  // { "xl": TEXT } is how the admin API and virtctl carry xl configuration text (a JSON body, a file).
+  if (typeof definition === 'object' && definition !== null && 'xl' in definition) {
+    const { xl: text, ...rest } = definition as { xl: unknown };
+    if (typeof text !== 'string' || Object.keys(rest).length > 0) bad('an xl definition is { "xl": "<configuration text>" } and nothing else');
+    return definitionToXl(text);
+  }
   if (typeof definition === 'string') {
     if (definition.length > 64 * 1024) bad('xl configuration above 64 KiB');
     const kv = parseXlConfig(definition);

@@ -349,8 +349,9 @@ void describe('Xen driver against a real Xen 4.17 (the lab)', { timeout: 900_000
       }
       assert.equal(r.code, 0, `virtctl ${args.join(' ')}: ${r.stderr}`);
     };
-    const defFile = join(lab.shared, 'vc1.json');
-    await writeFile(defFile, JSON.stringify({ name: 'vc1', memoryMiB: 96, vcpus: 1, kernel: '/lab/vmlinuz', ramdisk: '/lab/domu.cpio', cmdline: 'console=hvc0 nokaslr quiet' }));
+    // virtctl defines from xl configuration text (the admin API above from the JSON shape).
+    const defFile = join(lab.shared, 'vc1.cfg');
+    await writeFile(defFile, OFF_CONFIG('vc1'));
     await ok('define', defFile);
     const all = JSON.parse((await virtctl('list', '--all')).stdout) as { domains?: { name: string; state: string }[] } | { name: string; state: string }[];
     const allRows = Array.isArray(all) ? all : (all.domains ?? []);

@@ -34,6 +34,28 @@ function xlImage(config: unknown, opts: { magic?: string; json?: boolean; bigEnd
 
 const cfg = (name: string, uuid: string): unknown => ({ c_info: { type: 'pv', name, uuid }, b_info: { max_memkb: 98304 } });
 
+void describe('libxl definitions', () => {
+  void it('xl configuration text comes as a string or as { xl: text }, and passes through with a uuid added', () => {
+    const text = 'name = "web"\nmemory = 96\nvcpus = 2\n';
+    const a = definitionToXl({ xl: text });
+    assert.equal(a.name, 'web');
+    assert.equal(a.memoryMiB, 96);
+    assert.equal(a.vcpus, 2);
+    assert.ok(a.config.startsWith(text.trim()), 'the text itself is kept');
+    assert.match(a.config, /\nuuid = "[0-9a-f-]{36}"\n$/);
+    assert.equal(definitionToXl(text).name, 'web');
+  });
+  for (const [what, def] of [
+    ['an xl definition with other keys', { xl: 'name = "web"\n', memoryMiB: 64 }],
+    ['an xl definition that is not text', { xl: 42 }],
+    ['xl text without a name', { xl: 'memory = 96\n' }],
+  ] as Array<[string, unknown]>) {
+    void it(`refuses ${what} (VIRT_ERR_XML_ERROR, as every bad definition)`, () => {
+      assert.throws(() => definitionToXl(def), (e: unknown) => isVirtError(e, 'VIRT_ERR_XML_ERROR'));
+    });
+  }
+});
+
 void describe('xl save image header', () => {
   void it('names the domain and UUID, in either byte order', () => {
     assert.deepEqual(parseXlSaveHeader(xlImage(cfg('web', UUID.toUpperCase())), 'f'), { name: 'web', uuid: UUID });
