@@ -75,7 +75,7 @@ const unquote = (v: string | undefined): string | undefined => (v === undefined 
 export function definitionToXl(definition: unknown): XlDefinition {
   // { "xl": TEXT } is how the admin API and virtctl carry xl configuration text (a JSON body, a file).
   if (typeof definition === 'object' && definition !== null && 'xl' in definition) {
-    const { xl: text, ...rest } = definition as { xl: unknown };
+    const { xl: text, ...rest } = definition;
     if (typeof text !== 'string' || Object.keys(rest).length > 0) bad('an xl definition is { "xl": "<configuration text>" } and nothing else');
     return definitionToXl(text);
   }
