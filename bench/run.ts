@@ -13,11 +13,12 @@
 //     against the Xend stand-in, bench/xen-lab.ts against the real Xen lab); likewise its own section.
 //   node bench/run.ts --compare [--sizes 10,30,60] [--mode paused,running,guest]: only the side-by-side
 //     benchmark (bench/compare.ts); likewise its own section, and docs/benchmarks-compare.svg.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
 import { ROOT } from '../test/helpers/exporter.ts';
+import { replaceSection, runChild } from './doc-section.ts';
 
 const { values: opts } = parseArgs({
   options: {
@@ -47,26 +48,8 @@ if (opts.compare === true) {
 const only = opts.only;
 if (only !== undefined && !['test', 'qemu', 'guests'].includes(only)) throw new Error(`--only takes test, qemu or guests, got ${only}`);
 
-function runChild(script: string, args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(`${ROOT}node_modules/.bin/node`, [`${ROOT}${script}`, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.once('exit', (code) => (code === 0 ? resolve(out.trim()) : reject(new Error(`${script} exited ${String(code)}`))));
-  });
-}
-
 // Measure what an installation runs: the compiled copy under build/.
 if (spawnSync('sh', [`${ROOT}scripts/build.sh`], { stdio: 'inherit' }).status !== 0) throw new Error('scripts/build.sh failed');
-
-/** Replaces the part of docs/benchmarks.md between two markers (appends it when absent), keeping the rest. */
-function replaceSection(begin: string, end: string, section: string): void {
-  const file = `${ROOT}docs/benchmarks.md`;
-  const old = readFileSync(file, 'utf8');
-  const a = old.indexOf(begin);
-  const b = old.indexOf(end);
-  writeFileSync(file, a >= 0 && b > a ? old.slice(0, a) + section + old.slice(b + end.length) : `${old.trimEnd()}\n\n${section}\n`);
-}
 
 const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.versions.node}`;
 const when = new Date().toISOString().slice(0, 10);
