@@ -101,7 +101,8 @@ async function qemuCase(): Promise<string[]> {
   let exp: StartedExporter | undefined;
   try {
     process.stderr.write(`idle: exporter on qemu:///session with ${DOMAINS} paused domains\n`);
-    const rw = await open('qemu:///session', { readOnly: false });
+    // The disks live in the bench's temp dir: allowed explicitly (virt-qemud confines definitions to RUNTIME-DIR/images).
+    const rw = await open('qemu:///session', { readOnly: false, settings: { 'qemu.image-dirs': base } });
     daemonPid = Number(readFileSync(join(base, 'qemu', 'virt-qemud.pid'), 'utf8').trim());
     try {
       for (let i = 0; i < DOMAINS; i++) {
