@@ -193,8 +193,9 @@ ${await runChild('bench/qemu-guests.ts', [])}`);
 
 const page = `# Benchmarks
 
-Produced by \`${command}\` on ${when} (${machine}). Figures from a shared
-2-core development machine; re-run on your own hardware before relying on them.
+Each section says which command produced it, when, and on what machine; re-run
+on your own hardware before relying on them. This page was produced whole by
+\`${command}\` on ${when} (${machine}).
 
 ${sections.join('\n\n')}
 `;
