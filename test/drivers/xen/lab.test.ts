@@ -100,6 +100,9 @@ void describe('Xen driver against a real Xen 4.17 (the lab)', { timeout: 900_000
     await lab?.stop();
   });
 
+  /** Every line of dom0's xl audit log (one per xl run; the shim in the lab's /usr/sbin/xl writes it). */
+  const auditLog = async (): Promise<string[]> => (await lab.ok('cat /var/log/xen/xl-audit.log')).split('\n').filter((l) => l !== '');
+
   const byName = (b: BulkStats, n: string): DomainStats => {
     const d = b.domains.find((x) => x.info.name === n);
     assert.ok(d !== undefined, `${n} missing from ${b.domains.map((x) => x.info.name).join(',')}`);
@@ -195,7 +198,7 @@ void describe('Xen driver against a real Xen 4.17 (the lab)', { timeout: 900_000
       const row = parseXlList(await lab.ok('xl list')).find((r) => r.name === n);
       return row === undefined ? undefined : xlState(row.state);
     };
-    const audit = async (): Promise<string[]> => (await lab.ok('cat /var/log/xen/xl-audit.log')).split('\n').filter((l) => l !== '');
+    const audit = auditLog;
     // xl in the TCG-emulated dom0 now and then fails a command it does at the next try (it has
     // printed its usage for a plain "xl destroy NAME" once): one more try, and say so.
     const twice = async (what: string, op: () => Promise<void>): Promise<void> => {
@@ -248,7 +251,7 @@ void describe('Xen driver against a real Xen 4.17 (the lab)', { timeout: 900_000
 
   void it('every lifecycle operation through the admin endpoint and through virtctl changes what xl list shows; wrong-state ones give 409 and run no xl', async () => {
     const row = async (n: string): Promise<XlListRow | undefined> => parseXlList(await lab.ok('xl list')).find((r) => r.name === n);
-    const audit = async (): Promise<number> => (await lab.ok('cat /var/log/xen/xl-audit.log')).split('\n').filter((l) => l !== '').length;
+    const audit = async (): Promise<number> => (await auditLog()).length;
     const running = async (n: string): Promise<boolean> => {
       const r = await row(n);
       return r !== undefined && xlState(r.state) !== 'paused';
@@ -387,7 +390,7 @@ void describe('Xen driver against a real Xen 4.17 (the lab)', { timeout: 900_000
     assert.notEqual(wrong.code, 0);
     assert.equal((JSON.parse(wrong.stderr.trim().split('\n').at(-1) ?? '{}') as { code?: string }).code, 'VIRT_ERR_OPERATION_INVALID');
     // virtctl's own connection probes xl once when it opens (a read); nothing else may have run.
-    const ran = (await lab.ok('cat /var/log/xen/xl-audit.log')).split('\n').filter((l) => l !== '').slice(n1);
+    const ran = (await auditLog()).slice(n1);
     assert.deepEqual(ran.filter((l) => !['info', 'list', 'domid', 'uptime', 'vcpu-list'].includes(l.split(' ')[1] ?? '')), [], 'no state-changing xl ran for virtctl\'s wrong-state suspend');
     await ok('resume', 'vc1');
     await eventually('vc1 unpaused', () => running('vc1'));
@@ -426,7 +429,7 @@ void describe('Xen driver against a real Xen 4.17 (the lab)', { timeout: 900_000
     } finally {
       await c.close();
     }
-    const log = (await lab.ok('cat /var/log/xen/xl-audit.log')).split('\n').filter((l) => l !== '');
+    const log = await auditLog();
     const at = log.lastIndexOf(mark);
     assert.ok(at >= 0, 'the marker is in the audit log');
     const lines = log.slice(at + 1);
