@@ -3,11 +3,11 @@
 // exporters under test over a private libvirtd (virt-exporter's libvirt
 // driver, Debian's prometheus-libvirt-exporter).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { startExporter, type StartedExporter } from '../test/helpers/exporter.ts';
-import type { PrivateLibvirtd } from '../test/drivers/libvirt/daemon.ts';
+import { domainXml, type PrivateLibvirtd } from '../test/drivers/libvirt/daemon.ts';
 
 export const KUMINA = '/usr/bin/prometheus-libvirt-exporter';
 export const TICK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
@@ -134,4 +134,12 @@ export function libvirtQemuPids(lv: PrivateLibvirtd): number[] {
   const dir = join(lv.dir, 'run', 'qemu');
   if (!existsSync(dir)) return [];
   return readdirSync(dir).filter((f) => f.endsWith('.pid')).map((f) => Number(readFileSync(join(dir, f), 'utf8').trim())).filter((p) => p > 1);
+}
+
+/** Defines the benchmarks' no-OS domain (64 MiB, a 16 MiB qcow2 on virtio, a user-mode NIC, a balloon) and starts it, paused or running. */
+export async function startNoOsDomain(lv: PrivateLibvirtd, name: string, paused: boolean): Promise<void> {
+  const file = join(lv.dir, `${name}.xml`);
+  writeFileSync(file, domainXml({ name, disk: await lv.qemuImg(`${name}.qcow2`), userNic: true }));
+  await lv.virsh(['define', file]);
+  await lv.virsh(['start', ...(paused ? ['--paused'] : []), name]);
 }

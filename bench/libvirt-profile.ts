@@ -5,35 +5,19 @@
 //
 //   node_modules/.bin/node bench/libvirt-profile.ts [--domains 30] [--reps 10] [--state paused|running]
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { domainXml, PrivateLibvirtd } from '../test/drivers/libvirt/daemon.ts';
+import { PrivateLibvirtd } from '../test/drivers/libvirt/daemon.ts';
+import { libvirtQemuPids, startNoOsDomain, ticks, TICK } from './compare-stacks.ts';
 
 const { values: opts } = parseArgs({ options: { domains: { type: 'string', default: '30' }, reps: { type: 'string', default: '10' }, state: { type: 'string', default: 'paused' } } });
 const N = Number(opts.domains);
 const REPS = Number(opts.reps);
-const TICK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
-function ticks(pid: number): number {
-  try {
-    const st = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
-    return Number(f[11]) + Number(f[12]);
-  } catch {
-    return 0;
-  }
-}
 const lv = await PrivateLibvirtd.start();
 try {
   for (let i = 0; i < N; i++) {
-    const name = `prof-${i}`;
-    const file = join(lv.dir, `${name}.xml`);
-    writeFileSync(file, domainXml({ name, disk: await lv.qemuImg(`${name}.qcow2`), userNic: true }));
-    await lv.virsh(['define', file]);
-    await lv.virsh(['start', ...(opts.state === 'paused' ? ['--paused'] : []), name]);
+    await startNoOsDomain(lv, `prof-${i}`, opts.state === 'paused');
   }
-  const dir = join(lv.dir, 'run', 'qemu');
-  const qemus = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.pid')).map((f) => Number(readFileSync(join(dir, f), 'utf8').trim())) : [];
+  const qemus = libvirtQemuPids(lv);
   const sets: string[][] = [[], ['--state'], ['--cpu-total'], ['--balloon'], ['--vcpu'], ['--interface'], ['--block'], ['--block', '--backing'], ['--state', '--cpu-total', '--balloon', '--vcpu', '--interface', '--block'], ['--state', '--cpu-total', '--vcpu', '--interface', '--block'], ['--state', '--cpu-total', '--interface', '--block'], ['--nowait', '--state', '--cpu-total', '--balloon', '--vcpu', '--interface', '--block']];
   const uri = lv.uri();
   for (const args of sets) {

@@ -8,11 +8,9 @@
 // equally long idle window), exporter RSS and samples per domain.
 //
 //   node_modules/.bin/node bench/libvirt.ts [--sizes 10,30,60] [--scrapes 40] [--states paused,running]
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { domainXml, PrivateLibvirtd } from '../test/drivers/libvirt/daemon.ts';
-import { curl, libvirtQemuPids, pct, rssMiB, startKumina, startOurs, ticks, TICK, type Target } from './compare-stacks.ts';
+import { PrivateLibvirtd } from '../test/drivers/libvirt/daemon.ts';
+import { curl, libvirtQemuPids, pct, rssMiB, startKumina, startNoOsDomain, startOurs, ticks, TICK, type Target } from './compare-stacks.ts';
 
 const { values: opts } = parseArgs({
   options: {
@@ -37,11 +35,7 @@ try {
   let defined = 0;
   for (const n of SIZES) {
     for (; defined < n; defined++) {
-      const name = `bench-${defined}`;
-      const file = join(lv.dir, `${name}.xml`);
-      writeFileSync(file, domainXml({ name, disk: await lv.qemuImg(`${name}.qcow2`), userNic: true }));
-      await lv.virsh(['define', file]);
-      await lv.virsh(['start', '--paused', name]);
+      await startNoOsDomain(lv, `bench-${defined}`, true);
     }
     for (const state of STATES) {
       for (let i = 0; i < n; i++) await lv.virsh([state === 'running' ? 'resume' : 'suspend', `bench-${i}`]).catch(() => undefined);
