@@ -4,6 +4,7 @@ import type { CompatSet } from '../collectors/compat.ts';
 import type { ExporterState } from '../collectors/exporter.ts';
 import { SamplesPath, type SampleOptions } from '../collectors/samples.ts';
 import type { Emit, Snapshot } from '../collectors/snapshot.ts';
+import { ByteSink } from './byte-sink.ts';
 
 export type ExpositionFormat = 'text' | 'openmetrics';
 export const CONTENT_TYPES: Record<ExpositionFormat, string> = {
@@ -16,76 +17,8 @@ export function negotiateFormat(accept: string | undefined): ExpositionFormat {
   return accept !== undefined && /application\/openmetrics-text/i.test(accept) ? 'openmetrics' : 'text';
 }
 
-const NEEDS_ESCAPE = /[\\"\n]/;
-function escapeLabel(v: string): string {
-  return NEEDS_ESCAPE.test(v) ? v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n') : v;
-}
 function escapeHelp(v: string): string {
   return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
-}
-function formatValue(v: number): string {
-  if (Number.isNaN(v)) return 'NaN';
-  if (v === Infinity) return '+Inf';
-  if (v === -Infinity) return '-Inf';
-  return String(v);
-}
-
-/** Characters of sample lines a family gathers before encoding them into its buffer in one call. */
-const FLUSH_CHARS = 8192;
-
-/**
- * A growable byte buffer kept across scrapes. Sample lines are appended to a
- * short pending string and encoded into the buffer a few kilobytes at a
- * time: one native call per batch instead of per line, and lines die young
- * instead of piling up in arrays until a final join (which made the garbage
- * collector dominate large scrapes).
- */
-class ByteSink {
-  buf: Buffer = Buffer.allocUnsafe(4096);
-  len = 0;
-  pending = '';
-
-  add(s: string): void {
-    this.pending += s;
-    if (this.pending.length >= FLUSH_CHARS) this.flush();
-  }
-
-  flush(): void {
-    const s = this.pending;
-    if (s.length === 0) return;
-    this.pending = '';
-    const need = this.len + s.length * 3;
-    if (need > this.buf.length) {
-      const next = Buffer.allocUnsafe(Math.max(need, this.buf.length * 2));
-      this.buf.copy(next, 0, 0, this.len);
-      this.buf = next;
-    }
-    this.len += this.buf.write(s, this.len, 'utf8');
-  }
-
-  reset(): void {
-    this.len = 0;
-    this.pending = '';
-  }
-
-  bytes(): Buffer {
-    this.flush();
-    return this.buf.subarray(0, this.len);
-  }
-}
-
-/**
- * Escaped label values, remembered by position: the samples of one domain
- * come in runs, so the value at a position is usually the one just escaped.
- */
-const lastRaw: string[] = [];
-const lastEscaped: string[] = [];
-function escapeAt(i: number, v: string): string {
-  if (lastRaw[i] === v) return lastEscaped[i] as string;
-  const e = escapeLabel(v);
-  lastRaw[i] = v;
-  lastEscaped[i] = e;
-  return e;
 }
 
 function header(name: string, help: string, type: string, unit: string, format: ExpositionFormat): string {
@@ -117,13 +50,17 @@ function pieces(spec: MetricSpec): LinePieces {
 
 /** Writes one sample line: NAME{L1="v1",L2="v2"} VALUE. */
 function writeLine(sink: ByteSink, p: LinePieces, labels: readonly string[], value: number): void {
-  let s = p.open;
+  sink.ascii(p.open);
   if (p.labels > 0) {
-    s += escapeAt(0, labels[0] ?? '');
-    for (let i = 0; i < p.between.length; i++) s += (p.between[i] as string) + escapeAt(i + 1, labels[i + 1] ?? '');
-    s += p.close;
+    sink.labelValue(labels[0] ?? '');
+    for (let i = 0; i < p.between.length; i++) {
+      sink.ascii(p.between[i] as string);
+      sink.labelValue(labels[i + 1] ?? '');
+    }
+    sink.ascii(p.close);
   }
-  sink.add(s + formatValue(value) + '\n');
+  sink.value(value);
+  sink.byte(0x0a);
 }
 
 /** prom-client's registry rendered by prom-client itself, without its gauges named like counters. */
@@ -242,7 +179,7 @@ export class Exposition {
     this.#path.collect(snapshot, emit, opts);
     const chunks: Buffer[] = [];
     for (const f of [...set.natives, ...set.aliases]) {
-      if (f.sink.len > 0 || f.sink.pending.length > 0) chunks.push(Buffer.from(header(f.spec.name, f.spec.help, f.spec.type, f.spec.unit, format)), f.sink.bytes());
+      if (f.sink.len > 0) chunks.push(Buffer.from(header(f.spec.name, f.spec.help, f.spec.type, f.spec.unit, format)), f.sink.bytes());
     }
     return chunks;
   }

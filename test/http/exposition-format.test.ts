@@ -1,5 +1,5 @@
-// The renderer's fast paths (batched encoding, the escape cache) against a
-// plain reference formatter, on hostile label values and awkward numbers.
+// The renderer's fast paths (pieces written straight into pooled buffers, integers
+// digit by digit) against a plain reference formatter, on hostile label values and awkward numbers.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { COLLECTORS, METRIC_LIST, type CollectorName, type MetricSpec } from '../../src/collectors/catalogue.ts';
