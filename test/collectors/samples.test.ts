@@ -93,7 +93,7 @@ void describe('one samples path', () => {
       collectSamples(snap, (metric, labels, value) => {
         if (metric === METRICS.collectorDuration) out.set(labels[0] ?? '', value);
       });
-      assert.ok(snap.durationSeconds >= READ_MS / 1000, 'the collection took the read');
+      assert.ok(snap.durationSeconds >= (READ_MS * 0.9) / 1000, 'the collection took the read');
       return out;
     };
     const shared = await durations(ALL);
@@ -104,6 +104,8 @@ void describe('one samples path', () => {
     }
     // The only collector on the bulk read: the read is its cost.
     const alone = await durations(new Set<CollectorName>(['cpu']));
-    assert.ok((alone.get('cpu') ?? 0) >= READ_MS / 1000, `cpu alone: ${String(alone.get('cpu'))} s`);
+    // Within 10 %: a timer is armed from libuv's cached loop time, so it can fire a little before
+    // READ_MS by performance.now() (399.9 ms was seen in CI).
+    assert.ok((alone.get('cpu') ?? 0) >= (READ_MS * 0.9) / 1000, `cpu alone: ${String(alone.get('cpu'))} s`);
   });
 });
