@@ -284,7 +284,8 @@ void describe('Xen driver against a real Xen 4.17 (the lab)', { timeout: 900_000
     // The save directory is the lab's shared one: xl writes the image in dom0, the admin API checks it on the host.
     const f = await startAdmin({ connection: rw, dir: lab.shared });
     const api = (path: string, method = 'POST', body?: unknown, role: keyof typeof TOKENS = 'admin'): Promise<Reply> =>
-      call(`${f.url}/api/v1/domains${path}`, { method, token: TOKENS[role], ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+      // xl in the emulated dom0 under CI load has taken over 20 s for one operation: wait as long as the exporter's own deadline allows.
+      call(`${f.url}/api/v1/domains${path}`, { method, token: TOKENS[role], timeoutMs: 180_000, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
     // xl in the TCG-emulated dom0 now and then fails a command it does at the next try (see above):
     // one more try on a 500, and a 409 then means the first did its work after all.
     const act = async (path: string, body?: unknown, role: keyof typeof TOKENS = 'admin'): Promise<void> => {

@@ -222,6 +222,8 @@ export interface RequestOptions {
   ca?: string;
   cert?: string;
   key?: string;
+  /** Give up after this long without a reply (default 20 s). */
+  timeoutMs?: number;
 }
 
 /** One request with a fresh connection (no keep-alive), for independence between cases. */
@@ -257,7 +259,8 @@ export function call(url: string, opts: RequestOptions = {}): Promise<Reply> {
       res.on('error', reject);
     });
     req.on('error', reject);
-    req.setTimeout(20_000, () => req.destroy(new Error('request timed out (20 s)')));
+    const timeout = opts.timeoutMs ?? 20_000;
+    req.setTimeout(timeout, () => req.destroy(new Error(`request timed out (${timeout / 1000} s)`)));
     req.end(opts.body);
   });
 }
